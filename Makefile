@@ -1,0 +1,38 @@
+# Two commands do all set-up: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+ROOT   ?= $(CURDIR)/lakehouse-data
+PATIENTS ?= 200
+
+.PHONY: install demo test test-fast lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip uv
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/uv pip install --python $(BIN)/python --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/lakehouse --root $(ROOT) demo --patients $(PATIENTS)
+
+test: install
+	$(BIN)/python -m pytest -q -ra -m "not classic_spark"
+	@if command -v java >/dev/null 2>&1; then \
+	  echo "== portability lane: engine-neutral transforms on classic local Spark (JVM) =="; \
+	  LAKEHOUSE_TEST_LANE=classic $(BIN)/python -m pytest -q -ra -m classic_spark; \
+	else echo "java not found: skipping the classic Spark lane"; fi
+
+lint: install
+	$(BIN)/ruff check .
+
+bench: install
+	$(BIN)/lakehouse bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache

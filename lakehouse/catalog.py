@@ -1,0 +1,270 @@
+"""The table catalog and the one table writer.
+
+Every table is an external Delta table at ``<root>/<layer>/<table>`` registered as ``<layer>.<table>``.
+Sail keeps its catalog in memory, so tables are re-registered from the files on every session start.
+Writes always go through table names (never path appends, which silently cast bad values on Sail).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from deltalake import DeltaTable
+
+from lakehouse.config import Settings
+from lakehouse.errors import LakehouseError
+from lakehouse.logs import get_logger
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.types import StructType
+
+log = get_logger(__name__)
+
+LAYERS = ("bronze", "silver", "gold", "quarantine", "system")
+_LAYER_DIRS = {"system": "_system"}
+
+# name -> location registered in the (process-wide) engine catalog
+_registered: dict[str, str] = {}
+
+
+@dataclass(frozen=True)
+class TableRef:
+    layer: str
+    table: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.layer}.{self.table}"
+
+    @classmethod
+    def parse(cls, name: str) -> TableRef:
+        parts = name.split(".")
+        if len(parts) != 2 or parts[0] not in LAYERS or not parts[1]:
+            raise LakehouseError(f"table name {name!r} must be <layer>.<table> with layer one of {', '.join(LAYERS)}")
+        return cls(parts[0], parts[1])
+
+
+def is_delta_table(path: Path) -> bool:
+    return (path / "_delta_log").is_dir()
+
+
+class Catalog:
+    def __init__(self, spark: SparkSession, settings: Settings) -> None:
+        self.spark = spark
+        self.settings = settings
+
+    # -- locations ---------------------------------------------------------------------------
+    def path(self, name: str) -> Path:
+        ref = TableRef.parse(name)
+        return self.settings.root_path / _LAYER_DIRS.get(ref.layer, ref.layer) / ref.table
+
+    def exists(self, name: str) -> bool:
+        return is_delta_table(self.path(name))
+
+    def list_tables(self) -> list[str]:
+        names = []
+        for layer in LAYERS:
+            layer_dir = self.settings.root_path / _LAYER_DIRS.get(layer, layer)
+            if not layer_dir.is_dir():
+                continue
+            names += [f"{layer}.{p.name}" for p in sorted(layer_dir.iterdir()) if is_delta_table(p)]
+        return names
+
+    # -- registration ------------------------------------------------------------------------
+    def register(self, name: str) -> None:
+        location = str(self.path(name))
+        if _registered.get(name) == location:
+            return
+        ref = TableRef.parse(name)
+        self.spark.sql(f"CREATE SCHEMA IF NOT EXISTS {ref.layer}")
+        if name in _registered:
+            self.spark.sql(f"DROP TABLE IF EXISTS {name}")  # external: the files stay
+        self.spark.sql(f"CREATE TABLE IF NOT EXISTS {name} USING delta LOCATION '{location}'")
+        _registered[name] = location
+
+    def register_all(self) -> list[str]:
+        names = self.list_tables()
+        for stale in [n for n in _registered if n not in names]:
+            self.spark.sql(f"DROP TABLE IF EXISTS {stale}")
+            del _registered[stale]
+        for name in names:
+            self.register(name)
+        return names
+
+    # -- creation ----------------------------------------------------------------------------
+    def create(self, name: str, schema: StructType | str, partition_by: Sequence[str] = (),
+               properties: dict[str, str] | None = None) -> None:
+        """Create an empty table from a declared schema (no-op when it exists)."""
+        if self.exists(name):
+            self.register(name)
+            return
+        ref = TableRef.parse(name)
+        ddl = schema if isinstance(schema, str) else schema_ddl(schema)
+        self.path(name).parent.mkdir(parents=True, exist_ok=True)
+        self.spark.sql(f"CREATE SCHEMA IF NOT EXISTS {ref.layer}")
+        parts = f" PARTITIONED BY ({', '.join(partition_by)})" if partition_by else ""
+        props = ""
+        if properties:
+            props = " TBLPROPERTIES (" + ", ".join(f"'{k}' = '{v}'" for k, v in properties.items()) + ")"
+        self.spark.sql(f"DROP TABLE IF EXISTS {name}")
+        self.spark.sql(
+            f"CREATE TABLE {name} ({ddl}) USING delta{parts} LOCATION '{self.path(name)}'{props}"
+        )
+        _registered[name] = str(self.path(name))
+
+    # -- writes ------------------------------------------------------------------------------
+    def append(self, df: DataFrame, name: str, partition_by: Sequence[str] = ()) -> int:
+        """Append through the table name (strict casts). Creates the table from df's schema if new."""
+        if not self.exists(name):
+            self.create(name, df.schema, partition_by)
+        else:
+            self.register(name)
+        df.writeTo(name).append()
+        return self.version(name)
+
+    def append_new(self, df: DataFrame, name: str, keys: Sequence[str],
+                   partition_by: Sequence[str] = ()) -> int:
+        """Append the rows whose key is not yet in the table; returns how many were appended.
+
+        Writes nothing (no new Delta version) when every key is already there.
+        """
+        if self.exists(name):
+            self.register(name)
+            existing = self.spark.table(name).select(*keys).distinct()
+            df = df.join(existing, on=list(keys), how="left_anti")
+        df = df.dropDuplicates(list(keys)).cache() if hasattr(df, "cache") else df
+        rows = df.count()
+        if rows:
+            self.append(df, name, partition_by)
+        return rows
+
+    def merge(self, df: DataFrame, name: str, keys: Sequence[str], partition_by: Sequence[str] = (),
+              delete_missing: bool = False) -> dict[str, int]:
+        """Upsert by key: insert new keys, update rows whose values changed; unchanged rows are left alone.
+
+        Returns counts; writes no new version when nothing changed.
+        """
+        if not self.exists(name):
+            df = df.dropDuplicates(list(keys))
+            rows = df.count()
+            if rows or True:
+                self.append(df, name, partition_by)
+            return {"inserted": rows, "updated": 0, "deleted": 0}
+        self.register(name)
+        target = self.spark.table(name)
+        cols = [c for c in target.columns]
+        if set(df.columns) != set(cols):
+            missing = set(cols) ^ set(df.columns)
+            raise LakehouseError(f"merge into {name}: columns differ from the table: {sorted(missing)}")
+        df = df.select(*cols)
+        others = [c for c in cols if c not in keys]
+        changes = self._change_counts(df, target, keys, others, delete_missing)
+        if not any(changes.values()):
+            return changes
+        view = f"_src_{uuid.uuid4().hex[:12]}"
+        df.createOrReplaceTempView(view)
+        on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+        differs = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in others) or "FALSE"
+        sets = ", ".join(f"t.`{c}` = s.`{c}`" for c in cols)
+        insert_cols = ", ".join(f"`{c}`" for c in cols)
+        insert_vals = ", ".join(f"s.`{c}`" for c in cols)
+        sql = (
+            f"MERGE INTO {name} t USING {view} s ON {on} "
+            f"WHEN MATCHED AND ({differs}) THEN UPDATE SET {sets} "
+            f"WHEN NOT MATCHED THEN INSERT ({insert_cols}) VALUES ({insert_vals})"
+        )
+        if delete_missing:
+            sql += " WHEN NOT MATCHED BY SOURCE THEN DELETE"
+        try:
+            self.spark.sql(sql)
+        finally:
+            self.spark.catalog.dropTempView(view)
+        return changes
+
+    def _change_counts(self, df: DataFrame, target: DataFrame, keys: Sequence[str], others: Sequence[str],
+                       delete_missing: bool) -> dict[str, int]:
+        from pyspark.sql import functions as F
+
+        key_cols = list(keys)
+        inserted = df.join(target.select(*key_cols), key_cols, "left_anti").count()
+        # rows of df that are not identical to some target row (null-safe): new or changed
+        not_identical = df.exceptAll(target).select(*key_cols).distinct().count() if others else 0
+        updated = max(not_identical - inserted, 0)
+        deleted = target.join(df.select(*key_cols), key_cols, "left_anti").count() if delete_missing else 0
+        _ = F  # keep import local for engines without functions at module import
+        return {"inserted": inserted, "updated": updated, "deleted": deleted}
+
+    def replace_where(self, df: DataFrame, name: str, predicate: str) -> int:
+        """Replace the rows matching ``predicate`` with df; every df row must match (Sail does not check)."""
+        outside = df.filter(f"NOT ({predicate}) OR ({predicate}) IS NULL").count()
+        if outside:
+            raise LakehouseError(f"replace_where on {name}: {outside} rows do not match {predicate!r}")
+        if not self.exists(name):
+            return self.append(df, name)
+        self.register(name)
+        view = f"_src_{uuid.uuid4().hex[:12]}"
+        df.createOrReplaceTempView(view)
+        cols = ", ".join(f"`{c}`" for c in self.spark.table(name).columns)
+        try:
+            self.spark.sql(f"INSERT INTO {name} REPLACE WHERE {predicate} SELECT {cols} FROM {view}")
+        finally:
+            self.spark.catalog.dropTempView(view)
+        return self.version(name)
+
+    def overwrite(self, df: DataFrame, name: str) -> int:
+        """Replace the whole content (small derived tables, reports)."""
+        return self.replace_where(df, name, "TRUE")
+
+    # -- reads -------------------------------------------------------------------------------
+    def read(self, name: str, version: int | None = None, timestamp: str | datetime | None = None) -> DataFrame:
+        if not self.exists(name):
+            raise LakehouseError(f"table {name} does not exist under {self.settings.root_path}; run the pipeline first")
+        if version is None and timestamp is None:
+            self.register(name)
+            return self.spark.table(name)
+        reader = self.spark.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", int(version))
+        else:
+            ts = timestamp.isoformat(sep=" ") if isinstance(timestamp, datetime) else str(timestamp)
+            reader = reader.option("timestampAsOf", ts)
+        return reader.load(str(self.path(name)))
+
+    def version(self, name: str) -> int:
+        return int(DeltaTable(str(self.path(name))).version())
+
+    # -- maintenance and history (delta-rs; Sail SQL has none of these) -----------------------
+    def delta(self, name: str) -> DeltaTable:
+        if not self.exists(name):
+            raise LakehouseError(f"table {name} does not exist under {self.settings.root_path}")
+        return DeltaTable(str(self.path(name)))
+
+    def history(self, name: str, limit: int | None = None) -> list[dict[str, object]]:
+        return list(self.delta(name).history(limit))
+
+    def optimize(self, name: str) -> dict[str, object]:
+        return dict(self.delta(name).optimize.compact())
+
+    def vacuum(self, name: str, retention_hours: int = 168, dry_run: bool = False) -> list[str]:
+        enforce = retention_hours >= 168
+        return list(self.delta(name).vacuum(retention_hours=retention_hours, dry_run=dry_run,
+                                            enforce_retention_duration=enforce))
+
+    def restore(self, name: str, version: int) -> dict[str, object]:
+        return dict(self.delta(name).restore(version))
+
+
+def schema_ddl(schema: StructType) -> str:
+    """A StructType as a column DDL list that Spark and Sail both parse."""
+    return ", ".join(f"`{f.name}` {f.dataType.simpleString()}" + ("" if f.nullable else " NOT NULL")
+                     for f in schema.fields)
+
+
+def table_rows(catalog: Catalog, names: Iterable[str]) -> dict[str, int]:
+    return {name: catalog.read(name).count() for name in names if catalog.exists(name)}

@@ -1,0 +1,284 @@
+"""The ``lakehouse`` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lakehouse.config import Settings, get_settings, load_settings, set_settings
+from lakehouse.errors import LakehouseError
+from lakehouse.logs import setup_logging
+
+warnings.filterwarnings("ignore", message=".*pandas.*", category=FutureWarning)
+
+app = typer.Typer(help="Clinical lakehouse: HL7 v2, FHIR R4 and DICOM on Delta Lake, bronze -> silver -> gold.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+audit_app = typer.Typer(help="Audit trail: verify the hash chain, trace lineage.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+console = Console()
+err = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def cli_errors(fn: F) -> F:
+    """Configuration and data errors become one red line and a non-zero exit."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except LakehouseError as exc:
+            err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.callback()
+def main(
+    root: Annotated[Path | None, typer.Option(help="lakehouse root (default ./lakehouse or LAKEHOUSE_ROOT)")] = None,
+    config: Annotated[Path | None, typer.Option(help="settings file (default ./lakehouse.yaml)")] = None,
+    engine: Annotated[str | None, typer.Option(help="local | connect | spark")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    setup_logging("INFO" if verbose else None)
+    try:
+        set_settings(load_settings(config_file=config, root=root, engine=engine))
+    except LakehouseError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
+
+
+def _settings() -> Settings:
+    return get_settings()
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+# -- pipeline ---------------------------------------------------------------------------------
+
+@app.command()
+@cli_errors
+def generate(
+    patients: Annotated[int, typer.Option(min=1)] = 100,
+    seed: Annotated[int, typer.Option()] = 42,
+    out: Annotated[Path | None, typer.Option(help="landing dir (default <root>/landing)")] = None,
+    bad_rate: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.02,
+    ndjson: Annotated[bool, typer.Option(help="also write FHIR Bulk Data NDJSON")] = False,
+) -> None:
+    """Write synthetic HL7 v2, FHIR R4 and DICOM for the same patients into the landing zone."""
+    from lakehouse import pipeline
+
+    result = pipeline.generate(_settings(), patients, seed, out, bad_rate, ndjson)
+    console.print(result.get("summary", result))
+
+
+@app.command()
+@cli_errors
+def ingest(
+    paths: Annotated[list[Path] | None, typer.Argument(help="files or folders to copy into landing first")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Land files (HL7 v2, FHIR, DICOM; detected by content) and ingest what is new into Bronze."""
+    from lakehouse import pipeline
+
+    result = pipeline.ingest(_settings(), list(paths or []))
+    _print_json(result) if as_json else console.print(result)
+
+
+@app.command()
+@cli_errors
+def silver(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Build the Silver tables from Bronze."""
+    from lakehouse import pipeline
+
+    result = pipeline.silver(_settings())
+    _print_json(result) if as_json else console.print(result)
+
+
+@app.command()
+@cli_errors
+def gold(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Build Gold with dbt (dbt build)."""
+    from lakehouse import pipeline
+
+    result = pipeline.gold(_settings())
+    _print_json(result) if as_json else console.print(result)
+
+
+@app.command("run")
+@cli_errors
+def run_all(paths: Annotated[list[Path] | None, typer.Argument()] = None,
+            as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Run every layer: ingest, silver, gold."""
+    from lakehouse import pipeline
+
+    result = pipeline.run_all(_settings(), list(paths or []))
+    _print_json(result) if as_json else console.print(result)
+
+
+@app.command()
+@cli_errors
+def demo(
+    patients: Annotated[int, typer.Option(min=1)] = 200,
+    seed: Annotated[int, typer.Option()] = 42,
+) -> None:
+    """Generate synthetic data and run the whole pipeline on the embedded engine."""
+    from lakehouse import pipeline
+
+    settings = _settings()
+    console.print(f"[bold]lakehouse root:[/bold] {settings.root_path}")
+    pipeline.generate(settings, patients, seed, None, 0.02)
+    pipeline.run_all(settings, [])
+    _status_table(settings)
+    console.print(f"\nTry: lakehouse --root {settings.root_path} show gold.mart_readmission_30d")
+
+
+# -- inspection -------------------------------------------------------------------------------
+
+def _status_table(settings: Settings) -> list[dict[str, Any]]:
+    from lakehouse.status import table_status
+
+    rows = table_status(settings)
+    table = Table("layer", "table", "rows", "version", "last write", title=f"lakehouse at {settings.root_path}")
+    for r in rows:
+        table.add_row(r["layer"], r["table"], f"{r['rows']:,}", str(r["version"]), str(r["last_write"]))
+    console.print(table)
+    return rows
+
+
+@app.command()
+@cli_errors
+def status(as_json: Annotated[bool, typer.Option("--json", help="machine-readable list")] = False) -> None:
+    """Every table: layer, rows, current version, last write."""
+    from lakehouse.status import table_status
+
+    if as_json:
+        _print_json(table_status(_settings()))
+    else:
+        _status_table(_settings())
+
+
+@app.command()
+@cli_errors
+def history(table: str, limit: Annotated[int, typer.Option()] = 20,
+            as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Delta history of TABLE (layer.table)."""
+    from lakehouse.catalog import Catalog
+
+    entries = Catalog(None, _settings()).history(table, limit)  # type: ignore[arg-type]
+    if as_json:
+        _print_json(entries)
+        return
+    out = Table("version", "timestamp", "operation", "metrics")
+    from datetime import UTC, datetime
+
+    for e in entries:
+        ts = datetime.fromtimestamp(e["timestamp"] / 1000, UTC).isoformat() if e.get("timestamp") else ""
+        out.add_row(str(e.get("version")), ts, str(e.get("operation")), json.dumps(e.get("operationMetrics", {})))
+    console.print(out)
+
+
+@app.command()
+@cli_errors
+def show(
+    table: str,
+    as_of_version: Annotated[int | None, typer.Option("--as-of-version")] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="timestamp, e.g. 2026-01-31T12:00:00")] = None,
+    limit: Annotated[int, typer.Option()] = 20,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Rows of TABLE, optionally as of an earlier version or time (Delta time travel)."""
+    from lakehouse.catalog import Catalog
+    from lakehouse.engine import get_spark
+
+    settings = _settings()
+    catalog = Catalog(get_spark(settings), settings)
+    df = catalog.read(table, version=as_of_version, timestamp=as_of)
+    rows = [r.asDict(recursive=True) for r in df.limit(limit).collect()]
+    if as_json:
+        _print_json(rows)
+        return
+    out = Table(*df.columns, title=table)
+    for r in rows:
+        out.add_row(*[("" if v is None else str(v))[:60] for v in r.values()])
+    console.print(out)
+
+
+@app.command()
+@cli_errors
+def maintain(
+    retention_hours: Annotated[int, typer.Option(help="vacuum files older than this")] = 168,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Compact small files (optimize) and vacuum old ones on every table (delta-rs)."""
+    from lakehouse.catalog import Catalog
+    from lakehouse.runlog import run_context
+
+    settings = _settings()
+    catalog = Catalog(None, settings)  # type: ignore[arg-type]
+    report = []
+    with run_context("maintain", settings) as run:
+        for name in catalog.list_tables():
+            if name == "system.runs":
+                continue
+            opt = catalog.optimize(name)
+            removed = catalog.vacuum(name, retention_hours)
+            report.append({"table": name, "files_added": opt.get("numFilesAdded"),
+                           "files_removed": opt.get("numFilesRemoved"), "vacuumed": len(removed)})
+            run.wrote(name, catalog.version(name), 0)
+    if as_json:
+        _print_json(report)
+    else:
+        for r in report:
+            console.print(r)
+
+
+# -- audit ------------------------------------------------------------------------------------
+
+@audit_app.command("verify")
+@cli_errors
+def audit_verify() -> None:
+    """Recompute the hash chain of the run log; non-zero exit at the first broken link."""
+    from lakehouse.runlog import read_runs, verify_chain
+
+    ok, message = verify_chain(read_runs(_settings()))
+    if ok:
+        console.print(f"[green]ok[/green] {message}")
+    else:
+        err.print(f"[red]audit chain broken:[/red] {message}")
+        raise typer.Exit(6)
+
+
+@app.command()
+@cli_errors
+def runs(limit: Annotated[int, typer.Option()] = 20, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """The most recent runs from the run log."""
+    from lakehouse.runlog import read_runs
+
+    records = read_runs(_settings())[-limit:]
+    if as_json:
+        _print_json(records)
+        return
+    out = Table("seq", "run", "command", "status", "started", "seconds", "outputs", "error")
+    for r in records:
+        seconds = json.loads(r["metrics"] or "{}").get("seconds", "")
+        out.add_row(str(r["seq"]), r["run_id"][:8], r["command"], r["status"], str(r["started_at"]),
+                    str(seconds), str(len(json.loads(r["outputs"] or "[]"))), (r["error"] or "")[:60])
+    console.print(out)
+
+
+if __name__ == "__main__":
+    app()

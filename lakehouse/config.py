@@ -1,0 +1,134 @@
+"""The one settings object: defaults, then ``lakehouse.yaml``, then ``LAKEHOUSE_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from lakehouse.errors import ConfigError
+
+Engine = Literal["local", "connect", "spark"]
+DatePolicy = Literal["year", "shift"]
+
+ENV_PREFIX = "LAKEHOUSE_"
+CONFIG_FILE_ENV = "LAKEHOUSE_CONFIG"
+
+
+class Settings(BaseModel):
+    """Everything a run can be told. Secrets are ``SecretStr`` so they never print."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    root: Path = Field(default=Path("lakehouse"), description="lakehouse root (landing, bronze, ...)")
+    engine: Engine = "local"
+    spark_remote: str | None = Field(default=None, description="Spark Connect URL for engine=connect")
+    spark_master: str = Field(default="local[*]", description="master for engine=spark")
+    sail_debug: bool = Field(default=False, description="verbose Sail server log (RUST_LOG=info)")
+    pseudonym_key: SecretStr | None = Field(default=None, description="HMAC key for pseudonyms")
+    pseudonym_key_file: Path | None = Field(default=None, description="file holding the HMAC key")
+    date_policy: DatePolicy = "shift"
+    max_shift_days: int = Field(default=365, ge=1, le=3650)
+    dbt_target: str = "local"
+    mlflow_tracking_uri: str | None = None
+    openlineage_url: str | None = None
+
+    @property
+    def root_path(self) -> Path:
+        return self.root.expanduser().resolve() if "://" not in str(self.root) else self.root
+
+    @property
+    def system_dir(self) -> Path:
+        return self.root_path / "_system"
+
+    @property
+    def landing_dir(self) -> Path:
+        return self.root_path / "landing"
+
+    def table_path(self, layer: str, table: str) -> Path:
+        return self.root_path / layer / table
+
+    def redacted(self) -> dict[str, object]:
+        """Settings as a dict that is safe to log or hash (no secret values)."""
+        out: dict[str, object] = {}
+        for name, value in self.model_dump().items():
+            if isinstance(getattr(self, name), SecretStr):
+                out[name] = "***" if value is not None else None
+            else:
+                out[name] = str(value) if isinstance(value, Path) else value
+        return out
+
+
+def _from_env(environ: dict[str, str]) -> dict[str, str]:
+    fields = Settings.model_fields
+    values: dict[str, str] = {}
+    for key, value in environ.items():
+        if not key.startswith(ENV_PREFIX) or key == CONFIG_FILE_ENV:
+            continue
+        name = key[len(ENV_PREFIX):].lower()
+        if name not in fields:
+            known = ", ".join(ENV_PREFIX + f.upper() for f in fields)
+            raise ConfigError(f"unknown setting {key}; known: {known}")
+        values[name] = value
+    return values
+
+
+def _from_file(path: Path) -> dict[str, object]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML ({exc.__class__.__name__}); fix the file or remove it") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must be a YAML mapping of setting: value")
+    return data
+
+
+def load_settings(config_file: Path | None = None, environ: dict[str, str] | None = None,
+                  **overrides: object) -> Settings:
+    """Defaults < lakehouse.yaml < LAKEHOUSE_* env < explicit overrides."""
+    environ = dict(os.environ if environ is None else environ)
+    values: dict[str, object] = {}
+    if config_file is None and environ.get(CONFIG_FILE_ENV):
+        config_file = Path(environ[CONFIG_FILE_ENV])
+        if not config_file.exists():
+            raise ConfigError(f"{CONFIG_FILE_ENV}={config_file} does not exist; point it at a lakehouse.yaml")
+    if config_file is None and Path("lakehouse.yaml").exists():
+        config_file = Path("lakehouse.yaml")
+    if config_file is not None:
+        from_file = _from_file(config_file)
+        # a relative root in a settings file is relative to that file, not to the current directory
+        if isinstance(from_file.get("root"), str) and "://" not in from_file["root"]:
+            root = Path(from_file["root"]).expanduser()
+            from_file["root"] = root if root.is_absolute() else (config_file.resolve().parent / root)
+        values.update(from_file)
+    values.update(_from_env(environ))
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        settings = Settings(**values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(
+            f"invalid setting {field!r}: {first['msg']}; set it in lakehouse.yaml or {ENV_PREFIX}{field.upper()}"
+        ) from None
+    if settings.engine == "connect" and not settings.spark_remote:
+        raise ConfigError("engine=connect needs a Spark Connect URL: set LAKEHOUSE_SPARK_REMOTE=sc://host:15002")
+    return settings
+
+
+_current: Settings | None = None
+
+
+def get_settings() -> Settings:
+    global _current
+    if _current is None:
+        _current = load_settings()
+    return _current
+
+
+def set_settings(settings: Settings | None) -> None:
+    global _current
+    _current = settings

@@ -1,0 +1,211 @@
+"""The run log: one hash-chained record per command run in ``<root>/_system/runs`` (Delta, via delta-rs).
+
+Written with delta-rs rather than the engine so a run that failed to start the engine is still recorded.
+Each record carries ``hash = sha256(prev_hash + canonical JSON of the record)``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import getpass
+import hashlib
+import json
+import subprocess
+import time
+import traceback
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from deltalake import DeltaTable, write_deltalake
+
+from lakehouse.config import Settings
+from lakehouse.logs import get_logger
+
+log = get_logger(__name__)
+
+RUNS_TABLE = "runs"
+GENESIS = "0" * 64
+
+RUN_SCHEMA = pa.schema([
+    ("seq", pa.int64()),
+    ("run_id", pa.string()),
+    ("command", pa.string()),
+    ("user", pa.string()),
+    ("code_version", pa.string()),
+    ("config_digest", pa.string()),
+    ("started_at", pa.timestamp("us", tz="UTC")),
+    ("ended_at", pa.timestamp("us", tz="UTC")),
+    ("status", pa.string()),
+    ("inputs", pa.string()),          # JSON list of {kind, name, version|sha256, rows}
+    ("outputs", pa.string()),         # JSON list of {table, version, rows}
+    ("metrics", pa.string()),         # JSON object
+    ("error", pa.string()),
+    ("prev_hash", pa.string()),
+    ("hash", pa.string()),
+])
+
+HASHED_FIELDS = [f.name for f in RUN_SCHEMA if f.name != "hash"]
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    here = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "-C", str(here), "rev-parse", "--short=12", "HEAD"],
+                             capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return "v" + version("clinical-lakehouse")
+        except PackageNotFoundError:
+            return "unknown"
+
+
+def config_digest(settings: Settings) -> str:
+    return hashlib.sha256(json.dumps(settings.redacted(), sort_keys=True).encode()).hexdigest()
+
+
+def canonical(record: dict[str, Any]) -> str:
+    def norm(value: Any) -> Any:
+        if isinstance(value, datetime):
+            return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return value
+
+    return json.dumps({k: norm(record[k]) for k in HASHED_FIELDS}, sort_keys=True, separators=(",", ":"))
+
+
+def chain_hash(prev_hash: str, record: dict[str, Any]) -> str:
+    return hashlib.sha256((prev_hash + canonical(record)).encode()).hexdigest()
+
+
+@dataclass
+class Run:
+    command: str
+    settings: Settings
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def read(self, table: str, version: int | None = None, rows: int | None = None) -> None:
+        self.inputs.append({"kind": "table", "name": table, "version": version, "rows": rows})
+
+    def read_file(self, path: str, sha256: str, size: int | None = None) -> None:
+        self.inputs.append({"kind": "file", "name": path, "sha256": sha256, "size": size})
+
+    def wrote(self, table: str, version: int | None, rows: int) -> None:
+        self.outputs.append({"table": table, "version": version, "rows": rows})
+
+    def metric(self, name: str, value: Any) -> None:
+        self.metrics[name] = value
+
+
+def runs_path(settings: Settings) -> Path:
+    return settings.system_dir / RUNS_TABLE
+
+
+@contextmanager
+def _chain_lock(settings: Settings) -> Iterator[None]:
+    settings.system_dir.mkdir(parents=True, exist_ok=True)
+    with open(settings.system_dir / "runs.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _last(path: Path) -> tuple[int, str]:
+    if not (path / "_delta_log").is_dir():
+        return 0, GENESIS
+    table = DeltaTable(str(path)).to_pyarrow_table(columns=["seq", "hash"])
+    if table.num_rows == 0:
+        return 0, GENESIS
+    rows = table.sort_by([("seq", "descending")]).slice(0, 1).to_pylist()[0]
+    return int(rows["seq"]), str(rows["hash"])
+
+
+def write_record(run: Run, status: str, error: str | None = None) -> dict[str, Any]:
+    path = runs_path(run.settings)
+    with _chain_lock(run.settings):
+        seq, prev = _last(path)
+        record: dict[str, Any] = {
+            "seq": seq + 1,
+            "run_id": run.run_id,
+            "command": run.command,
+            "user": _user(),
+            "code_version": code_version(),
+            "config_digest": config_digest(run.settings),
+            "started_at": run.started_at,
+            "ended_at": datetime.now(UTC),
+            "status": status,
+            "inputs": json.dumps(run.inputs, sort_keys=True, default=str),
+            "outputs": json.dumps(run.outputs, sort_keys=True, default=str),
+            "metrics": json.dumps(run.metrics, sort_keys=True, default=str),
+            "error": error,
+            "prev_hash": prev,
+        }
+        record["hash"] = chain_hash(prev, record)
+        write_deltalake(str(path), pa.Table.from_pylist([record], schema=RUN_SCHEMA), mode="append")
+    return record
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+@contextmanager
+def run_context(command: str, settings: Settings) -> Iterator[Run]:
+    """Record one run: status ok, or failed with the error, always written."""
+    run = Run(command=command, settings=settings)
+    t0 = time.monotonic()
+    try:
+        yield run
+    except BaseException as exc:
+        run.metric("seconds", round(time.monotonic() - t0, 3))
+        message = f"{exc.__class__.__name__}: {exc}".strip()
+        if not isinstance(exc, KeyboardInterrupt | SystemExit):
+            log.debug("run %s failed:\n%s", run.run_id, traceback.format_exc())
+        try:
+            write_record(run, "failed", message[:4000])
+        except Exception:  # noqa: BLE001 - never mask the original error
+            log.exception("could not write the run record")
+        raise
+    run.metric("seconds", round(time.monotonic() - t0, 3))
+    write_record(run, "ok")
+
+
+def read_runs(settings: Settings) -> list[dict[str, Any]]:
+    path = runs_path(settings)
+    if not (path / "_delta_log").is_dir():
+        return []
+    return DeltaTable(str(path)).to_pyarrow_table().sort_by("seq").to_pylist()
+
+
+def verify_chain(records: list[dict[str, Any]]) -> tuple[bool, str]:
+    """Recompute the chain; returns (ok, message naming the first broken link)."""
+    prev = GENESIS
+    for i, rec in enumerate(sorted(records, key=lambda r: r["seq"])):
+        if rec["seq"] != i + 1:
+            return False, f"record seq {rec['seq']} out of order (expected {i + 1}): a record was removed"
+        if rec["prev_hash"] != prev:
+            return False, f"record seq {rec['seq']} (run {rec['run_id']}) does not link to the previous record"
+        if chain_hash(prev, rec) != rec["hash"]:
+            return False, f"record seq {rec['seq']} (run {rec['run_id']}) was altered: its hash does not match"
+        prev = rec["hash"]
+    return True, f"{len(records)} run records verified"

@@ -145,16 +145,16 @@ class Catalog:
         return rows
 
     def merge(self, df: DataFrame, name: str, keys: Sequence[str], partition_by: Sequence[str] = (),
-              delete_missing: bool = False) -> dict[str, int]:
+              delete_missing: bool = False, ignore_changes: Sequence[str] = ()) -> dict[str, int]:
         """Upsert by key: insert new keys, update rows whose values changed; unchanged rows are left alone.
 
+        ``ignore_changes`` are columns (run ids, load times) written on insert/update but not compared.
         Returns counts; writes no new version when nothing changed.
         """
         if not self.exists(name):
             df = df.dropDuplicates(list(keys))
             rows = df.count()
-            if rows or True:
-                self.append(df, name, partition_by)
+            self.append(df, name, partition_by)
             return {"inserted": rows, "updated": 0, "deleted": 0}
         self.register(name)
         target = self.spark.table(name)
@@ -163,8 +163,9 @@ class Catalog:
             missing = set(cols) ^ set(df.columns)
             raise LakehouseError(f"merge into {name}: columns differ from the table: {sorted(missing)}")
         df = df.select(*cols)
-        others = [c for c in cols if c not in keys]
-        changes = self._change_counts(df, target, keys, others, delete_missing)
+        others = [c for c in cols if c not in keys and c not in ignore_changes]
+        compared = list(keys) + others
+        changes = self._change_counts(df.select(*compared), target.select(*compared), keys, others, delete_missing)
         if not any(changes.values()):
             return changes
         view = f"_src_{uuid.uuid4().hex[:12]}"
@@ -189,15 +190,12 @@ class Catalog:
 
     def _change_counts(self, df: DataFrame, target: DataFrame, keys: Sequence[str], others: Sequence[str],
                        delete_missing: bool) -> dict[str, int]:
-        from pyspark.sql import functions as F
-
         key_cols = list(keys)
         inserted = df.join(target.select(*key_cols), key_cols, "left_anti").count()
         # rows of df that are not identical to some target row (null-safe): new or changed
         not_identical = df.exceptAll(target).select(*key_cols).distinct().count() if others else 0
         updated = max(not_identical - inserted, 0)
         deleted = target.join(df.select(*key_cols), key_cols, "left_anti").count() if delete_missing else 0
-        _ = F  # keep import local for engines without functions at module import
         return {"inserted": inserted, "updated": updated, "deleted": deleted}
 
     def replace_where(self, df: DataFrame, name: str, predicate: str) -> int:

@@ -126,3 +126,15 @@ def test_bad_table_names(catalog: Catalog) -> None:
         catalog.path("nolayer")
     with pytest.raises(LakehouseError, match="does not exist"):
         catalog.read("silver.missing")
+
+
+def test_merge_ignores_volatile_columns(catalog: Catalog, spark) -> None:  # type: ignore[no-untyped-def]
+    schema = "id BIGINT, value DOUBLE, run_id STRING"
+    catalog.merge(spark.createDataFrame([(1, 1.0, "r1")], schema), "silver.vol", ["id"], ignore_changes=["run_id"])
+    v = catalog.version("silver.vol")
+    changes = catalog.merge(spark.createDataFrame([(1, 1.0, "r2")], schema), "silver.vol", ["id"],
+                            ignore_changes=["run_id"])
+    assert changes["updated"] == 0 and catalog.version("silver.vol") == v
+    catalog.merge(spark.createDataFrame([(1, 2.0, "r3")], schema), "silver.vol", ["id"], ignore_changes=["run_id"])
+    row = catalog.read("silver.vol").collect()[0]
+    assert (row["value"], row["run_id"]) == (2.0, "r3")

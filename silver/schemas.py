@@ -1,0 +1,129 @@
+"""The Silver tables: public contract for notebooks, dbt staging models and BI.
+
+Every Silver table is de-identified (no direct identifiers: keys are HMAC pseudonyms, dates follow the
+date policy, ZIPs are ZIP3, free text is scrubbed), coded, and carries the same lineage columns.
+Column lists are Spark DDL so they can be used in CREATE TABLE and as documentation.
+"""
+
+from __future__ import annotations
+
+LINEAGE = (
+    "sources ARRAY<STRING>, "          # e.g. ['fhir'], ['hl7v2'], ['fhir', 'hl7v2'], ['dicom']
+    "bronze_hashes ARRAY<STRING>, "    # content_hash of every Bronze row that contributed
+    "silver_run_id STRING, "           # run that last changed this row
+    "silver_updated_at TIMESTAMP"      # when that run wrote it
+)
+# lineage columns that change on every run and must not count as a change in MERGE
+VOLATILE = ("silver_run_id", "silver_updated_at")
+
+TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
+    # name: (columns DDL, natural key)
+    "patient": (
+        "patient_key STRING NOT NULL, gender STRING, birth_date DATE, birth_year INT, is_age_90_plus BOOLEAN, "
+        "zip3 STRING, state STRING, country STRING, deceased BOOLEAN, deceased_date DATE, race STRING, "
+        "ethnicity STRING, marital_status STRING, language STRING, insurance STRING, "
+        "source_updated_at TIMESTAMP, " + LINEAGE,
+        ("patient_key",),
+    ),
+    "encounter": (
+        "encounter_key STRING NOT NULL, patient_key STRING NOT NULL, encounter_class STRING, type_code STRING, "
+        "type_system STRING, type_display STRING, status STRING, admit_at TIMESTAMP, discharge_at TIMESTAMP, "
+        "department STRING, organization_key STRING, practitioner_key STRING, admit_source STRING, "
+        "discharge_disposition STRING, reason_code STRING, reason_system STRING, last_adt_event STRING, "
+        "adt_event_count INT, " + LINEAGE,
+        ("encounter_key",),
+    ),
+    "condition": (
+        "condition_key STRING NOT NULL, patient_key STRING NOT NULL, encounter_key STRING, code STRING, "
+        "code_system STRING, display STRING, icd10cm_code STRING, snomed_code STRING, is_icd10cm_valid BOOLEAN, "
+        "is_mapped BOOLEAN, category STRING, clinical_status STRING, verification_status STRING, "
+        "onset_at TIMESTAMP, abatement_at TIMESTAMP, recorded_at TIMESTAMP, " + LINEAGE,
+        ("condition_key",),
+    ),
+    "observation": (
+        "observation_key STRING NOT NULL, patient_key STRING NOT NULL, encounter_key STRING, category STRING, "
+        "loinc_code STRING, display STRING, code_original STRING, code_system_original STRING, "
+        "is_mapped BOOLEAN, value_num DOUBLE, unit STRING, value_original DOUBLE, unit_original STRING, "
+        "is_unit_known BOOLEAN, value_text STRING, value_code STRING, effective_at TIMESTAMP, status STRING, "
+        "interpretation STRING, ref_low DOUBLE, ref_high DOUBLE, abnormal_flag STRING, " + LINEAGE,
+        ("observation_key",),
+    ),
+    "medication_request": (
+        "medication_request_key STRING NOT NULL, patient_key STRING NOT NULL, encounter_key STRING, "
+        "rxnorm_code STRING, code_original STRING, code_system_original STRING, display STRING, is_mapped BOOLEAN, "
+        "status STRING, intent STRING, authored_at TIMESTAMP, practitioner_key STRING, dosage_text STRING, "
+        + LINEAGE,
+        ("medication_request_key",),
+    ),
+    "procedure": (
+        "procedure_key STRING NOT NULL, patient_key STRING NOT NULL, encounter_key STRING, code STRING, "
+        "code_system STRING, display STRING, snomed_code STRING, status STRING, performed_start TIMESTAMP, "
+        "performed_end TIMESTAMP, " + LINEAGE,
+        ("procedure_key",),
+    ),
+    "diagnostic_report": (
+        "diagnostic_report_key STRING NOT NULL, patient_key STRING NOT NULL, encounter_key STRING, code STRING, "
+        "code_system STRING, display STRING, category STRING, status STRING, effective_at TIMESTAMP, "
+        "issued_at TIMESTAMP, result_count INT, conclusion STRING, " + LINEAGE,
+        ("diagnostic_report_key",),
+    ),
+    "imaging_study": (
+        "imaging_study_key STRING NOT NULL, patient_key STRING NOT NULL, encounter_key STRING, "
+        "modalities ARRAY<STRING>, started_at TIMESTAMP, description STRING, series_count INT, "
+        "instance_count INT, " + LINEAGE,
+        ("imaging_study_key",),
+    ),
+    "imaging_series": (
+        "imaging_series_key STRING NOT NULL, imaging_study_key STRING NOT NULL, patient_key STRING NOT NULL, "
+        "modality STRING, body_site STRING, series_number INT, description STRING, instance_count INT, " + LINEAGE,
+        ("imaging_series_key",),
+    ),
+    "imaging_instance": (
+        "imaging_instance_key STRING NOT NULL, imaging_series_key STRING NOT NULL, imaging_study_key STRING NOT NULL, "
+        "patient_key STRING NOT NULL, sop_class_uid STRING, instance_number INT, rows INT, columns INT, "
+        "number_of_frames INT, transfer_syntax_uid STRING, header_json STRING, " + LINEAGE,
+        ("imaging_instance_key",),
+    ),
+    "practitioner": (
+        "practitioner_key STRING NOT NULL, gender STRING, specialty_code STRING, specialty_display STRING, "
+        + LINEAGE,
+        ("practitioner_key",),
+    ),
+    "organization": (
+        "organization_key STRING NOT NULL, name STRING, type_code STRING, type_display STRING, zip3 STRING, "
+        "state STRING, " + LINEAGE,
+        ("organization_key",),
+    ),
+    "allergy": (
+        "allergy_key STRING NOT NULL, patient_key STRING NOT NULL, code STRING, code_system STRING, display STRING, "
+        "category STRING, criticality STRING, clinical_status STRING, recorded_at TIMESTAMP, " + LINEAGE,
+        ("allergy_key",),
+    ),
+    "immunization": (
+        "immunization_key STRING NOT NULL, patient_key STRING NOT NULL, encounter_key STRING, cvx_code STRING, "
+        "display STRING, status STRING, occurrence_at TIMESTAMP, " + LINEAGE,
+        ("immunization_key",),
+    ),
+}
+
+
+def ddl(table: str) -> str:
+    return TABLES[table][0]
+
+
+def natural_key(table: str) -> tuple[str, ...]:
+    return TABLES[table][1]
+
+
+def columns(table: str) -> list[str]:
+    """Column names in declared order (top-level commas only: types may contain commas)."""
+    names, depth, start, text = [], 0, 0, ddl(table)
+    for i, ch in enumerate(text + ","):
+        if ch in "<(":
+            depth += 1
+        elif ch in ">)":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            names.append(text[start:i].strip().split()[0].strip("`"))
+            start = i + 1
+    return names

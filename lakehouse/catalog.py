@@ -26,8 +26,9 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-LAYERS = ("bronze", "silver", "gold", "quarantine", "system")
-_LAYER_DIRS = {"system": "_system"}
+# `_system` holds run logs, manifests and DQ results (Sail reserves the schema name `system`)
+LAYERS = ("bronze", "silver", "gold", "quarantine", "_system")
+_LAYER_DIRS: dict[str, str] = {}
 
 # name -> location registered in the (process-wide) engine catalog
 _registered: dict[str, str] = {}
@@ -41,6 +42,10 @@ class TableRef:
     @property
     def name(self) -> str:
         return f"{self.layer}.{self.table}"
+
+    @property
+    def quoted(self) -> str:
+        return f"`{self.layer}`.`{self.table}`"
 
     @classmethod
     def parse(cls, name: str) -> TableRef:
@@ -82,16 +87,16 @@ class Catalog:
         if _registered.get(name) == location:
             return
         ref = TableRef.parse(name)
-        self.spark.sql(f"CREATE SCHEMA IF NOT EXISTS {ref.layer}")
+        self.spark.sql(f"CREATE SCHEMA IF NOT EXISTS `{ref.layer}`")
         if name in _registered:
-            self.spark.sql(f"DROP TABLE IF EXISTS {name}")  # external: the files stay
-        self.spark.sql(f"CREATE TABLE IF NOT EXISTS {name} USING delta LOCATION '{location}'")
+            self.spark.sql(f"DROP TABLE IF EXISTS {ref.quoted}")  # external: the files stay
+        self.spark.sql(f"CREATE TABLE IF NOT EXISTS {ref.quoted} USING delta LOCATION '{location}'")
         _registered[name] = location
 
     def register_all(self) -> list[str]:
         names = self.list_tables()
         for stale in [n for n in _registered if n not in names]:
-            self.spark.sql(f"DROP TABLE IF EXISTS {stale}")
+            self.spark.sql(f"DROP TABLE IF EXISTS {TableRef.parse(stale).quoted}")
             del _registered[stale]
         for name in names:
             self.register(name)
@@ -107,14 +112,14 @@ class Catalog:
         ref = TableRef.parse(name)
         ddl = schema if isinstance(schema, str) else schema_ddl(schema)
         self.path(name).parent.mkdir(parents=True, exist_ok=True)
-        self.spark.sql(f"CREATE SCHEMA IF NOT EXISTS {ref.layer}")
+        self.spark.sql(f"CREATE SCHEMA IF NOT EXISTS `{ref.layer}`")
         parts = f" PARTITIONED BY ({', '.join(partition_by)})" if partition_by else ""
         props = ""
         if properties:
             props = " TBLPROPERTIES (" + ", ".join(f"'{k}' = '{v}'" for k, v in properties.items()) + ")"
-        self.spark.sql(f"DROP TABLE IF EXISTS {name}")
+        self.spark.sql(f"DROP TABLE IF EXISTS {ref.quoted}")
         self.spark.sql(
-            f"CREATE TABLE {name} ({ddl}) USING delta{parts} LOCATION '{self.path(name)}'{props}"
+            f"CREATE TABLE {ref.quoted} ({ddl}) USING delta{parts} LOCATION '{self.path(name)}'{props}"
         )
         _registered[name] = str(self.path(name))
 

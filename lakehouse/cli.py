@@ -232,7 +232,7 @@ def maintain(
     report = []
     with run_context("maintain", settings) as run:
         for name in catalog.list_tables():
-            if name == "system.runs":
+            if name == "_system.runs":
                 continue
             opt = catalog.optimize(name)
             removed = catalog.vacuum(name, retention_hours)
@@ -260,6 +260,26 @@ def audit_verify() -> None:
     else:
         err.print(f"[red]audit chain broken:[/red] {message}")
         raise typer.Exit(6)
+
+
+@audit_app.command("lineage")
+@cli_errors
+def audit_lineage(table: str, version: Annotated[int | None, typer.Option()] = None,
+                  as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Which run and inputs produced TABLE (at --version N, default the latest)."""
+    from lakehouse.runlog import lineage_of, read_runs
+
+    found = lineage_of(read_runs(_settings()), table, version)
+    if found is None:
+        raise LakehouseError(f"no recorded run wrote {table}" + (f" version {version}" if version is not None else ""))
+    if as_json:
+        _print_json(found)
+        return
+    console.print(f"{table} v{found['version']} was written by run {found['run_id']} "
+                  f"({found['command']}, seq {found['seq']}, code {found['code_version']}, {found['started_at']})")
+    for item in found["inputs"]:
+        detail = item.get("version") if item["kind"] == "table" else (item.get("sha256") or "")[:16]
+        console.print(f"  <- {item['kind']} {item['name']} {detail}")
 
 
 @app.command()

@@ -172,8 +172,11 @@ def _user() -> str:
 @contextmanager
 def run_context(command: str, settings: Settings) -> Iterator[Run]:
     """Record one run: status ok, or failed with the error, always written."""
+    from lakehouse import lineage
+
     run = Run(command=command, settings=settings)
     t0 = time.monotonic()
+    lineage.emit(run, "START")
     try:
         yield run
     except BaseException as exc:
@@ -185,9 +188,11 @@ def run_context(command: str, settings: Settings) -> Iterator[Run]:
             write_record(run, "failed", message[:4000])
         except Exception:  # noqa: BLE001 - never mask the original error
             log.exception("could not write the run record")
+        lineage.emit(run, "FAIL")
         raise
     run.metric("seconds", round(time.monotonic() - t0, 3))
     write_record(run, "ok")
+    lineage.emit(run, "COMPLETE")
 
 
 def read_runs(settings: Settings) -> list[dict[str, Any]]:
@@ -209,3 +214,26 @@ def verify_chain(records: list[dict[str, Any]]) -> tuple[bool, str]:
             return False, f"record seq {rec['seq']} (run {rec['run_id']}) was altered: its hash does not match"
         prev = rec["hash"]
     return True, f"{len(records)} run records verified"
+
+
+def lineage_of(records: list[dict[str, Any]], table: str, version: int | None = None) -> dict[str, Any] | None:
+    """The run that produced ``table`` at ``version`` (default: its latest), with that run's inputs.
+
+    A run records the last version it wrote of each table, so the producer of version N is the first
+    successful run (in chain order) that recorded a version >= N.
+    """
+    writers = []
+    for rec in sorted(records, key=lambda r: r["seq"]):
+        for out in json.loads(rec["outputs"] or "[]"):
+            if out.get("table") == table and out.get("version") is not None and rec["status"] == "ok":
+                writers.append((int(out["version"]), rec, out))
+    if not writers:
+        return None
+    if version is None:
+        version = max(v for v, _, _ in writers)
+    for v, rec, out in writers:
+        if v >= version:
+            return {"table": table, "version": version, "run_id": rec["run_id"], "seq": rec["seq"],
+                    "command": rec["command"], "started_at": rec["started_at"], "code_version": rec["code_version"],
+                    "rows": out.get("rows"), "inputs": json.loads(rec["inputs"] or "[]"), "hash": rec["hash"]}
+    return None

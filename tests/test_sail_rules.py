@@ -128,3 +128,10 @@ def test_no_streaming_file_source_to_delta(spark, tmp_path: Path) -> None:  # ty
              .format("delta").option("checkpointLocation", str(tmp_path / "cp")).trigger(availableNow=True)
              .start(str(tmp_path / "out")))
         q.awaitTermination(30)
+
+
+def test_system_is_a_reserved_schema_name(spark) -> None:  # type: ignore[no-untyped-def]
+    """Why the system layer is registered as `_system`."""
+    with pytest.raises(Exception, match="(?i)namespace"):
+        spark.sql("CREATE SCHEMA IF NOT EXISTS system").collect()
+    spark.sql("CREATE SCHEMA IF NOT EXISTS `_system`").collect()

@@ -24,6 +24,8 @@ app = typer.Typer(help="Clinical lakehouse: HL7 v2, FHIR R4 and DICOM on Delta L
                   no_args_is_help=True, pretty_exceptions_enable=False)
 audit_app = typer.Typer(help="Audit trail: verify the hash chain, trace lineage.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
+report_app = typer.Typer(help="Reports: the HTML run report, unmapped codes.", no_args_is_help=True)
+app.add_typer(report_app, name="report")
 
 console = Console()
 err = Console(stderr=True)
@@ -118,6 +120,64 @@ def gold(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     _print_json(result) if as_json else console.print(result)
 
 
+@app.command()
+@cli_errors
+def features(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Build gold.features_readmission (point-in-time correct readmission features) from Silver."""
+    from lakehouse import pipeline
+
+    result = pipeline.features(_settings())
+    _print_json(result) if as_json else console.print(result)
+
+
+@app.command()
+@cli_errors
+def train(
+    as_of_version: Annotated[int | None, typer.Option("--as-of-version", help="feature table version")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Train the 30-day readmission model, log it to MLflow and register it as readmission_30d."""
+    from gold.training import mlflow_ui_hint
+    from lakehouse import pipeline
+
+    result = pipeline.train(_settings(), as_of_version=as_of_version)
+    if as_json:
+        _print_json(result)
+        return
+    console.print(result)
+    console.print(f"Look at it: {mlflow_ui_hint(_settings())}")
+
+
+@app.command()
+@cli_errors
+def serve(
+    host: Annotated[str, typer.Option(help="bind address; 0.0.0.0 exposes Gold to everyone (no auth)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 32010,
+) -> None:
+    """Serve the Gold tables to BI tools over Arrow Flight SQL until Ctrl-C."""
+    from gold.serving import serve as serve_gold
+
+    serve_gold(_settings(), host=host, port=port,
+               announce=lambda line: console.print(line, highlight=False, soft_wrap=True))
+
+
+@report_app.command("html")
+@cli_errors
+def report_html() -> None:
+    """Write the HTML run report (row counts, quarantine, data quality, runs, charts) and print its path."""
+    from lakehouse.report import write_report
+
+    path = write_report(_settings())
+    console.print(f"report: {path.as_uri()}", highlight=False, soft_wrap=True)
+
+
+def _write_report_link(settings: Settings) -> None:
+    """After a run: the HTML report, linked on stderr (stdout may carry --json)."""
+    from lakehouse.report import write_report
+
+    err.print(f"report: {write_report(settings).as_uri()}", highlight=False, soft_wrap=True)
+
+
 @app.command("run")
 @cli_errors
 def run_all(paths: Annotated[list[Path] | None, typer.Argument()] = None,
@@ -127,6 +187,7 @@ def run_all(paths: Annotated[list[Path] | None, typer.Argument()] = None,
 
     result = pipeline.run_all(_settings(), list(paths or []))
     _print_json(result) if as_json else console.print(result)
+    _write_report_link(_settings())
 
 
 @app.command()
@@ -142,8 +203,36 @@ def demo(
     console.print(f"[bold]lakehouse root:[/bold] {settings.root_path}")
     pipeline.generate(settings, patients, seed, None, 0.02)
     pipeline.run_all(settings, [])
+    pipeline.features(settings)
+    trained = pipeline.train(settings)
     _status_table(settings)
+    console.print(f"model readmission_30d v{trained['model_version']} (AUROC {trained['metrics']['auroc']:.3f}); "
+                  f"mlflow ui --backend-store-uri {trained['tracking_uri']}", highlight=False)
+    _write_report_link(settings)
     console.print(f"\nTry: lakehouse --root {settings.root_path} show gold.mart_readmission_30d")
+
+
+@app.command()
+@cli_errors
+def listen(
+    port: Annotated[int, typer.Option(min=0, max=65535, help="MLLP port (0: any free port)")] = 2575,
+    host: Annotated[str, typer.Option(help="bind address; 0.0.0.0 exposes PHI to the network")] = "127.0.0.1",
+    metrics_port: Annotated[int | None, typer.Option(help="serve Prometheus /metrics on this port")] = None,
+    tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate: serve MLLP over TLS")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM private key for --tls-cert")] = None,
+    max_message_bytes: Annotated[int, typer.Option(min=1024, help="larger messages get AR")] = 10 * 1024 * 1024,
+    read_timeout: Annotated[float, typer.Option(help="seconds of silence allowed mid-message")] = 30.0,
+    follow: Annotated[bool, typer.Option(help="ingest new landing files into Bronze while listening")] = False,
+    follow_interval: Annotated[float, typer.Option(min=0.5, help="seconds between --follow ingestions")] = 5.0,
+) -> None:
+    """Receive HL7 v2 over MLLP; ACK each message once it is durably in landing/mllp/."""
+    from bronze.mllp import ListenerConfig, serve
+
+    config = ListenerConfig(host=host, port=port, tls_cert=tls_cert, tls_key=tls_key,
+                            max_message_bytes=max_message_bytes, read_timeout=read_timeout)
+    serve(_settings(), config, metrics_port=metrics_port, follow=follow, follow_interval=follow_interval,
+          on_ready=lambda s: err.print(f"listening for MLLP on {host}:{s.port}{' (TLS)' if tls_cert else ''}",
+                                       highlight=False))
 
 
 # -- inspection -------------------------------------------------------------------------------
@@ -244,6 +333,31 @@ def maintain(
     else:
         for r in report:
             console.print(r)
+
+
+@app.command("phi-scan")
+@cli_errors
+def phi_scan(
+    layer: Annotated[str, typer.Option(help="comma-separated layers to scan")] = "silver,gold",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Scan every Parquet file (all Delta versions) of Silver/Gold for PHI; exit 7 on any finding."""
+    from dataclasses import asdict
+
+    from silver.deid.scan import scan
+
+    try:
+        findings = scan(_settings(), [part.strip() for part in layer.split(",") if part.strip()])
+    except ValueError as exc:
+        raise LakehouseError(str(exc)) from None
+    if as_json:
+        _print_json([asdict(f) for f in findings])
+    else:
+        for f in findings:
+            console.print(f.line(), highlight=False, soft_wrap=True)
+        console.print(f"phi-scan: {len(findings)} finding(s) in {layer}", highlight=False)
+    if findings:
+        raise typer.Exit(7)
 
 
 # -- audit ------------------------------------------------------------------------------------

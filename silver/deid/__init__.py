@@ -1,0 +1,32 @@
+"""HIPAA Safe Harbor de-identification building blocks (engine-side, pure) and the PHI scan.
+
+The policy is ``rules.csv`` (rendered in ``POLICY.md``); Silver jobs apply these functions before every write.
+"""
+
+from silver.deid.dates import (
+    age_90plus,
+    apply_date_policy,
+    birth_date_90plus_rule,
+    birth_year_90plus_rule,
+    date_shift_days,
+    date_shift_days_py,
+    is_90_plus,
+    shift_date,
+    shift_timestamp,
+    year_floor,
+    year_only,
+)
+from silver.deid.dicom import deidentify_dicom_column, deidentify_dicom_json, dicom_uid_py
+from silver.deid.geo import generalize_zip3, generalize_zip3_py, restricted_zip3
+from silver.deid.keys import load_key
+from silver.deid.pseudonym import pseudonym, pseudonym_py, reid_mapping, reid_table_name
+from silver.deid.rules import load_rules, rules_for
+from silver.deid.text import known_identifiers, known_identifiers_from_arrays, scrub_text
+
+__all__ = [
+    "age_90plus", "apply_date_policy", "birth_date_90plus_rule", "birth_year_90plus_rule", "date_shift_days",
+    "date_shift_days_py", "deidentify_dicom_column", "deidentify_dicom_json", "dicom_uid_py", "generalize_zip3",
+    "generalize_zip3_py", "is_90_plus", "known_identifiers", "known_identifiers_from_arrays", "load_key",
+    "load_rules", "pseudonym", "pseudonym_py", "reid_mapping", "reid_table_name", "restricted_zip3", "rules_for",
+    "scrub_text", "shift_date", "shift_timestamp", "year_floor", "year_only",
+]

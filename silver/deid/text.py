@@ -1,0 +1,112 @@
+"""Free-text scrubbing, engine-side: the patient's own known identifiers, then pattern recognizers.
+
+Known identifiers are an ``array<struct<kind:string, value:string>>`` per row (build it with
+:func:`known_identifiers` from the patient's Bronze record); each becomes a case-insensitive, word-bounded
+regular expression built in SQL, so the whole scrub is ``aggregate`` + ``regexp_replace`` with no Python UDF.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pyspark.sql import functions as F
+
+from silver.deid.patterns import RECOGNIZERS
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column
+
+NAME_KINDS = ("NAME",)
+DIGIT_KINDS = {"PHONE": 10, "FAX": 10, "SSN": 9}  # kind -> significant trailing digits
+SEP = r"[^\p{L}\p{N}]"
+MIN_TOKEN = 2
+MIN_DIGITS = 7
+
+
+def known_identifiers(**kinds: Column | list[Column]) -> Column:
+    """``known_identifiers(NAME=[given, family], MRN=mrn, PHONE=[home, mobile], ...)`` -> array of (kind, value).
+
+    Each argument is a string column or a list of them; NULL and blank values are left out.
+    """
+    parts = []
+    for kind, cols in kinds.items():
+        for col in cols if isinstance(cols, list) else [cols]:
+            parts.append(F.array(F.struct(F.lit(kind.upper()).alias("kind"), col.cast("string").alias("value"))))
+    if not parts:
+        return F.array().cast("array<struct<kind:string,value:string>>")
+    merged = F.flatten(F.array(*parts))
+    return F.filter(merged, lambda x: x["value"].isNotNull() & (F.trim(x["value"]) != ""))
+
+
+def known_identifiers_from_arrays(**kinds: Column) -> Column:
+    """Like :func:`known_identifiers` for columns that are ``array<string>`` (e.g. all given names)."""
+    parts = [F.transform(F.coalesce(col, F.array().cast("array<string>")),
+                         lambda v, k=kind: F.struct(F.lit(k.upper()).alias("kind"), v.alias("value")))
+             for kind, col in kinds.items()]
+    merged = F.flatten(F.array(*parts))
+    return F.filter(merged, lambda x: x["value"].isNotNull() & (F.trim(x["value"]) != ""))
+
+
+def _tokens(value: Column) -> Column:
+    return F.filter(F.split(value, SEP + "+"), lambda t: F.length(t) >= MIN_TOKEN)
+
+
+def _digit_pattern(value: Column, significant: int, prefix: str) -> Column:
+    digits = F.regexp_replace(value, "[^0-9]", "")
+    digits = F.when(F.length(digits) > significant, F.substring(digits, -significant, significant)).otherwise(digits)
+    n = F.length(digits)
+    head = F.regexp_replace(F.substring(digits, 1, n - 1), "([0-9])", "$1[^0-9A-Za-z]{0,3}")
+    pattern = F.concat(F.lit(prefix), head, F.substring(digits, -1, 1), F.lit(r"\b"))
+    return F.when(n >= MIN_DIGITS, pattern)
+
+
+def identifier_pattern(kind: Column, value: Column) -> Column:
+    """The regular expression that finds one known identifier in text (NULL when it is too short to search)."""
+    tokens = _tokens(value)
+    all_tokens = F.filter(F.split(value, SEP + "+"), lambda t: F.length(t) > 0)
+    # the whole name first (keeps "O'Brien" together), then each part of two or more letters
+    name = F.when(F.size(tokens) > 0, F.concat(F.lit(r"(?i)\b(?:"), F.array_join(all_tokens, SEP + "{1,3}"),
+                                               F.lit("|"), F.array_join(tokens, "|"), F.lit(r")\b")))
+    phrase = F.when((F.size(tokens) > 0) & (F.length(F.array_join(tokens, "")) >= 3),
+                    F.concat(F.lit(r"(?i)\b"), F.array_join(tokens, SEP + "{1,3}"), F.lit(r"\b")))
+    out = F.when(kind.isin(*NAME_KINDS), name)
+    for digit_kind, significant in DIGIT_KINDS.items():
+        prefix = r"(?:\+?1[^0-9A-Za-z]{0,3})?\(?\b" if significant == 10 else r"\b"
+        out = out.when(kind == digit_kind, _digit_pattern(value, significant, prefix))
+    return out.otherwise(phrase)
+
+
+def scrub_known(text_col: Column, known_identifiers_col: Column, names: bool | None = None) -> Column:
+    """Replace each known identifier of the row's patient with ``[<KIND>]`` (only names / only others if told)."""
+    def step(acc: Column, x: Column) -> Column:
+        pattern = identifier_pattern(x["kind"], x["value"])
+        return F.when(pattern.isNull(), acc).otherwise(
+            F.regexp_replace(acc, pattern, F.concat(F.lit("["), x["kind"], F.lit("]"))))
+
+    ids = F.coalesce(known_identifiers_col, F.array().cast("array<struct<kind:string,value:string>>"))
+    if names is not None:
+        ids = F.filter(ids, lambda x: x["kind"].isin(*NAME_KINDS) if names else ~x["kind"].isin(*NAME_KINDS))
+    return F.aggregate(ids, text_col.cast("string"), step)
+
+
+EARLY_KINDS = ("URL", "EMAIL")  # before name parts, so "john@x.org" is one [EMAIL], not "[NAME]@x.org"
+
+
+def scrub_patterns(text_col: Column, kinds: tuple[str, ...] | None = None, skip: tuple[str, ...] = ()) -> Column:
+    out = text_col.cast("string")
+    for r in RECOGNIZERS:
+        if (kinds is None or r.kind in kinds) and r.kind not in skip:
+            out = F.regexp_replace(out, r.regex, r.placeholder)
+    return out
+
+
+def scrub_text(text_col: Column, known_identifiers_col: Column | None = None) -> Column:
+    """Scrub one free-text column: the patient's known identifiers (other than names), URLs and e-mails, the
+    patient's names, then every other pattern. Placeholders are typed: ``[NAME]``, ``[MRN]``, ``[PHONE]``..."""
+    out = text_col.cast("string")
+    if known_identifiers_col is not None:
+        out = scrub_known(out, known_identifiers_col, names=False)
+    out = scrub_patterns(out, kinds=EARLY_KINDS)
+    if known_identifiers_col is not None:
+        out = scrub_known(out, known_identifiers_col, names=True)
+    return scrub_patterns(out, skip=EARLY_KINDS).alias("scrubbed_text")

@@ -1,0 +1,110 @@
+"""PHI scan: catches planted leaks in any Delta version on disk, passes de-identified tables, masks values."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from pyspark.sql import functions as F
+from typer.testing import CliRunner
+
+from lakehouse.cli import app
+from silver.deid.keys import load_key
+from silver.deid.pseudonym import pseudonym_py
+from silver.deid.scan import known_from_bronze, scan
+
+PATIENT = {"resourceType": "Patient", "id": "pat-1",
+           "identifier": [{"type": {"coding": [{"code": "MR"}]}, "value": "MRN7730012"},
+                          {"type": {"coding": [{"code": "SS"}]}, "value": "219-09-9999"}],
+           "name": [{"family": "Okonkwo", "given": ["Adaeze"]}],
+           "telecom": [{"system": "phone", "value": "(617) 555-0188"}, {"system": "email", "value": "ada@example.net"}],
+           "address": [{"line": ["77 Juniper Lane"], "city": "Quincy", "postalCode": "02169"}],
+           "birthDate": "1961-02-17"}
+PID = ("MSH|^~\\&|LAB|HOSP|EHR|HOSP|20240101120000||ADT^A01|MSG1|P|2.5\r"
+       "PID|1||MRN5550001^^^HOSP^MR||White^Walter^J||19550912|M|||9 Oak Road^^Salem^MA^01970||555-010-2222|||||"
+       "ACCT1|321-54-9876\r")
+
+
+def _bronze(catalog, spark) -> None:
+    catalog.append(spark.createDataFrame([("Patient", "pat-1", json.dumps(PATIENT))],
+                                         "resource_type string, resource_id string, raw string"),
+                   "bronze.fhir_resources")
+    catalog.append(spark.createDataFrame([("MSG1", PID)], "message_control_id string, raw string"),
+                   "bronze.hl7v2_messages")
+
+
+CLEAN_DDL = ("patient_key string, birth_date date, zip3 string, race string, code_system string, study_uid string, "
+             "note string, content_hash string")
+
+
+def _clean(spark, key: bytes):
+    pk = pseudonym_py("MRN7730012", key, "patient")
+    note = "[NAME] seen for cough; called [PHONE] on [DATE]. Vitals stable, 2 tablets daily."
+    return spark.createDataFrame(
+        [(pk, dt.date(1961, 5, 30), "021", "White", "http://loinc.org", "2.25.3312", note, "a" * 64)], CLEAN_DDL)
+
+
+def test_known_identifiers_from_fhir_and_hl7(settings, catalog, spark) -> None:
+    _bronze(catalog, spark)
+    known = known_from_bronze(settings, load_key(settings))
+    assert known.patients == 2
+    assert {"okonkwo", "adaeze okonkwo", "mrn7730012", "77 juniper lane", "ada@example.net", "02169",
+            "white", "walter white", "mrn5550001", "9 oak road", "salem", "01970"} <= set(known.exact)
+    assert {"6175550188", "219099999", "5550102222", "321549876"} <= set(known.digits)
+    assert known.birth_dates == {dt.date(1961, 2, 17), dt.date(1955, 9, 12)}
+    assert known.birth_date_by_pseudonym[pseudonym_py("MRN7730012", load_key(settings), "patient")] == \
+        dt.date(1961, 2, 17)
+
+
+def test_clean_deidentified_tables_pass(settings, catalog, spark) -> None:
+    _bronze(catalog, spark)
+    catalog.append(_clean(spark, load_key(settings)), "silver.patient_demo")
+    catalog.append(_clean(spark, load_key(settings)).select("patient_key", "note"), "gold.mart_demo")
+    assert scan(settings, ["silver", "gold"]) == []
+
+
+def test_planted_leak_is_found_in_an_old_version_and_masked(settings, catalog, spark) -> None:
+    _bronze(catalog, spark)
+    key = load_key(settings)
+    leak = _clean(spark, key).withColumn("note", F.lit("Adaeze Okonkwo called about her results"))
+    leak = leak.withColumn("ssn", F.lit("219-09-9999")).withColumn("birth_date", F.lit(dt.date(1961, 2, 17)))
+    catalog.create("silver.patient_demo", CLEAN_DDL + ", ssn string")
+    catalog.append(leak, "silver.patient_demo")
+    catalog.overwrite(_clean(spark, key).withColumn("ssn", F.lit(None).cast("string")), "silver.patient_demo")
+    assert catalog.version("silver.patient_demo") >= 1
+
+    findings = scan(settings, ["silver"])
+    kinds = {(f.column, f.kind) for f in findings}
+    assert ("ssn", "known_ssn") in kinds
+    assert ("note", "text_known_name") in kinds
+    assert ("birth_date", "dob") in kinds
+    assert all(f.file.startswith("silver/patient_demo/") and f.file.endswith(".parquet") for f in findings)
+    for f in findings:  # the report never holds a full value
+        assert "219-09-9999" not in f.line() and "Okonkwo" not in f.line() and "1961-02-17" not in f.line()
+
+
+def test_pattern_leaks_without_bronze(settings, catalog, spark) -> None:
+    df = spark.createDataFrame([("Pt called from 555-123-4567 about labs", "x@y.org", "02139", "fine text here")],
+                               "note string, contact string, postal_code string, other string")
+    catalog.append(df, "gold.leaky")
+    kinds = {(f.column, f.kind) for f in scan(settings, ["gold"])}
+    assert kinds == {("note", "phone"), ("contact", "email"), ("postal_code", "zip5")}
+
+
+def test_cli_exit_code_and_json(settings, catalog, spark, monkeypatch) -> None:
+    _bronze(catalog, spark)
+    key = load_key(settings)
+    catalog.append(_clean(spark, key), "silver.patient_demo")
+    env = {"LAKEHOUSE_PSEUDONYM_KEY": key.decode()}
+    runner = CliRunner()
+    ok = runner.invoke(app, ["--root", str(settings.root_path), "phi-scan"], env=env)
+    assert ok.exit_code == 0, ok.output
+    assert "0 finding(s)" in ok.output
+    catalog.append(_clean(spark, key).withColumn("note", F.lit("MRN7730012")), "silver.patient_demo")
+    bad = runner.invoke(app, ["--root", str(settings.root_path), "phi-scan", "--layer", "silver", "--json"], env=env)
+    assert bad.exit_code == 7
+    report = json.loads(bad.output)
+    assert [(r["column"], r["kind"]) for r in report] == [("note", "known_mrn")]
+    assert "MRN7730012" not in bad.output
+    wrong = runner.invoke(app, ["--root", str(settings.root_path), "phi-scan", "--layer", "bronze"], env=env)
+    assert wrong.exit_code != 0 and "not bronze" in wrong.output

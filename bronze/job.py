@@ -1,0 +1,181 @@
+"""Landing -> Bronze: copy inputs in, find new or changed files, split them engine-side, append what is new.
+
+Order for crash safety: Bronze and quarantine first, the manifest last. A crash in between re-processes the
+files next time and the content-hash dedup absorbs the repeat; a file is never marked done before its rows exist.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from bronze import dicom, fhir, hl7v2
+from bronze.landing import (
+    LandingFile,
+    copy_in,
+    import_batch_name,
+    landing_file,
+    pending_files,
+    read_manifest,
+)
+from bronze.quarantine import QUARANTINE_KEYS, conform, quarantine_text
+from bronze.schemas import (
+    DICOM_SCHEMA,
+    DICOM_TABLE,
+    FHIR_SCHEMA,
+    FHIR_TABLE,
+    HL7V2_SCHEMA,
+    HL7V2_TABLE,
+    MANIFEST_SCHEMA,
+    MANIFEST_TABLE,
+    QUARANTINE_RAW_LIMIT,
+    QUARANTINE_SCHEMA,
+    QUARANTINE_TABLES,
+)
+from lakehouse.catalog import Catalog
+from lakehouse.config import Settings
+from lakehouse.engine import get_spark
+from lakehouse.errors import ReconciliationError
+from lakehouse.runlog import Run
+
+SOURCES = ("hl7v2", "fhir", "dicom", "unknown")
+BRONZE = {"hl7v2": (HL7V2_TABLE, HL7V2_SCHEMA), "fhir": (FHIR_TABLE, FHIR_SCHEMA), "dicom": (DICOM_TABLE, DICOM_SCHEMA)}
+
+
+def _read_files(spark: SparkSession, files: list[LandingFile]) -> DataFrame:
+    """binaryFile rows of the given landing files with their source_file and charset."""
+    lookup = spark.createDataFrame([(f.path.resolve().as_posix().lstrip("/"), f.rel, f.charset) for f in files],
+                                   "key string, source_file string, charset string")
+    raw = spark.read.format("binaryFile").load([str(f.path.resolve()) for f in files])
+    # Sail 0.7 returns one row per read split for a large file (each with the whole content): keep one per path
+    raw = raw.dropDuplicates(["path"])
+    raw = raw.withColumn("key", F.regexp_replace("path", "^(file:)?/*", ""))
+    return raw.join(lookup, "key").select("source_file", "charset", "content")
+
+
+def _conform(df: DataFrame, schema: Any) -> DataFrame:
+    return df.select(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in schema.fields])
+
+
+def _counts(df: DataFrame, flag: str) -> dict[bool, int]:
+    return {bool(r[flag]): int(r["n"]) for r in df.groupBy(flag).agg(F.count(F.lit(1)).alias("n")).collect()}
+
+
+class _Writer:
+    def __init__(self, catalog: Catalog, run: Run) -> None:
+        self.catalog = catalog
+        self.run = run
+
+    def append(self, df: DataFrame, name: str, schema: Any, keys: tuple[str, ...]) -> int:
+        self.catalog.create(name, schema)
+        rows = self.catalog.append_new(_conform(df, schema), name, keys)
+        if rows:
+            self.run.wrote(name, self.catalog.version(name), rows)
+        return rows
+
+    def missing(self, df: DataFrame, name: str, keys: tuple[str, ...]) -> int:
+        """Rows of df whose key is not in the table (after the write this must be 0)."""
+        if not self.catalog.exists(name):
+            return int(df.count())
+        return int(df.select(*keys).distinct().join(self.catalog.read(name).select(*keys), list(keys), "left_anti")
+                   .count())
+
+
+def _load_source(writer: _Writer, source: str, good: DataFrame | None, bad: DataFrame) -> dict[str, int]:
+    """Write one source's good rows (dedup by content hash) and quarantine rows; reconcile."""
+    qname = QUARANTINE_TABLES[source]
+    bad = conform(bad).cache()
+    quarantined = int(bad.count())
+    received_good = bronze_new = 0
+    if good is not None:
+        name, schema = BRONZE[source]
+        good = good.cache()
+        received_good = int(good.count())
+        bronze_new = writer.append(good, name, schema, ("content_hash",)) if received_good else 0
+    if quarantined:
+        writer.append(bad, qname, QUARANTINE_SCHEMA, QUARANTINE_KEYS)
+    received = received_good + quarantined
+    report = {"received": received, "bronze": bronze_new, "quarantined": quarantined,
+              "duplicates": received_good - bronze_new}
+    lost_good = writer.missing(good, BRONZE[source][0], ("content_hash",)) if good is not None and received_good else 0
+    lost_bad = writer.missing(bad, qname, QUARANTINE_KEYS) if quarantined else 0
+    if lost_good or lost_bad or received != report["bronze"] + report["duplicates"] + quarantined:
+        raise ReconciliationError(
+            f"{source}: received {received} != bronze {bronze_new} + duplicates {report['duplicates']} + "
+            f"quarantined {quarantined} ({lost_good} good and {lost_bad} bad items are in neither table)")
+    return report
+
+
+def _unknown_rows(spark: SparkSession, files: list[LandingFile], run_id: str) -> DataFrame:
+    now = datetime.now(UTC)
+    rows = []
+    for f in files:
+        with open(f.path, "rb") as fh:
+            head = fh.read(QUARANTINE_RAW_LIMIT)
+        rows.append((f.reason or "unknown format", f.rel, 0, base64.b64encode(head).decode(), "base64", f.size,
+                     f.size > QUARANTINE_RAW_LIMIT, f.sha256, run_id, now))
+    return spark.createDataFrame(rows, QUARANTINE_SCHEMA)
+
+
+def _manifest_rows(spark: SparkSession, files: list[LandingFile], run_id: str) -> DataFrame:
+    now = datetime.now(UTC)
+    rows = [(f.rel, f.size, datetime.fromtimestamp(f.mtime_ns / 1e9, UTC), f.mtime_ns, f.sha256, f.format, f.charset,
+             run_id, now) for f in files]
+    return spark.createDataFrame(rows, MANIFEST_SCHEMA)
+
+
+def ingest(settings: Settings, paths: list[Path], run: Run) -> dict[str, Any]:
+    """Copy ``paths`` into the landing zone, ingest every new or changed landing file, and reconcile."""
+    spark = get_spark(settings)
+    catalog = Catalog(spark, settings)
+    writer = _Writer(catalog, run)
+    manifest = read_manifest(settings, catalog.path(MANIFEST_TABLE))
+    pending, skipped = pending_files(settings, manifest)
+    copied: list[Path] = []
+    already_landed = 0
+    if paths:
+        known = manifest.hashes | {f.sha256 for f in pending}
+        copied, already_landed = copy_in(settings, paths, import_batch_name(run.run_id), known)
+        pending += [landing_file(settings, p) for p in copied]
+    for f in pending:
+        run.read_file(f.rel, f.sha256, f.size)
+    by_format = {src: [f for f in pending if f.format == src] for src in SOURCES}
+    report: dict[str, Any] = {src: {"received": 0, "bronze": 0, "quarantined": 0, "duplicates": 0} for src in SOURCES}
+
+    if by_format["hl7v2"]:
+        messages, other = hl7v2.split_messages(_read_files(spark, by_format["hl7v2"]), run.run_id)
+        messages = messages.cache()
+        bad_msgs = messages.filter(F.col("reason").isNotNull()).select(
+            *quarantine_text(F.col("reason"), F.col("source_file"), F.col("position"), F.col("raw"),
+                                   run.run_id))
+        report["hl7v2"] = _load_source(writer, "hl7v2", messages.filter(F.col("reason").isNull()),
+                                       conform(bad_msgs).unionByName(other))
+    if by_format["fhir"]:
+        resources, bad = fhir.split_resources(_read_files(spark, by_format["fhir"]), run.run_id)
+        report["fhir"] = _load_source(writer, "fhir", resources, bad)
+    if by_format["dicom"]:
+        files = spark.createDataFrame(
+            [(str(f.path.resolve()), f.rel, f.size, f.sha256) for f in by_format["dicom"]],
+            "abs_path string, source_file string, file_size bigint, content_hash string")
+        instances, bad = dicom.read_instances(files, run.run_id)
+        report["dicom"] = _load_source(writer, "dicom", instances, bad)
+    if by_format["unknown"]:
+        report["unknown"] = _load_source(writer, "unknown", None, _unknown_rows(spark, by_format["unknown"],
+                                                                                 run.run_id))
+    if pending:
+        catalog.create(MANIFEST_TABLE, MANIFEST_SCHEMA)
+        rows = catalog.append_new(_manifest_rows(spark, pending, run.run_id), MANIFEST_TABLE, ("path", "sha256"))
+        if rows:
+            run.wrote(MANIFEST_TABLE, catalog.version(MANIFEST_TABLE), rows)
+    report["files"] = {"new": len(pending), "skipped": skipped, "copied": len(copied),
+                       "already_landed": already_landed,
+                       "by_format": {src: len(files) for src, files in by_format.items()}}
+    report["run_id"] = run.run_id
+    for src in SOURCES:
+        run.metric(f"{src}_received", report[src]["received"])
+    return report

@@ -42,6 +42,11 @@ def cli_errors(fn: F) -> F:
         except LakehouseError as exc:
             err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
+        except OSError as exc:  # unwritable root, full disk, missing directory
+            where = f" {exc.filename}" if exc.filename else ""
+            err.print(f"[red]error:[/red] cannot use{where}: {exc.strerror or exc}; check --root / LAKEHOUSE_ROOT "
+                      "(it must be a writable directory) and free disk space", highlight=False, soft_wrap=True)
+            raise typer.Exit(8) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -173,26 +173,28 @@ def _user() -> str:
 def run_context(command: str, settings: Settings) -> Iterator[Run]:
     """Record one run: status ok, or failed with the error, always written."""
     from lakehouse import lineage
+    from lakehouse.locks import writer_lock
 
     run = Run(command=command, settings=settings)
     t0 = time.monotonic()
-    lineage.emit(run, "START")
-    try:
-        yield run
-    except BaseException as exc:
-        run.metric("seconds", round(time.monotonic() - t0, 3))
-        message = f"{exc.__class__.__name__}: {exc}".strip()
-        if not isinstance(exc, KeyboardInterrupt | SystemExit):
-            log.debug("run %s failed:\n%s", run.run_id, traceback.format_exc())
+    with writer_lock(settings):
+        lineage.emit(run, "START")
         try:
-            write_record(run, "failed", message[:4000])
-        except Exception:  # noqa: BLE001 - never mask the original error
-            log.exception("could not write the run record")
-        lineage.emit(run, "FAIL")
-        raise
-    run.metric("seconds", round(time.monotonic() - t0, 3))
-    write_record(run, "ok")
-    lineage.emit(run, "COMPLETE")
+            yield run
+        except BaseException as exc:
+            run.metric("seconds", round(time.monotonic() - t0, 3))
+            message = f"{exc.__class__.__name__}: {exc}".strip()
+            if not isinstance(exc, KeyboardInterrupt | SystemExit):
+                log.debug("run %s failed:\n%s", run.run_id, traceback.format_exc())
+            try:
+                write_record(run, "failed", message[:4000])
+            except Exception:  # noqa: BLE001 - never mask the original error
+                log.exception("could not write the run record")
+            lineage.emit(run, "FAIL")
+            raise
+        run.metric("seconds", round(time.monotonic() - t0, 3))
+        write_record(run, "ok")
+        lineage.emit(run, "COMPLETE")
 
 
 def read_runs(settings: Settings) -> list[dict[str, Any]]:

@@ -90,7 +90,15 @@ class Catalog:
         self.spark.sql(f"CREATE SCHEMA IF NOT EXISTS `{ref.layer}`")
         if name in _registered:
             self.spark.sql(f"DROP TABLE IF EXISTS {ref.quoted}")  # external: the files stay
-        self.spark.sql(f"CREATE TABLE IF NOT EXISTS {ref.quoted} USING delta LOCATION '{location}'")
+        # Spell out the columns read from the Delta log: without them Sail's DESCRIBE lists no columns,
+        # which breaks tools that introspect tables (dbt incremental merges and snapshots, BI, docs).
+        # Sail rejects a spelled-out schema with ARRAY columns over an existing table (list field naming), so those
+        # tables fall back to an inferred schema (queries work; DESCRIBE stays empty).
+        columns = schema_ddl(self.spark.read.format("delta").load(location).schema)
+        try:
+            self.spark.sql(f"CREATE TABLE IF NOT EXISTS {ref.quoted} ({columns}) USING delta LOCATION '{location}'")
+        except Exception:  # noqa: BLE001 - the engine's error class differs between Sail and Spark
+            self.spark.sql(f"CREATE TABLE IF NOT EXISTS {ref.quoted} USING delta LOCATION '{location}'")
         _registered[name] = location
 
     def register_all(self) -> list[str]:
@@ -143,8 +151,11 @@ class Catalog:
             self.register(name)
             existing = self.spark.table(name).select(*keys).distinct()
             df = df.join(existing, on=list(keys), how="left_anti")
-        df = df.dropDuplicates(list(keys)).cache() if hasattr(df, "cache") else df
         rows = df.count()
+        distinct = df.select(*keys).distinct().count() if rows else 0
+        if distinct != rows:
+            df = _first_per_key(df, keys)
+            rows = distinct
         if rows:
             self.append(df, name, partition_by)
         return rows
@@ -261,6 +272,16 @@ class Catalog:
 
     def restore(self, name: str, version: int) -> dict[str, object]:
         return dict(self.delta(name).restore(version))
+
+
+def _first_per_key(df: DataFrame, keys: Sequence[str]) -> DataFrame:
+    """One row per key. Not dropDuplicates: on Sail that is a first() aggregate over every column, ~10x slower
+    to write than a window over the keys (100k HL7 messages: 10.6 s vs 2.5 s; 0.8 s with no dedup at all)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    window = Window.partitionBy(*keys).orderBy(*keys)
+    return df.withColumn("_key_rank", F.row_number().over(window)).filter("_key_rank = 1").drop("_key_rank")
 
 
 def schema_ddl(schema: StructType) -> str:

@@ -176,6 +176,22 @@ def report_html() -> None:
     console.print(f"report: {path.as_uri()}", highlight=False, soft_wrap=True)
 
 
+@report_app.command("unmapped")
+@cli_errors
+def report_unmapped(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Codes of silver.observation/condition/medication_request not mapped to LOINC/ICD-10-CM/RxNorm, with counts."""
+    from lakehouse.unmapped_report import unmapped_codes
+
+    rows = unmapped_codes(_settings())
+    if as_json:
+        _print_json(rows)
+        return
+    out = Table("domain", "code", "system", "count", title=f"unmapped codes ({len(rows)})")
+    for r in rows:
+        out.add_row(r["domain"], str(r["code"]), str(r["system"]), f"{r['count']:,}")
+    console.print(out)
+
+
 def _write_report_link(settings: Settings) -> None:
     """After a run: the HTML report, linked on stderr (stdout may carry --json)."""
     from lakehouse.report import write_report

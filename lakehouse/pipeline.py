@@ -59,6 +59,22 @@ def gold(settings: Settings, run: Run | None = None) -> dict[str, Any]:
         return fn(settings, run)
 
 
+def features(settings: Settings, run: Run | None = None) -> dict[str, Any]:
+    fn = _step("gold.features", "build_features", "features issue")
+    if run is not None:
+        return fn(settings, run)
+    with run_context("features", settings) as run:
+        return fn(settings, run)
+
+
+def train(settings: Settings, run: Run | None = None, **kwargs: Any) -> dict[str, Any]:
+    fn = _step("gold.training", "train_job", "MLflow issue")
+    if run is not None:
+        return fn(settings, run, **kwargs)
+    with run_context("train", settings) as run:
+        return fn(settings, run, **kwargs)
+
+
 def run_all(settings: Settings, paths: list[Path]) -> dict[str, Any]:
     results: dict[str, Any] = {}
     with run_context("run", settings) as run:

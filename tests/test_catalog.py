@@ -138,3 +138,25 @@ def test_merge_ignores_volatile_columns(catalog: Catalog, spark) -> None:  # typ
     catalog.merge(spark.createDataFrame([(1, 2.0, "r3")], schema), "silver.vol", ["id"], ignore_changes=["run_id"])
     row = catalog.read("silver.vol").collect()[0]
     assert (row["value"], row["run_id"]) == (2.0, "r3")
+
+
+def test_registered_tables_describe_their_columns(catalog: Catalog, spark) -> None:  # type: ignore[no-untyped-def]
+    catalog.append(_df(spark, [(1, "a", 1.0)]), "silver.described")
+    from lakehouse import catalog as catalog_module
+
+    catalog_module._registered.pop("silver.described")
+    spark.sql("DROP TABLE IF EXISTS silver.described")
+    catalog.register("silver.described")
+    cols = [r["col_name"] for r in spark.sql("DESCRIBE TABLE silver.described").collect()]
+    assert cols[:3] == ["id", "name", "value"]
+
+
+def test_tables_with_array_columns_register(catalog: Catalog, spark) -> None:  # type: ignore[no-untyped-def]
+    catalog.append(spark.createDataFrame([(1, ["fhir", "hl7v2"])], "id BIGINT, sources ARRAY<STRING>"),
+                   "silver.arrays")
+    from lakehouse import catalog as catalog_module
+
+    catalog_module._registered.pop("silver.arrays")
+    spark.sql("DROP TABLE IF EXISTS silver.arrays")
+    catalog.register("silver.arrays")
+    assert spark.table("silver.arrays").collect()[0]["sources"] == ["fhir", "hl7v2"]

@@ -135,3 +135,16 @@ def test_system_is_a_reserved_schema_name(spark) -> None:  # type: ignore[no-unt
     with pytest.raises(Exception, match="(?i)namespace"):
         spark.sql("CREATE SCHEMA IF NOT EXISTS system").collect()
     spark.sql("CREATE SCHEMA IF NOT EXISTS `_system`").collect()
+
+
+def test_table_registered_without_columns_describes_nothing(spark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Why Catalog.register spells out the columns from the Delta log."""
+    path = tmp_path / "d"
+    spark.createDataFrame([(1,)], "id int").write.format("delta").save(str(path))
+    spark.sql("CREATE SCHEMA IF NOT EXISTS rules")
+    spark.sql(f"CREATE TABLE rules.undescribed USING delta LOCATION '{path}'")
+    try:
+        assert spark.sql("DESCRIBE TABLE rules.undescribed").count() == 0
+        assert spark.table("rules.undescribed").count() == 1
+    finally:
+        spark.sql("DROP TABLE rules.undescribed")

@@ -1,0 +1,16 @@
+{{ config(unique_key=['discharge_month', 'department_key']) }}
+
+-- Inpatient length of stay (days) by department and discharge month.
+select
+    f.department_key,
+    cast(date_trunc('MONTH', f.discharged_at) as date)     as discharge_month,
+    date_format(f.discharged_at, 'yyyy-MM')                as year_month,
+    count(*)                                               as discharges,
+    round(sum(f.length_of_stay_days), 4)                   as total_los_days,
+    round(avg(f.length_of_stay_days), 4)                   as avg_los_days,
+    round(percentile(f.length_of_stay_days, 0.5), 4)       as median_los_days,
+    round(min(f.length_of_stay_days), 4)                   as min_los_days,
+    round(max(f.length_of_stay_days), 4)                   as max_los_days
+from {{ ref('fct_encounter') }} as f
+where f.is_index_admission and f.length_of_stay_days is not null
+group by 1, 2, 3

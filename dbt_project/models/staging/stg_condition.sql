@@ -1,0 +1,19 @@
+select
+    cast(condition_key as string)          as condition_key,
+    cast(patient_key as string)            as patient_key,
+    cast(encounter_key as string)          as encounter_key,
+    cast(code as string)                   as code,
+    cast(code_system as string)            as code_system,
+    cast(display as string)                as display,
+    cast(icd10cm_code as string)           as icd10cm_code,
+    cast(snomed_code as string)            as snomed_code,
+    cast(is_icd10cm_valid as boolean)      as is_icd10cm_valid,
+    cast(is_mapped as boolean)             as is_mapped,
+    cast(category as string)               as category,
+    cast(clinical_status as string)        as clinical_status,
+    cast(verification_status as string)    as verification_status,
+    cast(onset_at as timestamp)            as onset_at,
+    cast(abatement_at as timestamp)        as abatement_at,
+    cast(recorded_at as timestamp)         as recorded_at,
+    cast(silver_updated_at as timestamp)   as silver_updated_at
+from {{ source('silver', 'condition') }}

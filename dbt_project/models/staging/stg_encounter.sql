@@ -1,0 +1,19 @@
+select
+    cast(encounter_key as string)          as encounter_key,
+    cast(patient_key as string)            as patient_key,
+    cast(encounter_class as string)        as encounter_class,
+    cast(type_code as string)              as type_code,
+    cast(type_system as string)            as type_system,
+    cast(type_display as string)           as type_display,
+    cast(status as string)                 as encounter_status,
+    cast(admit_at as timestamp)            as admitted_at,
+    cast(discharge_at as timestamp)        as discharged_at,
+    cast(department as string)             as department_name,
+    cast(organization_key as string)       as organization_key,
+    cast(practitioner_key as string)       as practitioner_key,
+    cast(admit_source as string)           as admit_source,
+    cast(discharge_disposition as string)  as discharge_disposition,
+    cast(reason_code as string)            as reason_code,
+    cast(reason_system as string)          as reason_system,
+    cast(silver_updated_at as timestamp)   as silver_updated_at
+from {{ source('silver', 'encounter') }}

@@ -1,0 +1,23 @@
+select
+    cast(observation_key as string)        as observation_key,
+    cast(patient_key as string)            as patient_key,
+    cast(encounter_key as string)          as encounter_key,
+    cast(category as string)               as category,
+    cast(loinc_code as string)             as loinc_code,
+    cast(display as string)                as display,
+    cast(code_original as string)          as code_original,
+    cast(code_system_original as string)   as code_system_original,
+    cast(is_mapped as boolean)             as is_mapped,
+    cast(value_num as double)              as value_num,
+    cast(unit as string)                   as unit,
+    cast(is_unit_known as boolean)         as is_unit_known,
+    cast(value_text as string)             as value_text,
+    cast(value_code as string)             as value_code,
+    cast(effective_at as timestamp)        as effective_at,
+    cast(status as string)                 as observation_status,
+    cast(interpretation as string)         as interpretation,
+    cast(ref_low as double)                as ref_low,
+    cast(ref_high as double)               as ref_high,
+    cast(abnormal_flag as string)          as abnormal_flag,
+    cast(silver_updated_at as timestamp)   as silver_updated_at
+from {{ source('silver', 'observation') }}

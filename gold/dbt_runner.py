@@ -1,0 +1,244 @@
+"""Gold: run the dbt project (``dbt_project/``) in-process on the lakehouse's own Spark session.
+
+``build_gold`` starts (or reuses) the engine with ``get_spark``, which sets ``SPARK_REMOTE`` so dbt-spark's
+``method: session`` gets the same Spark Connect session, then runs ``dbt build`` with ``dbtRunner``.
+dbt's target/ and logs/ go under ``<root>/_system/dbt`` so a read-only checkout works.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from deltalake import DeltaTable
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from lakehouse.catalog import Catalog, is_delta_table, schema_ddl
+from lakehouse.config import Settings
+from lakehouse.engine import get_spark
+from lakehouse.errors import ConfigError, LakehouseError
+from lakehouse.logs import get_logger
+from lakehouse.runlog import Run
+from lakehouse.status import table_rows
+from silver.schemas import TABLES as SILVER_TABLES
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+log = get_logger(__name__)
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
+BUILD_TYPES = ("seed", "snapshot", "model", "test")
+
+
+@dataclass(frozen=True)
+class DbtPaths:
+    project: Path
+    profiles: Path
+    target: Path
+    logs: Path
+
+
+def dbt_paths(settings: Settings) -> DbtPaths:
+    """Where dbt reads the project and writes its artifacts (never into the checkout)."""
+    if "://" in str(settings.root):  # object-store root: keep dbt's local artifacts in a local temp dir
+        base = Path(tempfile.gettempdir()) / "lakehouse-dbt"
+    else:
+        base = settings.system_dir / "dbt"
+    return DbtPaths(PROJECT_DIR, PROJECT_DIR, base / "target", base / "logs")
+
+
+def dbt_args(settings: Settings, command: list[str], extra_vars: dict[str, Any] | None = None) -> list[str]:
+    paths = dbt_paths(settings)
+    variables = {"lakehouse_root": str(settings.root_path).rstrip("/"), **(extra_vars or {})}
+    return [
+        *command,
+        "--project-dir", str(paths.project),
+        "--profiles-dir", str(paths.profiles),
+        "--target", settings.dbt_target,
+        "--target-path", str(paths.target),
+        "--log-path", str(paths.logs),
+        "--vars", json.dumps(variables),
+    ]
+
+
+def _runner(callbacks: list[Callable[[Any], None]] | None = None, manifest: Any = None) -> Any:
+    try:
+        from dbt.cli.main import dbtRunner
+    except ImportError as exc:  # pragma: no cover - dbt is a declared dependency
+        raise ConfigError("dbt is not installed: pip install 'dbt-core>=1.11,<1.12' 'dbt-spark[session]'") from exc
+    return dbtRunner(manifest=manifest, callbacks=callbacks or [])
+
+
+def require_silver(settings: Settings) -> list[str]:
+    """The Silver tables the dbt sources declare; fail with the fix when any is missing."""
+    names = [f"silver.{t}" for t in SILVER_TABLES]
+    missing = [n for n in names if not is_delta_table(settings.table_path("silver", n.split(".", 1)[1]))]
+    if missing:
+        raise LakehouseError(
+            f"Gold needs the Silver tables {', '.join(missing)} under {settings.root_path}: "
+            "run `lakehouse silver` first"
+        )
+    return names
+
+
+def sync_gold_registrations(spark: SparkSession, settings: Settings) -> None:
+    """Drop engine registrations of gold.* that point outside this root (an earlier root in this process),
+    so dbt never merges into another lakehouse's table; then register this root's tables."""
+    try:
+        rows = spark.sql("SHOW TABLE EXTENDED IN gold LIKE '*'").collect()
+    except Exception:  # noqa: BLE001 - no gold schema yet
+        rows = []
+    for row in rows:
+        info = str(row["information"] or "")
+        location = next((line.split(":", 1)[1].strip() for line in info.splitlines()
+                         if line.startswith("Location:")), None)
+        expected = str(settings.table_path("gold", row["tableName"]))
+        if location is not None and location.rstrip("/") != expected.rstrip("/"):
+            kind = "VIEW" if "Type: VIEW" in info else "TABLE"
+            spark.sql(f"DROP {kind} IF EXISTS `gold`.`{row['tableName']}`")  # external: files stay
+    catalog = Catalog(spark, settings)
+    for name in catalog.register_all():
+        if name.startswith("gold."):
+            declare_schema(spark, catalog, name)
+
+
+def declare_schema(spark: SparkSession, catalog: Catalog, name: str) -> None:
+    """Re-register a table with its schema spelled out when the engine's catalog shows no columns.
+
+    Sail infers the schema of ``CREATE TABLE ... LOCATION`` (no column list) at query time, so DESCRIBE and
+    SHOW TABLE EXTENDED list no columns; dbt-spark reads columns from DESCRIBE (incremental merges, snapshots,
+    docs). Declaring the columns read from the Delta log makes DESCRIBE complete; data and files are untouched.
+    """
+    if spark.sql(f"DESCRIBE TABLE {name}").collect():
+        return
+    location = catalog.path(name)
+    columns = schema_ddl(spark.read.format("delta").load(str(location)).schema)
+    spark.sql(f"DROP TABLE IF EXISTS {name}")  # external: the files stay
+    spark.sql(f"CREATE TABLE {name} ({columns}) USING delta LOCATION '{location}'")
+
+
+def gold_versions(settings: Settings) -> dict[str, int]:
+    gold_dir = settings.root_path / "gold"
+    if not gold_dir.is_dir():
+        return {}
+    return {p.name: int(DeltaTable(str(p)).version()) for p in sorted(gold_dir.iterdir()) if is_delta_table(p)}
+
+
+class _ProgressCallback:
+    """Turns dbt's NodeFinished events into a rich progress bar."""
+
+    def __init__(self, progress: Progress, task: Any) -> None:
+        self.progress = progress
+        self.task = task
+
+    def __call__(self, event: Any) -> None:
+        name = event.info.name
+        if name == "NodeStart":
+            node = event.data.node_info
+            self.progress.update(self.task, description=f"{node.resource_type} {node.node_name}")
+        elif name == "NodeFinished":
+            self.progress.advance(self.task)
+
+
+def _parse(settings: Settings) -> Any:
+    result = _runner().invoke(dbt_args(settings, ["parse", "--quiet"]))
+    if not result.success:
+        raise LakehouseError(f"dbt could not parse {PROJECT_DIR}: {_first_line(result.exception)}")
+    return result.result
+
+
+def _first_line(value: object) -> str:
+    text = str(value or "unknown error").strip()
+    return text.splitlines()[0] if text else "unknown error"
+
+
+def _failure_message(results: list[Any], exception: BaseException | None) -> str:
+    failed = [r for r in results if str(r.status) in ("error", "fail", "runtime error")]
+    if not failed:
+        return f"dbt build failed: {_first_line(exception)}"
+    parts = []
+    for r in failed[:3]:
+        detail = _first_line(r.message)
+        if str(r.status) == "fail" and r.failures:
+            detail = f"{r.failures} failing rows"
+        elif "out of sync" in str(r.message):
+            detail = (f"its columns changed since gold.{r.node.name} was built; rebuild it with "
+                      f"`dbt build --full-refresh --select {r.node.name}` or delete <root>/gold/{r.node.name}")
+        parts.append(f"{r.node.resource_type} {r.node.name} {r.status}: {detail}")
+    more = f" (+{len(failed) - 3} more)" if len(failed) > 3 else ""
+    return "dbt build failed: " + "; ".join(parts) + more
+
+
+def summarize(results: list[Any]) -> dict[str, dict[str, int]]:
+    """Counts per resource type and status, e.g. {"model": {"success": 15}, "test": {"pass": 80}}."""
+    counts: dict[str, Counter[str]] = {}
+    for r in results:
+        counts.setdefault(str(r.node.resource_type), Counter())[str(r.status)] += 1
+    return {kind: dict(c) for kind, c in sorted(counts.items())}
+
+
+def build_gold(settings: Settings, run: Run, select: list[str] | None = None,
+               full_refresh: bool = False, console: Console | None = None) -> dict[str, Any]:
+    """``dbt build`` (seeds, snapshots, models, tests) into ``<root>/gold``; records what it read and wrote."""
+    spark = get_spark(settings)
+    silver = require_silver(settings)
+    catalog = Catalog(spark, settings)
+    for name in silver:
+        run.read(name, catalog.version(name))
+    sync_gold_registrations(spark, settings)
+    before = gold_versions(settings)
+
+    manifest = _parse(settings)
+    command = ["build"] + (["--select", *select] if select else []) + (["--full-refresh"] if full_refresh else [])
+    total = sum(1 for n in manifest.nodes.values() if str(n.resource_type) in BUILD_TYPES)
+    console = console or Console(stderr=True)
+    with Progress(SpinnerColumn(), TextColumn("[bold]dbt build[/] {task.description}"), BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True) as progress:
+        task = progress.add_task("starting", total=None if select else total)
+        result = _runner([_ProgressCallback(progress, task)], manifest).invoke(
+            dbt_args(settings, [*command, "--quiet"]))
+    results = list(getattr(result.result, "results", None) or [])
+    if not result.success:
+        raise LakehouseError(_failure_message(results, result.exception))
+
+    after = gold_versions(settings)
+    catalog.register_all()
+    tables: dict[str, dict[str, Any]] = {}
+    for name, version in after.items():
+        rows = table_rows(DeltaTable(str(settings.table_path("gold", name))))
+        changed = before.get(name) != version
+        tables[f"gold.{name}"] = {"rows": rows, "version": version, "changed": changed}
+        if changed:
+            run.wrote(f"gold.{name}", version, rows)
+    summary = {"nodes": summarize(results), "tables": tables,
+               "changed_tables": sorted(n for n, t in tables.items() if t["changed"])}
+    run.metric("dbt", summary["nodes"])
+    log.info("gold: %s", summary["nodes"])
+    return summary
+
+
+def docs_generate(settings: Settings) -> Path:
+    """``dbt docs generate``; returns the static site's index.html (serve it with ``dbt docs serve``)."""
+    spark = get_spark(settings)
+    sync_gold_registrations(spark, settings)
+    result = _runner().invoke(dbt_args(settings, ["docs", "generate", "--quiet"]))
+    if not result.success:
+        raise LakehouseError(f"dbt docs generate failed: {_first_line(result.exception)}")
+    index = dbt_paths(settings).target / "index.html"
+    if not index.exists():
+        raise LakehouseError(f"dbt docs generate wrote no {index}")
+    return index
+
+
+def run_operation(settings: Settings, macro: str, args: dict[str, Any] | None = None) -> Any:
+    """``dbt run-operation`` (maintenance macros) on the lakehouse's session."""
+    get_spark(settings)
+    command = ["run-operation", macro] + (["--args", json.dumps(args)] if args else [])
+    return _runner().invoke(dbt_args(settings, command))

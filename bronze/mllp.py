@@ -59,6 +59,7 @@ MLLP_DIR = "mllp"
 REJECTED_DIR = "_rejected"
 LEADING_NOISE = b"\xef\xbb\xbf\r\n\t "
 WRITE_BUFFER_LIMIT = 256 * 1024
+SLOW_COMMIT_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class ListenerConfig:
     read_timeout: float = 30.0           # silence allowed while a frame is incomplete
     idle_timeout: float | None = None    # silence allowed between frames (None: keep the connection)
     commit_window: float = 0.001         # extra wait to gather a group commit
+    commit_workers: int = 2              # batches landing (fsyncing) at the same time
     max_batch_messages: int = 1000
     max_batch_bytes: int = 32 * 1024 * 1024
     max_connections: int = 512
@@ -169,13 +171,16 @@ def _alive(pid: int) -> bool:
 
 
 class GroupCommitter:
-    """Collects messages from all connections and lands them in batches on one writer thread.
+    """Collects messages from all connections and lands them in batches on ``workers`` writer threads.
 
-    While a batch is being fsynced, new messages queue up and form the next batch, so the batch size
-    adapts to the load; ``window`` adds a short wait to gather more when the committer was idle.
+    While batches are being fsynced, new messages queue up and form the next batch, so the batch size
+    adapts to the load; ``window`` adds a short wait to gather more when the committer was idle. With
+    two or more workers a new batch does not wait for the previous fsync (the file system merges
+    concurrent fsyncs into one journal commit), which matters when few senders each wait for their ACK.
     """
 
-    def __init__(self, writer: LandingWriter, window: float, max_messages: int, max_bytes: int) -> None:
+    def __init__(self, writer: LandingWriter, window: float, max_messages: int, max_bytes: int,
+                 workers: int = 2) -> None:
         self.writer = writer
         self.window = window
         self.max_messages = max_messages
@@ -184,8 +189,10 @@ class GroupCommitter:
         self._pending: list[tuple[bytes, asyncio.Future[Path]]] = []
         self._first_at = 0.0
         self._wake = asyncio.Event()
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="mllp-commit")
+        self._slots = asyncio.Semaphore(workers)
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="mllp-commit")
         self._task: asyncio.Task[None] | None = None
+        self._commits: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="mllp-group-commit")
@@ -213,36 +220,51 @@ class GroupCommitter:
         return batch
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             await self._wake.wait()
             delay = self._first_at + self.window - time.monotonic()
             if delay > 0 and len(self._pending) < self.max_messages:
                 await asyncio.sleep(delay)
+            await self._slots.acquire()      # while every worker is busy, the next batch keeps growing
             batch = self._take_batch()
             if not batch:
+                self._slots.release()
                 continue
-            messages = [m for m, _ in batch]
-            try:
-                path = await loop.run_in_executor(self._executor, self.writer.write_batch, messages)
-            except Exception as exc:  # noqa: BLE001 - every waiting sender gets an AE instead
-                log.error("could not land %d MLLP messages: %s", len(batch), exc)
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
-                continue
-            self.landed_files += 1
-            metrics.MLLP_LANDED_FILES.inc()
-            metrics.MLLP_LANDED_BYTES.inc(sum(len(m) for m in messages))
-            metrics.MLLP_BATCH_SIZE.observe(len(batch))
+            task = asyncio.get_running_loop().create_task(self._commit(batch))
+            self._commits.add(task)
+            task.add_done_callback(self._commits.discard)
+
+    async def _commit(self, batch: list[tuple[bytes, asyncio.Future[Path]]]) -> None:
+        messages = [m for m, _ in batch]
+        started = time.perf_counter()
+        try:
+            path = await asyncio.get_running_loop().run_in_executor(self._executor, self.writer.write_batch, messages)
+        except Exception as exc:  # noqa: BLE001 - every waiting sender gets an AE instead
+            log.error("could not land %d MLLP messages: %s", len(batch), exc)
             for _, fut in batch:
                 if not fut.done():
-                    fut.set_result(path)
+                    fut.set_exception(exc)
+            return
+        finally:
+            self._slots.release()
+        took = time.perf_counter() - started
+        metrics.MLLP_COMMIT_SECONDS.observe(took)
+        if took > SLOW_COMMIT_SECONDS:
+            log.warning("MLLP: landing %d messages took %.1fs (slow disk or fsync stall); ACKs waited",
+                        len(batch), took)
+        self.landed_files += 1
+        metrics.MLLP_LANDED_FILES.inc()
+        metrics.MLLP_LANDED_BYTES.inc(sum(len(m) for m in messages))
+        metrics.MLLP_BATCH_SIZE.observe(len(batch))
+        for _, fut in batch:
+            if not fut.done():
+                fut.set_result(path)
 
     async def close(self) -> None:
         """Land what is still queued (bounded wait), then stop."""
         deadline = time.monotonic() + 30
-        while self._pending and self._task is not None and not self._task.done() and time.monotonic() < deadline:
+        while (self._pending or self._commits) and self._task is not None and not self._task.done() \
+                and time.monotonic() < deadline:
             await asyncio.sleep(0.001)
         if self._task is not None:
             self._task.cancel()
@@ -302,7 +324,7 @@ class MllpServer:
             raise ConfigError("TLS needs both --tls-cert and --tls-key")
         context = tls_context(cfg.tls_cert, cfg.tls_key) if cfg.tls_cert and cfg.tls_key else None
         self._committer = GroupCommitter(LandingWriter(self.settings.landing_dir), cfg.commit_window,
-                                         cfg.max_batch_messages, cfg.max_batch_bytes)
+                                         cfg.max_batch_messages, cfg.max_batch_bytes, cfg.commit_workers)
         recovered = self._committer.writer.recover_unacked()
         if recovered:
             log.warning("MLLP: moved %d unfinished batch file(s) of a crashed listener to %s (never ACKed; "

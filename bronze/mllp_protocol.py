@@ -219,9 +219,11 @@ def build_ack(msh: MshHeader | None, ack_code: str, rejection: Rejection | None 
     msg_type = comp.join(["ACK", trigger, "ACK"] if version >= (2, 3, 1) else ["ACK", trigger]) if trigger else "ACK"
     stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S.%f")[:-2] + "+0000"
     control = f"L{time.time_ns() // 1_000_000 % 10**13:013d}{next(_ack_ids) % 100_000:05d}"
-    header = ["MSH", enc, msh.get(5) if msh else "", msh.get(6) if msh else "", msh.get(3) if msh else "LAKEHOUSE",
-              msh.get(4) if msh else "", stamp, "", msg_type, control,
-              msh.get(11) if msh else "P", msh.get(12) if msh else "2.5"]
+    if msh:
+        header = ["MSH", enc, msh.get(5), msh.get(6), msh.get(3), msh.get(4), stamp, "", msg_type, control,
+                  msh.get(11), msh.get(12)]
+    else:  # nothing to answer to: say who we are
+        header = ["MSH", enc, "LAKEHOUSE", "", "", "", stamp, "", msg_type, control, "P", "2.5"]
     msa = ["MSA", ack_code, msh.control_id if msh else ""]
     segments = [sep.join(header)]
     if rejection is not None:

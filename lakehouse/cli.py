@@ -150,7 +150,7 @@ def train(
         _print_json(result)
         return
     console.print(result)
-    console.print(f"Look at it: {mlflow_ui_hint(_settings())}")
+    console.print(f"Look at it: {mlflow_ui_hint(_settings())}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -197,6 +197,25 @@ def _write_report_link(settings: Settings) -> None:
     from lakehouse.report import write_report
 
     err.print(f"report: {write_report(settings).as_uri()}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+@cli_errors
+def bench(
+    scales: Annotated[str, typer.Option(help="comma-separated patient counts")] = "100,1000,10000",
+    quick: Annotated[bool, typer.Option("--quick", help="short MLLP load, for a smoke run")] = False,
+    classic: Annotated[bool, typer.Option(help="also run the engine-neutral stages on classic Spark (JVM)")] = True,
+    out: Annotated[Path, typer.Option(help="where BENCHMARKS.md/.json go")] = Path("."),
+    work: Annotated[Path | None, typer.Option(help="scratch folder (default <root>/_bench)")] = None,
+) -> None:
+    """Benchmark the pipeline at several scales, side by side with classic Spark: BENCHMARKS.md and .json."""
+    from lakehouse.bench import run_bench
+
+    settings = _settings()
+    results = run_bench([int(x) for x in scales.split(",") if x.strip()], out,
+                        work or settings.root_path / "_bench", quick=quick, classic=classic)
+    console.print(f"wrote {out / 'BENCHMARKS.md'} and {out / 'BENCHMARKS.json'} "
+                  f"({len(results['scales'])} scales)", highlight=False)
 
 
 @app.command("run")

@@ -121,6 +121,10 @@ MLLP_LANDED_BYTES = Counter("lakehouse_mllp_landed_bytes", "Message bytes durabl
                             registry=REGISTRY)
 MLLP_LANDED_FILES = Counter("lakehouse_mllp_landed_files", "Landing files committed (one per group commit)",
                             registry=REGISTRY)
+MLLP_COMMIT_SECONDS = Histogram("lakehouse_mllp_commit_seconds",
+                                "Time to land one group commit (write, fsync, rename, fsync dir)",
+                                buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0),
+                                registry=REGISTRY)
 MLLP_BATCH_SIZE = Histogram("lakehouse_mllp_commit_batch_messages", "Messages per group commit",
                             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024), registry=REGISTRY)
 MLLP_FOLLOW_CYCLES = Counter("lakehouse_mllp_follow_cycles", "--follow ingestion attempts by outcome",

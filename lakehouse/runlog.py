@@ -191,10 +191,22 @@ def run_context(command: str, settings: Settings) -> Iterator[Run]:
             except Exception:  # noqa: BLE001 - never mask the original error
                 log.exception("could not write the run record")
             lineage.emit(run, "FAIL")
+            _record_metrics(run, "failed")
             raise
         run.metric("seconds", round(time.monotonic() - t0, 3))
         write_record(run, "ok")
         lineage.emit(run, "COMPLETE")
+        _record_metrics(run, "ok")
+
+
+def _record_metrics(run: Run, status: str) -> None:
+    """Prometheus textfile for batch runs; metrics must never break the pipeline."""
+    try:
+        from lakehouse.metrics import record_run
+
+        record_run(run, status)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("metrics not written: %s", exc)
 
 
 def read_runs(settings: Settings) -> list[dict[str, Any]]:

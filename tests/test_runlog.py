@@ -24,6 +24,8 @@ def test_runs_are_recorded_and_chained(settings) -> None:  # type: ignore[no-unt
     assert records[1]["prev_hash"] == records[0]["hash"]
     ok, message = verify_chain(records)
     assert ok, message
+    prom = (settings.system_dir / "metrics" / "ingest.prom").read_text()
+    assert 'pipeline_job="ingest"' in prom
 
 
 def test_verify_catches_an_edited_record(settings) -> None:  # type: ignore[no-untyped-def]

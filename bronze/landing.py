@@ -77,6 +77,9 @@ def detect_format(head: bytes) -> Detected:
         return Detected("unknown", "empty file")
     if head[DICOM_MAGIC_OFFSET:DICOM_MAGIC_OFFSET + 4] == b"DICM":
         return Detected("dicom")
+    if head.startswith((b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")):
+        return Detected("unknown", "UTF-16/UTF-32 text (byte order mark): HL7 v2 and FHIR are read as UTF-8 or "
+                                   "ISO-8859-1; re-encode the file as UTF-8")
     text = head[len(BOM):] if head.startswith(BOM) else head
     text = text.lstrip(b" \t\r\n" + MLLP_START)
     if text[:3] in HL7_HEADERS and len(text) > 3 and not text[3:4].isalnum() and text[3:4] not in b"\r\n":

@@ -259,6 +259,20 @@ def split_file(source_file: str, text: str) -> Iterator[dict[str, Any]]:
         yield from rows
 
 
+def content_hash(raw: str) -> str:
+    """sha256 of the resource's canonical JSON (keys sorted, no insignificant whitespace, decimals as written).
+
+    The same resource pretty-printed in one bundle and compact in another is one distinct content, stored once;
+    ``raw`` keeps the text as first received.
+    """
+    try:
+        canonical = json.dumps(json.loads(raw, parse_float=str), sort_keys=True, separators=(",", ":"),
+                               ensure_ascii=False)
+    except (ValueError, RecursionError):
+        canonical = raw
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def _parses(line: str) -> bool:
     try:
         json.loads(line)
@@ -280,8 +294,8 @@ def _split_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch
             with _gc_paused():
                 split = _split_content(source_file, content)
             for row in split:
-                if row["reason"] is None:  # hashed here, where the text is at hand (as sha2() on its UTF-8)
-                    row["content_hash"] = hashlib.sha256(row["raw"].encode("utf-8")).hexdigest()
+                if row["reason"] is None:  # hashed here, where the text is at hand
+                    row["content_hash"] = content_hash(row["raw"])
             rows.extend(split)
             if len(rows) >= 50_000:
                 yield pa.RecordBatch.from_pylist(rows, schema=_ARROW_SCHEMA)

@@ -59,11 +59,19 @@ def truncation(path: str, size: int) -> str | None:
         tell, length = getattr(raw, "value_tell", None), getattr(raw, "length", None)
         if tell is not None and length is not None and length != 0xFFFFFFFF and tell + length > size:
             return f"truncated DICOM: element {tag} needs {tell + length} bytes, the file has {size}"
-    if "Rows" in ds and PIXEL_DATA not in ds:
-        return "truncated DICOM: image attributes (Rows) present but the pixel data is missing"
+    if PIXEL_DATA not in ds and ("Rows" in ds or "Image Storage" in _sop_class_name(ds)):
+        return "truncated DICOM: an image instance without pixel data (7FE0,0010)"
     if PIXEL_DATA in ds and "Rows" in ds:
         return _pixel_truncation(ds, path, size)
     return None
+
+
+def _sop_class_name(ds: Any) -> str:
+    from pydicom.uid import UID
+
+    meta = getattr(ds, "file_meta", None)
+    uid = ds.get("SOPClassUID") or (meta.get("MediaStorageSOPClassUID") if meta else None)
+    return UID(str(uid)).name if uid else ""
 
 
 def _pixel_truncation(ds: Any, path: str, size: int) -> str | None:
@@ -136,14 +144,23 @@ def _read_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]
         yield pa.RecordBatch.from_pylist(rows, schema=_ARROW_SCHEMA)
 
 
-def read_instances(files: DataFrame, run_id: str) -> tuple[DataFrame, DataFrame]:
-    """(abs_path, source_file, file_size, content_hash) rows -> (Bronze rows, quarantine rows)."""
+def read_headers(files: DataFrame, run_id: str) -> DataFrame:
+    """(abs_path, source_file, file_size, content_hash) rows -> Bronze columns plus ``reason`` and ``raw``."""
     read = files.select("abs_path", "source_file", "file_size", "content_hash").mapInArrow(_read_batches, READ_SCHEMA)
-    good = read.filter(F.col("reason").isNull()).drop("reason", "raw").select(
-        "*", F.lit(run_id).alias("ingest_run_id"), F.current_timestamp().alias("ingested_at"))
-    bad = read.filter(F.col("reason").isNotNull()).select(
+    return read.select("*", F.lit(run_id).alias("ingest_run_id"), F.current_timestamp().alias("ingested_at"))
+
+
+def good_and_bad(items: DataFrame, run_id: str) -> tuple[DataFrame, DataFrame]:
+    """Rows of :func:`read_headers` -> (Bronze rows, quarantine rows)."""
+    good = items.filter(F.col("reason").isNull()).drop("reason", "raw")
+    bad = items.filter(F.col("reason").isNotNull()).select(
         "reason", "source_file", F.lit(0).cast("bigint").alias("position"), "raw",
         F.lit("base64").alias("raw_encoding"), F.col("file_size").alias("raw_size"),
         (F.col("file_size") > QUARANTINE_RAW_LIMIT).alias("raw_truncated"), "content_hash",
         F.lit(run_id).alias("ingest_run_id"), F.current_timestamp().alias("quarantined_at"))
     return good, bad
+
+
+def read_instances(files: DataFrame, run_id: str) -> tuple[DataFrame, DataFrame]:
+    """(abs_path, source_file, file_size, content_hash) rows -> (Bronze rows, quarantine rows)."""
+    return good_and_bad(read_headers(files, run_id), run_id)

@@ -1,5 +1,9 @@
 """Landing -> Bronze: copy inputs in, find new or changed files, split them engine-side, append what is new.
 
+Each source's split is computed once: it is written to a scratch Delta table under ``_system/staging/`` and the
+counts, the dedup append and the post-write check all read the written rows (``DataFrame.cache()`` does nothing
+over Spark Connect on Sail, so without this every action would re-split the files).
+
 Order for crash safety: Bronze and quarantine first, the manifest last. A crash in between re-processes the
 files next time and the content-hash dedup absorbs the repeat; a file is never marked done before its rows exist.
 """
@@ -7,6 +11,7 @@ files next time and the content-hash dedup absorbs the repeat; a file is never m
 from __future__ import annotations
 
 import base64
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,7 +42,7 @@ from bronze.schemas import (
     QUARANTINE_SCHEMA,
     QUARANTINE_TABLES,
 )
-from lakehouse.catalog import Catalog
+from lakehouse.catalog import Catalog, TableRef
 from lakehouse.config import Settings
 from lakehouse.engine import get_spark
 from lakehouse.errors import ReconciliationError
@@ -66,6 +71,35 @@ def _counts(df: DataFrame, flag: str) -> dict[bool, int]:
     return {bool(r[flag]): int(r["n"]) for r in df.groupBy(flag).agg(F.count(F.lit(1)).alias("n")).collect()}
 
 
+class _Staging:
+    """Scratch Delta tables ``_system.staging_<label>_<run>`` at ``<root>/_system/staging/``, dropped at the end."""
+
+    def __init__(self, spark: SparkSession, settings: Settings, run_id: str) -> None:
+        self.spark = spark
+        self.folder = settings.system_dir / "staging"
+        self.suffix = run_id.replace("-", "")[:12]
+        self.tables: list[tuple[TableRef, Path]] = []
+
+    def stage(self, df: DataFrame, label: str) -> DataFrame:
+        """Compute df once into a staging table; return a DataFrame reading the written rows."""
+        ref = TableRef("_system", f"staging_{label}_{self.suffix}")
+        location = self.folder / ref.table
+        shutil.rmtree(location, ignore_errors=True)
+        ddl = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in df.schema.fields)
+        self.spark.sql(f"CREATE SCHEMA IF NOT EXISTS `{ref.layer}`")
+        self.spark.sql(f"DROP TABLE IF EXISTS {ref.quoted}")
+        self.spark.sql(f"CREATE TABLE {ref.quoted} ({ddl}) USING delta LOCATION '{location}'")
+        self.tables.append((ref, location))
+        df.writeTo(ref.name).append()
+        return self.spark.table(ref.name)
+
+    def drop_all(self) -> None:
+        for ref, location in self.tables:
+            self.spark.sql(f"DROP TABLE IF EXISTS {ref.quoted}")  # external: the files stay until removed
+            shutil.rmtree(location, ignore_errors=True)
+        self.tables.clear()
+
+
 class _Writer:
     def __init__(self, catalog: Catalog, run: Run) -> None:
         self.catalog = catalog
@@ -86,15 +120,19 @@ class _Writer:
                    .count())
 
 
-def _load_source(writer: _Writer, source: str, good: DataFrame | None, bad: DataFrame) -> dict[str, int]:
-    """Write one source's good rows (dedup by content hash) and quarantine rows; reconcile."""
+def _load_source(writer: _Writer, staging: _Staging | None, source: str, good: DataFrame | None,
+                 bad: DataFrame) -> dict[str, int]:
+    """Write one source's good rows (dedup by content hash) and quarantine rows; reconcile.
+
+    ``good`` must already read staged rows; ``bad`` is staged here unless ``staging`` is None (local rows)."""
     qname = QUARANTINE_TABLES[source]
-    bad = conform(bad).cache()
+    bad = conform(bad)
+    if staging is not None:
+        bad = staging.stage(bad, f"{source}_quarantine")
     quarantined = int(bad.count())
     received_good = bronze_new = 0
     if good is not None:
         name, schema = BRONZE[source]
-        good = good.cache()
         received_good = int(good.count())
         bronze_new = writer.append(good, name, schema, ("content_hash",)) if received_good else 0
     if quarantined:
@@ -129,6 +167,30 @@ def _manifest_rows(spark: SparkSession, files: list[LandingFile], run_id: str) -
     return spark.createDataFrame(rows, MANIFEST_SCHEMA)
 
 
+def _load_sources(spark: SparkSession, writer: _Writer, staging: _Staging, by_format: dict[str, list[LandingFile]],
+                  run_id: str, report: dict[str, Any]) -> None:
+    if by_format["hl7v2"]:
+        messages, other = hl7v2.split_messages(_read_files(spark, by_format["hl7v2"]), run_id)
+        messages = staging.stage(messages, "hl7v2")
+        bad_msgs = messages.filter(F.col("reason").isNotNull()).select(
+            *quarantine_text(F.col("reason"), F.col("source_file"), F.col("position"), F.col("raw"), run_id))
+        report["hl7v2"] = _load_source(writer, staging, "hl7v2", messages.filter(F.col("reason").isNull()),
+                                       conform(bad_msgs).unionByName(other))
+    if by_format["fhir"]:
+        items = staging.stage(fhir.annotate(fhir.split_files(_read_files(spark, by_format["fhir"])), run_id), "fhir")
+        resources, bad = fhir.good_and_bad(items, run_id)
+        report["fhir"] = _load_source(writer, staging, "fhir", resources, bad)
+    if by_format["dicom"]:
+        files = spark.createDataFrame(
+            [(str(f.path.resolve()), f.rel, f.size, f.sha256) for f in by_format["dicom"]],
+            "abs_path string, source_file string, file_size bigint, content_hash string")
+        instances, bad = dicom.good_and_bad(staging.stage(dicom.read_headers(files, run_id), "dicom"), run_id)
+        report["dicom"] = _load_source(writer, staging, "dicom", instances, bad)
+    if by_format["unknown"]:
+        report["unknown"] = _load_source(writer, None, "unknown", None,
+                                         _unknown_rows(spark, by_format["unknown"], run_id))
+
+
 def ingest(settings: Settings, paths: list[Path], run: Run) -> dict[str, Any]:
     """Copy ``paths`` into the landing zone, ingest every new or changed landing file, and reconcile."""
     spark = get_spark(settings)
@@ -147,26 +209,11 @@ def ingest(settings: Settings, paths: list[Path], run: Run) -> dict[str, Any]:
     by_format = {src: [f for f in pending if f.format == src] for src in SOURCES}
     report: dict[str, Any] = {src: {"received": 0, "bronze": 0, "quarantined": 0, "duplicates": 0} for src in SOURCES}
 
-    if by_format["hl7v2"]:
-        messages, other = hl7v2.split_messages(_read_files(spark, by_format["hl7v2"]), run.run_id)
-        messages = messages.cache()
-        bad_msgs = messages.filter(F.col("reason").isNotNull()).select(
-            *quarantine_text(F.col("reason"), F.col("source_file"), F.col("position"), F.col("raw"),
-                                   run.run_id))
-        report["hl7v2"] = _load_source(writer, "hl7v2", messages.filter(F.col("reason").isNull()),
-                                       conform(bad_msgs).unionByName(other))
-    if by_format["fhir"]:
-        resources, bad = fhir.split_resources(_read_files(spark, by_format["fhir"]), run.run_id)
-        report["fhir"] = _load_source(writer, "fhir", resources, bad)
-    if by_format["dicom"]:
-        files = spark.createDataFrame(
-            [(str(f.path.resolve()), f.rel, f.size, f.sha256) for f in by_format["dicom"]],
-            "abs_path string, source_file string, file_size bigint, content_hash string")
-        instances, bad = dicom.read_instances(files, run.run_id)
-        report["dicom"] = _load_source(writer, "dicom", instances, bad)
-    if by_format["unknown"]:
-        report["unknown"] = _load_source(writer, "unknown", None, _unknown_rows(spark, by_format["unknown"],
-                                                                                 run.run_id))
+    staging = _Staging(spark, settings, run.run_id)
+    try:
+        _load_sources(spark, writer, staging, by_format, run.run_id, report)
+    finally:
+        staging.drop_all()
     if pending:
         catalog.create(MANIFEST_TABLE, MANIFEST_SCHEMA)
         rows = catalog.append_new(_manifest_rows(spark, pending, run.run_id), MANIFEST_TABLE, ("path", "sha256"))

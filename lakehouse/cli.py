@@ -205,6 +205,8 @@ def bench(
     scales: Annotated[str, typer.Option(help="comma-separated patient counts")] = "100,1000,10000",
     quick: Annotated[bool, typer.Option("--quick", help="short MLLP load, for a smoke run")] = False,
     classic: Annotated[bool, typer.Option(help="also run the engine-neutral stages on classic Spark (JVM)")] = True,
+    classic_max: Annotated[int, typer.Option(help="largest scale (patients) also run on classic Spark")] = 1000,
+    full_max: Annotated[int, typer.Option(help="largest scale with Silver and Gold (above: Bronze)")] = 1000,
     out: Annotated[Path, typer.Option(help="where BENCHMARKS.md/.json go")] = Path("."),
     work: Annotated[Path | None, typer.Option(help="scratch folder (default <root>/_bench)")] = None,
 ) -> None:
@@ -213,7 +215,8 @@ def bench(
 
     settings = _settings()
     results = run_bench([int(x) for x in scales.split(",") if x.strip()], out,
-                        work or settings.root_path / "_bench", quick=quick, classic=classic)
+                        work or settings.root_path / "_bench", quick=quick, classic=classic,
+                        classic_max_patients=classic_max, full_max_patients=full_max)
     console.print(f"wrote {out / 'BENCHMARKS.md'} and {out / 'BENCHMARKS.json'} "
                   f"({len(results['scales'])} scales)", highlight=False)
 

@@ -32,6 +32,8 @@ class Settings(BaseModel):
     pseudonym_key_file: Path | None = Field(default=None, description="file holding the HMAC key")
     date_policy: DatePolicy = "shift"
     max_shift_days: int = Field(default=365, ge=1, le=3650)
+    hl7_utc_offset: str = Field(default="+00:00", pattern=r"^[+-][0-9]{2}:?[0-9]{2}$",
+                                description="UTC offset of HL7 v2 timestamps that carry none (facility local time)")
     dbt_target: str = "local"
     mlflow_tracking_uri: str | None = None
     openlineage_url: str | None = None

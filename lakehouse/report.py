@@ -64,7 +64,7 @@ def dq_results(settings: Settings) -> list[dict[str, Any]]:
         return []
     run_ids = [r.get("run_id") for r in rows]
     last = run_ids[-1]
-    for key in ("run_at", "validated_at", "created_at", "time"):
+    for key in ("evaluated_at", "run_at", "validated_at", "created_at"):
         if key in rows[0]:
             last = max(rows, key=lambda r, k=key: (r.get(k) is not None, r.get(k) or 0))["run_id"]
             break
@@ -103,7 +103,9 @@ def _series_from_mart(rows: list[dict[str, Any]]) -> list[tuple[str, float, int]
         (c for c in cols if "discharge" in c.lower() and ("date" in c.lower() or c.lower().endswith("_at"))), None)
     flag_col = next((c for c in cols if "readmit" in c.lower() and isinstance(rows[0][c], bool)), None)
     rate_col = next((c for c in cols if "rate" in c.lower()), None)
-    count_col = next((c for c in cols if c.lower() in ("discharges", "index_admissions", "encounters", "n")), None)
+    # the denominator of the rate (e.g. index_discharges): rows per department are weighted by it
+    count_col = next((c for c in cols if c.lower() == "n" or any(w in c.lower() for w in ("discharges", "admissions"))
+                      and "readmi" not in c.lower()), None)
     if month_col is None or (flag_col is None and rate_col is None):
         return []
     groups: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
@@ -300,9 +302,10 @@ def render(settings: Settings, now: datetime | None = None) -> str:
     if dq:
         parts.append(f"<p class='meta'>run {_esc(dq[0].get('run_id'))}: {dq_failed} failed of {len(dq)}</p>")
         parts.append(_html_table(
-            ["table", "expectation", "category", "severity", "result", "unexpected"],
+            ["table", "expectation", "category", "severity", "result", "unexpected", "observed"],
             [[r.get("table"), r.get("expectation"), r.get("category"), r.get("severity"),
-              ("passed", "ok") if r.get("success") else ("failed", "failed"), r.get("unexpected_count")]
+              ("passed", "ok") if r.get("success") else ("failed", "failed"), r.get("unexpected_count"),
+              (r.get("observed") or "")[:120]]
              for r in dq], numeric={5}))
     else:
         parts.append("<p class='empty'>no data quality results (_system.dq_results) yet</p>")

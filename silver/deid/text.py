@@ -7,6 +7,7 @@ regular expression built in SQL, so the whole scrub is ``aggregate`` + ``regexp_
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pyspark.sql import functions as F
@@ -40,8 +41,11 @@ def known_identifiers(**kinds: Column | list[Column]) -> Column:
 
 def known_identifiers_from_arrays(**kinds: Column) -> Column:
     """Like :func:`known_identifiers` for columns that are ``array<string>`` (e.g. all given names)."""
-    parts = [F.transform(F.coalesce(col, F.array().cast("array<string>")),
-                         lambda v, k=kind: F.struct(F.lit(k.upper()).alias("kind"), v.alias("value")))
+    def tagged(kind: str) -> Callable[[Column], Column]:
+        # one-argument lambda: PySpark passes (element, index) to a two-argument one
+        return lambda v: F.struct(F.lit(kind.upper()).alias("kind"), v.alias("value"))
+
+    parts = [F.transform(F.coalesce(col, F.array().cast("array<string>")), tagged(kind))
              for kind, col in kinds.items()]
     merged = F.flatten(F.array(*parts))
     return F.filter(merged, lambda x: x["value"].isNotNull() & (F.trim(x["value"]) != ""))

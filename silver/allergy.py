@@ -1,0 +1,59 @@
+"""silver.allergy: FHIR AllergyIntolerance and HL7 AL1 segments (one per patient and allergen code)."""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from silver.common import FHIR, HL7V2, Deid, fhir_timestamp, field, flatten, hl7_time, segment_fields
+from silver.deid import pseudonym
+from silver.patient import hl7_mrn
+from silver.terminology import normalize_system
+
+# HL7 table 0127 allergen type -> FHIR AllergyIntolerance.category; table 0128 severity -> criticality
+AL1_CATEGORY = {"DA": "medication", "MA": "medication", "FA": "food", "EA": "environment", "PA": "environment",
+                "AA": "environment", "LA": "environment"}
+AL1_CRITICALITY = {"SV": "high", "MO": "low", "MI": "low", "U": "unable-to-assess"}
+
+
+def _mapped(col: F.Column, mapping: dict[str, str]) -> F.Column:
+    out = F.lit(None).cast("string")
+    for k, v in mapping.items():
+        out = F.when(F.upper(col) == k, F.lit(v)).otherwise(out)
+    return out
+
+
+def fhir_allergies(resources: DataFrame, patients: DataFrame, deid: Deid) -> DataFrame:
+    a = flatten(resources, "allergy")
+    a = a.join(patients.select(F.col("fhir_id").alias("patient_ref"), "patient_key"), "patient_ref", "left")
+    return a.select(
+        pseudonym(F.col("id"), deid.key, "allergy").alias("allergy_key"),
+        F.coalesce("patient_key", pseudonym(F.col("patient_ref"), deid.key, "patient")).alias("patient_key"),
+        F.col("code_code").alias("code"), normalize_system(F.col("code_system")).alias("code_system"),
+        F.col("code_display").alias("display"), "category", "criticality", "clinical_status",
+        fhir_timestamp("recorded").alias("recorded_at"),
+        F.array(F.lit(FHIR)).alias("sources"), F.array("content_hash").alias("bronze_hashes"))
+
+
+def hl7_allergies(segs: DataFrame, deid: Deid) -> DataFrame:
+    """One row per (patient, allergen code) among AL1 segments; the latest message wins, all hashes kept."""
+    pid = segment_fields(segs, "PID", {"mrn": hl7_mrn()}).select("content_hash", "mrn")
+    al1 = segment_fields(segs, "AL1", {
+        "code_raw": field(3, 1, decode=False), "display": field(3, 2), "system_raw": field(3, 3, decode=False),
+        "type_raw": field(2, 1, decode=False), "severity_raw": field(4, 1, decode=False),
+        "identified_raw": field(6, 1, decode=False),
+    }).withColumn("code", F.coalesce("code_raw", "display")).filter(F.col("code").isNotNull()).join(pid, "content_hash")
+    rows = al1.select(
+        "mrn", "content_hash", "message_ts", "code", normalize_system(F.col("system_raw")).alias("code_system"),
+        "display", _mapped(F.col("type_raw"), AL1_CATEGORY).alias("category"),
+        _mapped(F.col("severity_raw"), AL1_CRITICALITY).alias("criticality"),
+        hl7_time(F.col("identified_raw"), deid.hl7_utc_offset).alias("recorded_at"),
+        F.concat_ws("|", "mrn", F.upper("code")).alias("_ident"))
+    hashes = rows.groupBy("_ident").agg(F.collect_set("content_hash").alias("bronze_hashes"))
+    latest = Window.partitionBy("_ident").orderBy(F.col("message_ts").desc(), "content_hash")
+    one = rows.withColumn("_r", F.row_number().over(latest)).filter("_r = 1").join(hashes, "_ident")
+    return one.select(
+        pseudonym(F.col("_ident"), deid.key, "allergy").alias("allergy_key"),
+        pseudonym(F.col("mrn"), deid.key, "patient").alias("patient_key"), "code", "code_system", "display",
+        "category", "criticality", F.lit("active").alias("clinical_status"), "recorded_at",
+        F.array(F.lit(HL7V2)).alias("sources"), "bronze_hashes")

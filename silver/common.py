@@ -1,0 +1,176 @@
+"""Shared pieces of the Silver transforms: source dedup, time parsing, HL7 segment context, lineage, contract shape.
+
+Everything here is a pure ``DataFrame -> DataFrame`` (or Column) function; reading and writing live in
+``silver.job``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from bronze.hl7v2 import explode_segments, hl7_field, hl7_timestamp
+from silver.schemas import columns, ddl
+from silver.views import load_view, run_view
+
+FHIR, HL7V2, DICOM = "fhir", "hl7v2", "dicom"
+
+
+@dataclass(frozen=True)
+class Deid:
+    """What the de-identifying transforms need: the pseudonym key and the date policy."""
+
+    key: bytes
+    date_policy: Literal["shift", "year"] = "shift"
+    max_shift_days: int = 365
+    # HL7 v2 timestamps without an offset are facility local time at this UTC offset ("-0500")
+    hl7_utc_offset: str = "+0000"
+
+
+# -- FHIR -------------------------------------------------------------------------------------------------------
+def latest_fhir(resources: DataFrame) -> DataFrame:
+    """One row per (resource_type, resource_id): the newest ``meta.lastUpdated`` wins (Bronze keeps the history).
+
+    Ties and resources without lastUpdated fall back to the latest ingestion, then the content hash (deterministic).
+    """
+    updated = F.coalesce(F.col("last_updated").cast("timestamp"), F.lit("0001-01-01").cast("timestamp"))
+    w = Window.partitionBy("resource_type", "resource_id").orderBy(
+        updated.desc(), F.col("ingested_at").desc(), F.col("content_hash").desc())
+    return (resources.filter(F.col("resource_id").isNotNull())
+            .withColumn("_rank", F.row_number().over(w)).filter("_rank = 1").drop("_rank"))
+
+
+def flatten(resources: DataFrame, view: str) -> DataFrame:
+    """Run one of the project's ViewDefinitions, carrying the Bronze lineage columns."""
+    return run_view(resources.sparkSession, load_view(view), resources, keep=["content_hash", "source_file"])
+
+
+def fhir_timestamp(col: Column | str) -> Column:
+    """FHIR date/dateTime/instant text (partial dates allowed, offsets honoured) -> UTC timestamp; NULL if invalid."""
+    c = F.col(col) if isinstance(col, str) else col
+    return F.try_to_timestamp(c)
+
+
+def fhir_date(col: Column | str) -> Column:
+    """FHIR date text (YYYY, YYYY-MM or YYYY-MM-DD) -> DATE (partial dates at the first day)."""
+    c = F.col(col) if isinstance(col, str) else col
+    return F.to_date(F.try_to_timestamp(F.substring(c, 1, 10)))
+
+
+# -- HL7 v2 -----------------------------------------------------------------------------------------------------
+def latest_messages(messages: DataFrame) -> DataFrame:
+    """One message per control id: a resent message (same MSH-10) counts once; the latest sent one wins."""
+    w = Window.partitionBy("message_control_id").orderBy(
+        F.col("message_ts").desc_nulls_last(), F.col("ingested_at").desc(), F.col("content_hash").desc())
+    return messages.withColumn("_rank", F.row_number().over(w)).filter("_rank = 1").drop("_rank")
+
+
+def segments(messages: DataFrame) -> DataFrame:
+    """Parsed segments of each message with the message header columns used downstream."""
+    header = messages.select("content_hash", "message_type", "trigger_event", "message_ts", "source_file")
+    return explode_segments(messages).join(header, "content_hash")
+
+
+def field(n: int, component: int | None = None, repetition: int | None = None,
+          subcomponent: int | None = None, decode: bool = True) -> Column:
+    """SEG-n[.component] of the ``fields`` column, with the message's own delimiters.
+
+    ``decode=False`` for identifiers, codes and timestamps (no escape sequences expected): the decoding expression
+    is large and the engine's optimizer slows down sharply when several of them are nested. Select the fields
+    into columns first (:func:`segment_fields`) and derive values from those columns in a second step.
+    """
+    return hl7_field(F.col("fields"), n, component, subcomponent, repetition,
+                     encoding=F.col("encoding_characters"), field_separator=F.col("field_separator"), decode=decode)
+
+
+def segment_fields(segs: DataFrame, segment_id: str, cols: dict[str, Column]) -> DataFrame:
+    """Rows of one segment type with the message columns and ``cols`` (raw field values) as plain columns."""
+    base = ("content_hash", "message_control_id", "segment_index", "message_type", "trigger_event", "message_ts",
+            "source_file")
+    return segs.filter(F.col("segment_id") == segment_id).select(*base, *[c.alias(n) for n, c in cols.items()])
+
+
+def hl7_time(value: Column, utc_offset: str) -> Column:
+    """HL7 DTM -> UTC timestamp; a value without its own offset is local time at ``utc_offset`` (e.g. -0500)."""
+    has_offset = value.rlike(r"^[0-9.]+[+-][0-9]{4}$")
+    return hl7_timestamp(F.when(has_offset, value).otherwise(F.concat(value, F.lit(utc_offset.replace(":", "")))))
+
+
+def cx_typed(n: int, type_code: str, max_repetitions: int = 6) -> Column:
+    """ID (CX.1) of the first repetition of field n whose identifier type (CX.5) is ``type_code``."""
+    picks = [F.when(F.upper(field(n, 5, r, decode=False)) == type_code, field(n, 1, r, decode=False))
+             for r in range(1, max_repetitions + 1)]
+    return F.coalesce(*picks)
+
+
+def with_segment_context(segs: DataFrame, parent: str, alias: str) -> DataFrame:
+    """Add ``<alias>_index``: the segment index of the closest preceding ``parent`` segment in the same message."""
+    w = Window.partitionBy("content_hash").orderBy("segment_index").rowsBetween(Window.unboundedPreceding, 0)
+    parent_index = F.when(F.col("segment_id") == parent, F.col("segment_index"))
+    return segs.withColumn(f"{alias}_index", F.max(parent_index).over(w))
+
+
+def first_segment(segs: DataFrame, segment_id: str, cols: dict[str, Column]) -> DataFrame:
+    """The first ``segment_id`` segment of each message as (content_hash, *cols)."""
+    w = Window.partitionBy("content_hash").orderBy("segment_index")
+    return (segs.filter(F.col("segment_id") == segment_id).withColumn("_n", F.row_number().over(w))
+            .filter("_n = 1").select("content_hash", *[c.alias(name) for name, c in cols.items()]))
+
+
+# -- lineage and contract ---------------------------------------------------------------------------------------
+def sources_of(*names: str) -> Column:
+    return F.array(*[F.lit(n) for n in names])
+
+
+def conform(df: DataFrame, table: str, run_id: str, now: Column | None = None, extra: Sequence[str] = ()) -> DataFrame:
+    """Select the contract columns of ``silver.<table>`` in order and type; lineage run columns are set here.
+
+    ``sources`` and ``bronze_hashes`` must already be there (made sorted and distinct here, so re-runs compare
+    equal); ``extra`` columns are carried after the contract columns.
+    """
+    types = _types(table)
+    out = df.withColumn("silver_run_id", F.lit(run_id)) \
+            .withColumn("silver_updated_at", now if now is not None else F.current_timestamp()) \
+            .withColumn("sources", F.array_sort(F.array_distinct(F.col("sources")))) \
+            .withColumn("bronze_hashes", F.array_sort(F.array_distinct(F.col("bronze_hashes"))))
+    missing = [c for c in columns(table) if c not in out.columns]
+    if missing:
+        raise ValueError(f"silver.{table}: transform does not produce {missing}")
+    return out.select(*[F.col(c).cast(types[c]).alias(c) for c in columns(table)], *extra)
+
+
+def _types(table: str) -> dict[str, str]:
+    """Column name -> Spark type of the contract DDL (top-level commas only: types may contain commas)."""
+    out, depth, start, text = {}, 0, 0, ddl(table)
+    for i, ch in enumerate(text + ","):
+        if ch in "<(":
+            depth += 1
+        elif ch in ">)":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            name, _, typ = text[start:i].strip().partition(" ")
+            out[name.strip("`")] = typ.replace("NOT NULL", "").strip()
+            start = i + 1
+    return out
+
+
+def union_all(frames: Sequence[DataFrame]) -> DataFrame:
+    out = frames[0]
+    for f in frames[1:]:
+        out = out.unionByName(f, allowMissingColumns=True)
+    return out
+
+
+def latest_value(value: Column | str, at: Column | str, tiebreak: Column | str = "content_hash") -> Column:
+    """Aggregate: the non-null value with the latest ``at`` (missing times count as oldest; ties: ``tiebreak``)."""
+    v = F.col(value) if isinstance(value, str) else value
+    t = F.col(at) if isinstance(at, str) else at
+    b = F.col(tiebreak) if isinstance(tiebreak, str) else tiebreak
+    oldest = F.lit("0001-01-01 00:00:00").cast("timestamp")
+    ordered = F.struct(F.coalesce(t.cast("timestamp"), oldest).alias("t"), F.coalesce(b.cast("string"), F.lit(""))
+                       .alias("b"), v.alias("v"))
+    return F.max(F.when(v.isNotNull(), ordered))["v"]

@@ -1,0 +1,281 @@
+"""Bronze -> Silver: flatten, harmonize, de-identify, code, validate, quarantine, MERGE; reconcile per domain.
+
+Each run recomputes every domain from the whole of Bronze (latest FHIR version per resource, one HL7 message per
+control id, one DICOM instance per SOP Instance UID) and MERGEs by natural key, deleting rows no longer produced
+(a row that moved to quarantine, a key superseded by harmonization). Re-running with no new input writes nothing.
+
+Reconciliation, per domain: ``bronze_input`` is the number of distinct source records after deduplication and
+harmonization (see ``DEFINITIONS``); it must equal ``silver + quarantined`` or the run fails.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from bronze.schemas import DICOM_SCHEMA, DICOM_TABLE, FHIR_SCHEMA, FHIR_TABLE, HL7V2_SCHEMA, HL7V2_TABLE
+from expectations import latest_plausible_time, quarantine_invalid, validate, write_results
+from lakehouse.catalog import Catalog
+from lakehouse.config import Settings
+from lakehouse.engine import get_spark
+from lakehouse.errors import ReconciliationError
+from lakehouse.logs import get_logger
+from lakehouse.runlog import Run
+from silver import (
+    allergy,
+    condition,
+    diagnostic_report,
+    encounter,
+    imaging,
+    immunization,
+    medication_request,
+    observation,
+    organization,
+    patient,
+    practitioner,
+    procedure,
+)
+from silver.common import Deid, conform, latest_fhir, latest_messages, segments, union_all
+from silver.deid import apply_date_policy, load_key
+from silver.schemas import VOLATILE, columns, ddl, natural_key
+
+log = get_logger(__name__)
+
+QUARANTINE_DDL = ("natural_key STRING, failed_rule STRING, reason STRING, sources ARRAY<STRING>, "
+                  "bronze_hashes ARRAY<STRING>, content_hash STRING, source_file STRING, record STRING, "
+                  "silver_run_id STRING, quarantined_at TIMESTAMP")
+QUARANTINE_KEYS = ("natural_key", "failed_rule")
+
+DATE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "patient": ("birth_date", "deceased_date", "source_updated_at"),
+    "encounter": ("admit_at", "discharge_at"),
+    "condition": ("onset_at", "abatement_at", "recorded_at"),
+    "observation": ("effective_at",),
+    "medication_request": ("authored_at",),
+    "procedure": ("performed_start", "performed_end"),
+    "diagnostic_report": ("effective_at", "issued_at"),
+    "imaging_study": ("started_at",),
+    "allergy": ("recorded_at",),
+    "immunization": ("occurrence_at",),
+}
+
+DEFINITIONS = {
+    "patient": "distinct patient_key (MRN pseudonym, else FHIR id) over latest FHIR Patients and PID segments",
+    "encounter": "distinct encounter_key (visit number, else FHIR id) over latest FHIR Encounters and ADT PV1s",
+    "observation": "latest FHIR Observation values (resource or each component) + OBX of distinct ORU messages "
+                   "- FHIR/HL7 pairs merged into one row",
+    "condition": "latest FHIR Conditions + distinct (patient, code, onset) of DG1s - FHIR/HL7 pairs merged",
+    "allergy": "latest FHIR AllergyIntolerances + distinct (patient, allergen) of AL1s",
+    "imaging_study": "distinct Study Instance UIDs over FHIR ImagingStudy and DICOM instances",
+    "imaging_series": "distinct Series Instance UIDs over FHIR ImagingStudy.series and DICOM instances",
+    "imaging_instance": "distinct SOP Instance UIDs of DICOM instances",
+    "practitioner": "distinct practitioner_key (NPI, else FHIR id) over latest FHIR Practitioners",
+}
+FHIR_TYPES = {"medication_request": "MedicationRequest", "procedure": "Procedure",
+              "diagnostic_report": "DiagnosticReport", "immunization": "Immunization", "organization": "Organization"}
+for _table, _type in FHIR_TYPES.items():
+    DEFINITIONS[_table] = f"latest FHIR {_type} resources (one per resource id)"
+
+
+class _Builder:
+    def __init__(self, spark: SparkSession, catalog: Catalog, settings: Settings, run: Run) -> None:
+        self.spark, self.catalog, self.settings, self.run = spark, catalog, settings, run
+        self.deid = Deid(key=load_key(settings), date_policy=settings.date_policy,
+                         max_shift_days=settings.max_shift_days, hl7_utc_offset=settings.hl7_utc_offset)
+        self.latest_time: datetime = latest_plausible_time(settings)
+        self.valid: dict[str, DataFrame] = {}
+        self.report: dict[str, dict[str, int]] = {}
+        self.dq: list[dict[str, Any]] = []
+        self.now = F.lit(datetime.now().astimezone()).cast("timestamp")
+        self.timings: dict[str, float] = {}
+        self.started = time.monotonic()
+
+    def read(self, name: str, schema: Any) -> DataFrame:
+        if not self.catalog.exists(name):
+            return self.spark.createDataFrame([], schema)
+        self.run.read(name, self.catalog.version(name))
+        return self.catalog.read(name)
+
+    def lineage_files(self, bronze: list[DataFrame]) -> None:
+        self.files = union_all([b.select("content_hash", "source_file") for b in bronze]).dropDuplicates(
+            ["content_hash"])
+
+    def finish(self, table: str, df: DataFrame, bronze_input: int, pre_rejected: DataFrame | None = None) -> None:
+        """Date policy, contract shape, row rules, GX, MERGE, quarantine, reconciliation for one domain."""
+        dates = DATE_COLUMNS.get(table, ())
+        if dates:
+            df = apply_date_policy(df, dates, "patient_key", self.deid.key, self.deid.date_policy,
+                                   self.deid.max_shift_days)
+        shaped = conform(df, table, self.run.run_id, self.now)
+        valid, rejected = quarantine_invalid(shaped, table, reference=self.valid, latest_time=self.latest_time)
+        valid = materialize(valid)
+        rejected = rejected.select(*columns(table), "failed_rule", "reason")
+        if pre_rejected is not None:
+            rejected = rejected.unionByName(pre_rejected)
+        rejected = materialize(rejected)
+        n_valid, n_rejected = valid.count(), rejected.count()
+        keys = natural_key(table)
+        distinct = valid.select(*keys).distinct().count()
+        self.valid[table] = valid
+        t_gx = time.monotonic()
+        self.dq.append(validate(self.spark, valid, table, self.run.run_id, reference=self.valid,
+                                latest_time=self.latest_time))
+        self.timings[f"{table}_gx"] = round(time.monotonic() - t_gx, 1)
+        name = f"silver.{table}"
+        self.catalog.create(name, ddl(table))
+        changes = self.catalog.merge(valid, name, keys, delete_missing=True, ignore_changes=VOLATILE)
+        if any(changes.values()):
+            self.run.wrote(name, self.catalog.version(name), n_valid)
+        n_quarantined = self._quarantine(table, rejected) if n_rejected else 0
+        self.report[table] = {"bronze_input": bronze_input, "silver": n_valid, "quarantined": n_rejected,
+                              **{k: v for k, v in changes.items() if v}}
+        if n_valid + n_rejected != bronze_input or distinct != n_valid or n_quarantined != n_rejected:
+            raise ReconciliationError(
+                f"silver.{table}: bronze input {bronze_input} ({DEFINITIONS[table]}) != silver {n_valid} "
+                f"({distinct} distinct keys) + quarantined {n_rejected} ({n_quarantined} in quarantine)")
+        self.timings[table] = round(time.monotonic() - self.started, 1)
+        log.info("silver.%s: bronze input %d = silver %d + quarantined %d", table, bronze_input, n_valid,
+                 n_rejected)
+
+    def _quarantine(self, table: str, rejected: DataFrame) -> int:
+        """Append new rejections to quarantine.silver_<table>; returns how many of them the table holds."""
+        keys = natural_key(table)
+        record = F.to_json(F.struct(*[F.col(c) for c in columns(table) if c not in VOLATILE]))
+        rows = rejected.select(
+            F.concat_ws("|", *[F.col(k).cast("string") for k in keys]).alias("natural_key"), "failed_rule",
+            "reason", "sources", "bronze_hashes", F.get(F.col("bronze_hashes"), 0).alias("content_hash"),
+            record.alias("record"), F.lit(self.run.run_id).alias("silver_run_id"),
+            self.now.alias("quarantined_at"))
+        rows = rows.join(self.files, "content_hash", "left").select(*[c.split()[0] for c in QUARANTINE_DDL.split(", ")])
+        name = f"quarantine.silver_{table}"
+        self.catalog.create(name, QUARANTINE_DDL)
+        appended = self.catalog.append_new(rows, name, QUARANTINE_KEYS)
+        if appended:
+            self.run.wrote(name, self.catalog.version(name), appended)
+        held = self.catalog.read(name).select(*QUARANTINE_KEYS).distinct()
+        return rows.select(*QUARANTINE_KEYS).distinct().join(held, list(QUARANTINE_KEYS)).count()
+
+
+def materialize(df: DataFrame) -> DataFrame:
+    """Compute ``df`` once and continue from the result.
+
+    Sail ignores ``cache()`` and re-plans a reused DataFrame every time; the plans of FHIRPath views and HL7
+    field decoding are large, so the reused intermediates (reference indexes, known identifiers, standardized
+    rows) are pulled through Arrow once. They are small at laptop scale; on a cluster engine cache() does this.
+    """
+    table = df.toArrow()
+    if table.num_rows == 0:
+        return df.sparkSession.createDataFrame([], df.schema)
+    return df.sparkSession.createDataFrame(table)
+
+
+def _count_type(resources: DataFrame, resource_type: str) -> int:
+    return resources.filter(F.col("resource_type") == resource_type).count()
+
+
+def build_silver(settings: Settings, run: Run) -> dict[str, Any]:
+    """Build every Silver domain from Bronze; returns per domain {"bronze_input", "silver", "quarantined"}."""
+    t0 = time.monotonic()
+    spark = get_spark(settings)
+    catalog = Catalog(spark, settings)
+    b = _Builder(spark, catalog, settings, run)
+    fhir_raw = b.read(FHIR_TABLE, FHIR_SCHEMA)
+    hl7_raw = b.read(HL7V2_TABLE, HL7V2_SCHEMA)
+    dicom_raw = b.read(DICOM_TABLE, DICOM_SCHEMA)
+    b.lineage_files([fhir_raw, hl7_raw, dicom_raw])
+    res = latest_fhir(fhir_raw).cache()
+    segs = segments(latest_messages(hl7_raw)).cache()
+    deid = b.deid
+
+    # indexes that resolve FHIR references, and every patient's known identifiers (for scrubbing free text)
+    pat_index = materialize(patient.fhir_patient_index(res, deid))
+    enc_index = materialize(encounter.fhir_encounter_index(res, deid))
+    prac_index = materialize(practitioner.fhir_practitioner_index(res, deid))
+    known = materialize(patient.known_by_patient([patient.fhir_known_identifiers(res, pat_index),
+                                                  patient.hl7_known_identifiers(segs, deid)]))
+
+    _build_patient(b, res, segs, pat_index)
+    practitioners = practitioner.fhir_practitioners(res, prac_index)
+    b.finish("practitioner", practitioners, prac_index.select("practitioner_key").distinct().count())
+    b.finish("organization", organization.fhir_organizations(res, deid), _count_type(res, "Organization"))
+    _build_encounter(b, res, segs, pat_index, enc_index, prac_index)
+    _build_observation(b, res, segs, pat_index, enc_index, known)
+    _build_condition(b, res, segs, pat_index, enc_index)
+    simple: dict[str, Callable[[], DataFrame]] = {
+        "medication_request": lambda: medication_request.fhir_medication_requests(
+            res, pat_index, enc_index, prac_index, known, deid),
+        "procedure": lambda: procedure.fhir_procedures(res, pat_index, enc_index, deid),
+        "diagnostic_report": lambda: diagnostic_report.fhir_diagnostic_reports(res, pat_index, enc_index, known,
+                                                                                deid),
+        "immunization": lambda: immunization.fhir_immunizations(res, pat_index, enc_index, deid),
+    }
+    for table, build in simple.items():
+        b.finish(table, build(), _count_type(res, FHIR_TYPES[table]))
+    fhir_allergies = allergy.fhir_allergies(res, pat_index, deid)
+    hl7_allergies = materialize(allergy.hl7_allergies(segs, deid))
+    b.finish("allergy", fhir_allergies.unionByName(hl7_allergies),
+             _count_type(res, "AllergyIntolerance") + hl7_allergies.count())
+    _build_imaging(b, res, dicom_raw, pat_index, enc_index, known)
+
+    summary = write_results(catalog, b.dq)
+    run.metric("silver_seconds", round(time.monotonic() - t0, 2))
+    run.metric("silver_timings", b.timings)
+    for table, counts in b.report.items():
+        run.metric(f"silver_{table}", counts)
+    return {**b.report, "_dq": {"rows": summary["rows"], "data_docs": summary["data_docs"]}}
+
+
+def _build_patient(b: _Builder, res: DataFrame, segs: DataFrame, index: DataFrame) -> None:
+    rows = patient.fhir_patients(res, index).unionByName(patient.hl7_patients(segs, b.deid))
+    merged = materialize(patient.harmonize(rows))
+    b.finish("patient", patient.deidentify(merged), merged.count())
+
+
+def _build_encounter(b: _Builder, res: DataFrame, segs: DataFrame, pats: DataFrame, encs: DataFrame,
+                     pracs: DataFrame) -> None:
+    rows = encounter.fhir_encounters(res, pats, encs, pracs, b.deid).unionByName(
+        encounter.hl7_encounters(segs, b.deid))
+    merged = materialize(encounter.harmonize(rows))
+    b.finish("encounter", merged, merged.count())
+
+
+def _build_observation(b: _Builder, res: DataFrame, segs: DataFrame, pats: DataFrame, encs: DataFrame,
+                       known: DataFrame) -> None:
+    rows = observation.fhir_observations(res, pats, encs, known, b.deid).unionByName(
+        observation.hl7_observations(segs, known, b.deid))
+    standardized = materialize(observation.standardize(rows))
+    n_rows = standardized.count()
+    merged, pairs = observation.harmonize(standardized)
+    b.run.metric("observation_harmonized_pairs", pairs)
+    b.finish("observation", merged, n_rows - pairs)
+
+
+def _build_condition(b: _Builder, res: DataFrame, segs: DataFrame, pats: DataFrame, encs: DataFrame) -> None:
+    rows = condition.fhir_conditions(res, pats, encs, b.deid).unionByName(condition.hl7_conditions(segs, b.deid))
+    standardized = materialize(condition.standardize(rows))
+    n_records = standardized.select("condition_key").distinct().count()
+    merged, pairs = condition.harmonize(standardized)
+    b.run.metric("condition_harmonized_pairs", pairs)
+    b.finish("condition", merged, n_records - pairs)
+
+
+def _build_imaging(b: _Builder, res: DataFrame, dicom_raw: DataFrame, pats: DataFrame, encs: DataFrame,
+                   known: DataFrame) -> None:
+    instances = materialize(imaging.dicom_instances(dicom_raw, known, b.deid))
+    fhir_studies = imaging.fhir_studies(res, pats, encs, known, b.deid)
+    fhir_series = imaging.fhir_series(res, pats, known, b.deid)
+    studies = materialize(imaging.studies(fhir_studies, instances))
+    b.finish("imaging_study", studies, studies.count())
+    series = materialize(imaging.series(fhir_series, instances))
+    b.finish("imaging_series", series, series.count())
+    good = instances.filter(F.col("deid_error").isNull())
+    bad = instances.filter(F.col("deid_error").isNotNull())
+    bad = bad.withColumn("failed_rule", F.lit("imaging_instance.header_deidentifiable")) \
+             .withColumn("reason", F.concat(F.lit("DICOM header cannot be de-identified: "), F.col("deid_error")))
+    pre_rejected = conform(bad, "imaging_instance", b.run.run_id, b.now, extra=("failed_rule", "reason"))
+    b.finish("imaging_instance", good, instances.count(), pre_rejected)

@@ -1,0 +1,36 @@
+"""silver.practitioner and its index: ``practitioner_key = pseudonym(NPI, key, "practitioner")`` (HL7 XCN.1 of
+PV1-7/ORC-12 carries the NPI in the feeds this project reads), falling back to the FHIR Practitioner id."""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from silver.common import FHIR, Deid, fhir_timestamp, flatten
+from silver.deid import pseudonym
+from silver.terminology import map_gender
+
+NPI = "http://hl7.org/fhir/sid/us-npi"
+
+
+def _npi() -> F.Column:
+    zipped = F.arrays_zip("identifier_systems", "identifier_values")
+    return F.get(F.filter(zipped, lambda x: x["identifier_systems"] == NPI), 0)["identifier_values"]
+
+
+def fhir_practitioner_index(resources: DataFrame, deid: Deid) -> DataFrame:
+    """(fhir_id, practitioner_key) for every FHIR Practitioner."""
+    p = flatten(resources, "practitioner")
+    return p.select(F.col("id").alias("fhir_id"),
+                    pseudonym(F.coalesce(_npi(), F.col("id")), deid.key, "practitioner").alias("practitioner_key")) \
+            .dropDuplicates(["fhir_id"])
+
+
+def fhir_practitioners(resources: DataFrame, index: DataFrame) -> DataFrame:
+    p = flatten(resources, "practitioner").join(index.withColumnRenamed("fhir_id", "id"), "id")
+    latest = Window.partitionBy("practitioner_key").orderBy(fhir_timestamp("last_updated").desc_nulls_last(),
+                                                            "content_hash")
+    hashes = p.groupBy("practitioner_key").agg(F.collect_set("content_hash").alias("bronze_hashes"))
+    one = p.withColumn("_r", F.row_number().over(latest)).filter("_r = 1").join(hashes, "practitioner_key")
+    return one.select("practitioner_key", map_gender(F.col("gender")).alias("gender"), "specialty_code",
+                      "specialty_display", F.array(F.lit(FHIR)).alias("sources"), "bronze_hashes")

@@ -1,0 +1,64 @@
+"""Small seeded Silver tables for the consumer tests (features, training, report), built without the pipeline."""
+
+from __future__ import annotations
+
+import random
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from silver import schemas
+
+
+def _row(table: str, values: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(values.get(c) for c in schemas.columns(table))
+
+
+def synthetic_silver(patients: int = 80, seed: int = 7) -> dict[str, list[tuple[Any, ...]]]:
+    """Patients with 1-4 inpatient stays; sicker patients (more conditions, worse labs) come back more often."""
+    rng = random.Random(seed)
+    out: dict[str, list[tuple[Any, ...]]] = {"patient": [], "encounter": [], "observation": [], "condition": []}
+    for p in range(patients):
+        pk = f"P{p:04d}"
+        sick = rng.random()
+        out["patient"].append(_row("patient", {
+            "patient_key": pk, "gender": rng.choice(["male", "female"]),
+            "birth_date": date(1930 + rng.randrange(70), rng.randrange(1, 13), rng.randrange(1, 28))}))
+        admit = datetime(2023, 1, 1) + timedelta(days=rng.randrange(300), hours=rng.randrange(24))
+        for s in range(rng.randrange(1, 5)):
+            ek = f"{pk}-E{s}"
+            discharge = admit + timedelta(hours=rng.randrange(24, 24 * 9))
+            out["encounter"].append(_row("encounter", {
+                "encounter_key": ek, "patient_key": pk, "encounter_class": "IMP", "status": "finished",
+                "admit_at": admit, "discharge_at": discharge}))
+            labs = (("2345-7", "mg/dL", 90 + 150 * sick), ("2160-0", "mg/dL", 1.0), ("8867-4", "/min", 75 + 25 * sick))
+            for i, (loinc, unit, mean) in enumerate(labs):
+                out["observation"].append(_row("observation", {
+                    "observation_key": f"{ek}-O{i}", "patient_key": pk, "encounter_key": ek, "loinc_code": loinc,
+                    "unit": unit, "value_num": round(rng.gauss(mean, mean * 0.05), 1), "status": "final",
+                    "effective_at": discharge - timedelta(hours=rng.randrange(1, 20))}))
+            if rng.random() < sick:
+                out["condition"].append(_row("condition", {
+                    "condition_key": f"{ek}-C", "patient_key": pk, "encounter_key": ek,
+                    "icd10cm_code": rng.choice(["I50.9", "E11.9", "J44.1", "N18.3", "C78.0"]),
+                    "verification_status": "confirmed", "recorded_at": admit + timedelta(hours=2)}))
+            gap = rng.randrange(3, 25) if rng.random() < 0.05 + 0.9 * sick else rng.randrange(40, 200)
+            admit = discharge + timedelta(days=gap)
+    return out
+
+
+def write_silver(catalog: Any, tables: dict[str, list[tuple[Any, ...]]]) -> None:
+    for name, rows in tables.items():
+        catalog.create(f"silver.{name}", schemas.ddl(name))
+        if rows:
+            catalog.append(catalog.spark.createDataFrame(rows, schemas.ddl(name)), f"silver.{name}")
+
+
+def attach(root: Any) -> Any:
+    """Settings for a module-scoped lakehouse root, attached to the session's engine."""
+    from lakehouse import engine
+    from lakehouse.config import load_settings, set_settings
+
+    settings = load_settings(config_file=None, environ={}, root=root)
+    set_settings(settings)
+    engine.get_spark(settings)
+    return settings

@@ -1,0 +1,103 @@
+"""Deploy definitions: job entry points, the Databricks Asset Bundle, the Airflow DAG."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+
+JOBS = REPO / "jobs"
+
+
+def _bundle() -> dict[str, Any]:
+    return yaml.safe_load((JOBS / "databricks.yml").read_text())
+
+
+def test_bundle_defines_the_pipeline_as_one_job_in_order() -> None:
+    from jobs._common import STEPS
+
+    bundle = _bundle()
+    assert bundle["bundle"]["name"] and "dev" in bundle["targets"]
+    (job,) = bundle["resources"]["jobs"].values()
+    tasks = {t["task_key"]: t for t in job["tasks"]}
+    assert list(tasks) == list(STEPS) == ["ingest", "silver", "gold", "features", "train"]
+    for previous, step in zip(STEPS, STEPS[1:], strict=False):
+        assert [d["task_key"] for d in tasks[step]["depends_on"]] == [previous]
+    assert "depends_on" not in tasks["ingest"]
+    for step, task in tasks.items():
+        python_file = (JOBS / task["spark_python_task"]["python_file"]).resolve()
+        assert python_file == JOBS / f"{step}.py" and python_file.is_file()
+        assert task["spark_python_task"]["parameters"][-2:] == ["--engine", "spark"]
+        assert task["job_cluster_key"] in {c["job_cluster_key"] for c in job["job_clusters"]}
+
+
+@pytest.mark.parametrize("step", ["ingest", "silver", "gold", "features", "train"])
+def test_entry_points_have_main_and_parse_arguments(step: str) -> None:
+    module = importlib.import_module(f"jobs.{step}")
+    assert callable(module.main)
+    with pytest.raises(SystemExit) as exc:
+        module.main(["--help"])
+    assert exc.value.code == 0
+
+
+def _script_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("LAKEHOUSE_") and k != "SPARK_REMOTE"}
+
+
+def test_entry_point_reports_a_missing_layer_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from jobs.features import main
+
+    assert main(["--root", str(tmp_path / "lh")]) == 5
+    assert capsys.readouterr().err.strip() == (
+        "error: silver.encounter does not exist: run `lakehouse silver` before building features")
+
+
+def test_entry_point_as_a_script_builds_features(catalog: Any, settings: Any, tmp_path: Path) -> None:
+    """spark-submit runs the file as a script: jobs/silver.py and jobs/gold.py must not shadow those packages."""
+    from consumer_data import synthetic_silver, write_silver
+
+    write_silver(catalog, synthetic_silver(patients=5))
+    proc = subprocess.run([sys.executable, str(JOBS / "features.py"), "--root", str(settings.root_path),
+                           "--engine", "local", "--unknown-databricks-arg", "x"],
+                          capture_output=True, text=True, env=_script_env(), cwd=tmp_path, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["table"] == "gold.features_readmission"
+    assert result["rows"] == catalog.read("silver.encounter").count() > 0
+
+
+def test_airflow_commands_are_real_cli_commands_in_pipeline_order() -> None:
+    from typer.testing import CliRunner
+
+    from jobs.airflow_dag import COMMANDS, ORDER
+    from lakehouse.cli import app
+
+    assert ORDER == ("ingest", "silver", "gold", "features", "train", "report")
+    for step in ORDER:
+        argv = shlex.split(COMMANDS[step])
+        assert argv[0] == "lakehouse" and argv[1] == "--root"
+        sub = argv[3:]
+        result = CliRunner().invoke(app, ["--root", "/tmp/unused", *[a for a in sub if a != "--json"], "--help"])
+        assert result.exit_code == 0, (step, result.output)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("airflow") is None,
+                    reason="Apache Airflow is not installed (optional lane: pip install apache-airflow)")
+def test_airflow_dag_task_graph() -> None:
+    from jobs.airflow_dag import ORDER, dag
+
+    assert dag is not None and dag.dag_id == "clinical_lakehouse"
+    assert [t.task_id for t in dag.topological_sort()] == list(ORDER)
+    for previous, step in zip(ORDER, ORDER[1:], strict=False):
+        assert dag.get_task(step).upstream_task_ids == {previous}

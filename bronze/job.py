@@ -11,7 +11,6 @@ files next time and the content-hash dedup absorbs the repeat; a file is never m
 from __future__ import annotations
 
 import base64
-import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,11 +41,12 @@ from bronze.schemas import (
     QUARANTINE_SCHEMA,
     QUARANTINE_TABLES,
 )
-from lakehouse.catalog import Catalog, TableRef
+from lakehouse.catalog import Catalog
 from lakehouse.config import Settings
 from lakehouse.engine import get_spark
 from lakehouse.errors import ReconciliationError
 from lakehouse.runlog import Run
+from lakehouse.staging import Staging, staging
 
 SOURCES = ("hl7v2", "fhir", "dicom", "unknown")
 BRONZE = {"hl7v2": (HL7V2_TABLE, HL7V2_SCHEMA), "fhir": (FHIR_TABLE, FHIR_SCHEMA), "dicom": (DICOM_TABLE, DICOM_SCHEMA)}
@@ -71,35 +71,6 @@ def _counts(df: DataFrame, flag: str) -> dict[bool, int]:
     return {bool(r[flag]): int(r["n"]) for r in df.groupBy(flag).agg(F.count(F.lit(1)).alias("n")).collect()}
 
 
-class _Staging:
-    """Scratch Delta tables ``_system.staging_<label>_<run>`` at ``<root>/_system/staging/``, dropped at the end."""
-
-    def __init__(self, spark: SparkSession, settings: Settings, run_id: str) -> None:
-        self.spark = spark
-        self.folder = settings.system_dir / "staging"
-        self.suffix = run_id.replace("-", "")[:12]
-        self.tables: list[tuple[TableRef, Path]] = []
-
-    def stage(self, df: DataFrame, label: str) -> DataFrame:
-        """Compute df once into a staging table; return a DataFrame reading the written rows."""
-        ref = TableRef("_system", f"staging_{label}_{self.suffix}")
-        location = self.folder / ref.table
-        shutil.rmtree(location, ignore_errors=True)
-        ddl = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in df.schema.fields)
-        self.spark.sql(f"CREATE SCHEMA IF NOT EXISTS `{ref.layer}`")
-        self.spark.sql(f"DROP TABLE IF EXISTS {ref.quoted}")
-        self.spark.sql(f"CREATE TABLE {ref.quoted} ({ddl}) USING delta LOCATION '{location}'")
-        self.tables.append((ref, location))
-        df.writeTo(ref.name).append()
-        return self.spark.table(ref.name)
-
-    def drop_all(self) -> None:
-        for ref, location in self.tables:
-            self.spark.sql(f"DROP TABLE IF EXISTS {ref.quoted}")  # external: the files stay until removed
-            shutil.rmtree(location, ignore_errors=True)
-        self.tables.clear()
-
-
 class _Writer:
     def __init__(self, catalog: Catalog, run: Run) -> None:
         self.catalog = catalog
@@ -120,15 +91,15 @@ class _Writer:
                    .count())
 
 
-def _load_source(writer: _Writer, staging: _Staging | None, source: str, good: DataFrame | None,
+def _load_source(writer: _Writer, scratch: Staging | None, source: str, good: DataFrame | None,
                  bad: DataFrame) -> dict[str, int]:
     """Write one source's good rows (dedup by content hash) and quarantine rows; reconcile.
 
-    ``good`` must already read staged rows; ``bad`` is staged here unless ``staging`` is None (local rows)."""
+    ``good`` must already read staged rows; ``bad`` is staged here unless ``scratch`` is None (local rows)."""
     qname = QUARANTINE_TABLES[source]
     bad = conform(bad)
-    if staging is not None:
-        bad = staging.stage(bad, f"{source}_quarantine")
+    if scratch is not None:
+        bad = scratch.stage(bad, f"{source}_quarantine")
     quarantined = int(bad.count())
     received_good = bronze_new = 0
     if good is not None:
@@ -167,25 +138,25 @@ def _manifest_rows(spark: SparkSession, files: list[LandingFile], run_id: str) -
     return spark.createDataFrame(rows, MANIFEST_SCHEMA)
 
 
-def _load_sources(spark: SparkSession, writer: _Writer, staging: _Staging, by_format: dict[str, list[LandingFile]],
+def _load_sources(spark: SparkSession, writer: _Writer, scratch: Staging, by_format: dict[str, list[LandingFile]],
                   run_id: str, report: dict[str, Any]) -> None:
     if by_format["hl7v2"]:
         messages, other = hl7v2.split_messages(_read_files(spark, by_format["hl7v2"]), run_id)
-        messages = staging.stage(messages, "hl7v2")
+        messages = scratch.stage(messages, "hl7v2")
         bad_msgs = messages.filter(F.col("reason").isNotNull()).select(
             *quarantine_text(F.col("reason"), F.col("source_file"), F.col("position"), F.col("raw"), run_id))
-        report["hl7v2"] = _load_source(writer, staging, "hl7v2", messages.filter(F.col("reason").isNull()),
+        report["hl7v2"] = _load_source(writer, scratch, "hl7v2", messages.filter(F.col("reason").isNull()),
                                        conform(bad_msgs).unionByName(other))
     if by_format["fhir"]:
-        items = staging.stage(fhir.annotate(fhir.split_files(_read_files(spark, by_format["fhir"])), run_id), "fhir")
+        items = scratch.stage(fhir.annotate(fhir.split_files(_read_files(spark, by_format["fhir"])), run_id), "fhir")
         resources, bad = fhir.good_and_bad(items, run_id)
-        report["fhir"] = _load_source(writer, staging, "fhir", resources, bad)
+        report["fhir"] = _load_source(writer, scratch, "fhir", resources, bad)
     if by_format["dicom"]:
         files = spark.createDataFrame(
             [(str(f.path.resolve()), f.rel, f.size, f.sha256) for f in by_format["dicom"]],
             "abs_path string, source_file string, file_size bigint, content_hash string")
-        instances, bad = dicom.good_and_bad(staging.stage(dicom.read_headers(files, run_id), "dicom"), run_id)
-        report["dicom"] = _load_source(writer, staging, "dicom", instances, bad)
+        instances, bad = dicom.good_and_bad(scratch.stage(dicom.read_headers(files, run_id), "dicom"), run_id)
+        report["dicom"] = _load_source(writer, scratch, "dicom", instances, bad)
     if by_format["unknown"]:
         report["unknown"] = _load_source(writer, None, "unknown", None,
                                          _unknown_rows(spark, by_format["unknown"], run_id))
@@ -209,11 +180,8 @@ def ingest(settings: Settings, paths: list[Path], run: Run) -> dict[str, Any]:
     by_format = {src: [f for f in pending if f.format == src] for src in SOURCES}
     report: dict[str, Any] = {src: {"received": 0, "bronze": 0, "quarantined": 0, "duplicates": 0} for src in SOURCES}
 
-    staging = _Staging(spark, settings, run.run_id)
-    try:
-        _load_sources(spark, writer, staging, by_format, run.run_id, report)
-    finally:
-        staging.drop_all()
+    with staging(spark, settings, run.run_id) as scratch:
+        _load_sources(spark, writer, scratch, by_format, run.run_id, report)
     if pending:
         catalog.create(MANIFEST_TABLE, MANIFEST_SCHEMA)
         rows = catalog.append_new(_manifest_rows(spark, pending, run.run_id), MANIFEST_TABLE, ("path", "sha256"))

@@ -26,6 +26,9 @@ audit_app = typer.Typer(help="Audit trail: verify the hash chain, trace lineage.
 app.add_typer(audit_app, name="audit")
 report_app = typer.Typer(help="Reports: the HTML run report, unmapped codes.", no_args_is_help=True)
 app.add_typer(report_app, name="report")
+view_app = typer.Typer(help="SQL-on-FHIR v2 ViewDefinitions: run one over Bronze, run the official test suite.",
+                       no_args_is_help=True)
+app.add_typer(view_app, name="view")
 
 console = Console()
 err = Console(stderr=True)
@@ -455,6 +458,51 @@ def runs(limit: Annotated[int, typer.Option()] = 20, as_json: Annotated[bool, ty
         out.add_row(str(r["seq"]), r["run_id"][:8], r["command"], r["status"], str(r["started_at"]),
                     str(seconds), str(len(json.loads(r["outputs"] or "[]"))), (r["error"] or "")[:60])
     console.print(out)
+
+
+@view_app.command("run")
+@cli_errors
+def view_run(name: Annotated[str, typer.Argument(help="project view name (patient, ...) or a ViewDefinition .json")],
+             limit: Annotated[int, typer.Option()] = 10,
+             as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Flatten the latest bronze.fhir_resources rows with a ViewDefinition and show the first rows."""
+    from silver.views import ViewDefinitionError
+    from silver.views.commands import run_view_on_bronze
+
+    try:
+        columns, rows = run_view_on_bronze(_settings(), name, limit)
+    except ViewDefinitionError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        _print_json(rows)
+        return
+    out = Table(*columns, title=f"{name}: first {len(rows)} rows")
+    for r in rows:
+        out.add_row(*["" if r[c] is None else str(r[c]) for c in columns])
+    console.print(out)
+
+
+@view_app.command("conformance")
+@cli_errors
+def view_conformance(
+    suite: Annotated[Path | None, typer.Option(help="folder of the suite's test JSON files")] = None,
+    report: Annotated[Path | None, typer.Option(help="write test_report.json here")] = None,
+) -> None:
+    """Run the official SQL-on-FHIR v2 test suite; print passed/total and the failures."""
+    from silver.views import ViewDefinitionError
+    from silver.views.commands import conformance
+
+    try:
+        result = conformance(_settings(), suite, report)
+    except ViewDefinitionError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    for failure in result["failures"]:
+        console.print(f"FAIL {failure['file']}: {failure['name']}: {failure['reason']}", highlight=False,
+                      soft_wrap=True)
+    console.print(f"passed {result['passed']}/{result['total']} in {result['seconds']}s"
+                  + (f"; report: {report}" if report else ""), highlight=False)
 
 
 if __name__ == "__main__":

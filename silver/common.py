@@ -45,8 +45,15 @@ def latest_fhir(resources: DataFrame) -> DataFrame:
 
 
 def flatten(resources: DataFrame, view: str) -> DataFrame:
-    """Run one of the project's ViewDefinitions, carrying the Bronze lineage columns."""
-    return run_view(resources.sparkSession, load_view(view), resources, keep=["content_hash", "source_file"])
+    """Run one of the project's ViewDefinitions, carrying the Bronze lineage columns.
+
+    Rows are narrowed to the view's resource type by the Bronze ``resource_type`` column first, so the engine
+    parses only the JSON the view can match.
+    """
+    definition = load_view(view)
+    if "resource_type" in resources.columns:
+        resources = resources.filter(F.col("resource_type") == definition["resource"])
+    return run_view(resources.sparkSession, definition, resources, keep=["content_hash", "source_file"])
 
 
 def fhir_timestamp(col: Column | str) -> Column:

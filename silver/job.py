@@ -26,6 +26,7 @@ from lakehouse.engine import get_spark
 from lakehouse.errors import ReconciliationError
 from lakehouse.logs import get_logger
 from lakehouse.runlog import Run
+from lakehouse.staging import Staging, staging
 from silver import (
     allergy,
     condition,
@@ -83,8 +84,8 @@ for _table, _type in FHIR_TYPES.items():
 
 
 class _Builder:
-    def __init__(self, spark: SparkSession, catalog: Catalog, settings: Settings, run: Run) -> None:
-        self.spark, self.catalog, self.settings, self.run = spark, catalog, settings, run
+    def __init__(self, spark: SparkSession, catalog: Catalog, settings: Settings, run: Run, scratch: Staging) -> None:
+        self.spark, self.catalog, self.settings, self.run, self.scratch = spark, catalog, settings, run, scratch
         self.deid = Deid(key=load_key(settings), date_policy=settings.date_policy,
                          max_shift_days=settings.max_shift_days, hl7_utc_offset=settings.hl7_utc_offset)
         self.latest_time: datetime = latest_plausible_time(settings)
@@ -94,6 +95,13 @@ class _Builder:
         self.now = F.lit(datetime.now().astimezone()).cast("timestamp")
         self.timings: dict[str, float] = {}
         self.started = time.monotonic()
+
+    def stage(self, df: DataFrame, label: str) -> DataFrame:
+        """Compute ``df`` once into a scratch table and continue from it (see lakehouse.staging)."""
+        t = time.monotonic()
+        out = self.scratch.stage(df, label)
+        self.timings[f"stage_{label}"] = round(time.monotonic() - t, 1)
+        return out
 
     def read(self, name: str, schema: Any) -> DataFrame:
         if not self.catalog.exists(name):
@@ -111,13 +119,12 @@ class _Builder:
         if dates:
             df = apply_date_policy(df, dates, "patient_key", self.deid.key, self.deid.date_policy,
                                    self.deid.max_shift_days)
-        shaped = conform(df, table, self.run.run_id, self.now)
+        shaped = self.stage(conform(df, table, self.run.run_id, self.now), f"{table}_shaped")
         valid, rejected = quarantine_invalid(shaped, table, reference=self.valid, latest_time=self.latest_time)
-        valid = materialize(valid)
+        valid = self.stage(valid, f"{table}_valid")
         rejected = rejected.select(*columns(table), "failed_rule", "reason")
         if pre_rejected is not None:
             rejected = rejected.unionByName(pre_rejected)
-        rejected = materialize(rejected)
         n_valid, n_rejected = valid.count(), rejected.count()
         keys = natural_key(table)
         distinct = valid.select(*keys).distinct().count()
@@ -161,19 +168,6 @@ class _Builder:
         return rows.select(*QUARANTINE_KEYS).distinct().join(held, list(QUARANTINE_KEYS)).count()
 
 
-def materialize(df: DataFrame) -> DataFrame:
-    """Compute ``df`` once and continue from the result.
-
-    Sail ignores ``cache()`` and re-plans a reused DataFrame every time; the plans of FHIRPath views and HL7
-    field decoding are large, so the reused intermediates (reference indexes, known identifiers, standardized
-    rows) are pulled through Arrow once. They are small at laptop scale; on a cluster engine cache() does this.
-    """
-    table = df.toArrow()
-    if table.num_rows == 0:
-        return df.sparkSession.createDataFrame([], df.schema)
-    return df.sparkSession.createDataFrame(table)
-
-
 def _count_type(resources: DataFrame, resource_type: str) -> int:
     return resources.filter(F.col("resource_type") == resource_type).count()
 
@@ -183,21 +177,32 @@ def build_silver(settings: Settings, run: Run) -> dict[str, Any]:
     t0 = time.monotonic()
     spark = get_spark(settings)
     catalog = Catalog(spark, settings)
-    b = _Builder(spark, catalog, settings, run)
+    with staging(spark, settings, run.run_id) as scratch:
+        b = _Builder(spark, catalog, settings, run, scratch)
+        _build_domains(b)
+    summary = write_results(catalog, b.dq)
+    run.metric("silver_seconds", round(time.monotonic() - t0, 2))
+    run.metric("silver_timings", b.timings)
+    for table, counts in b.report.items():
+        run.metric(f"silver_{table}", counts)
+    return {**b.report, "_dq": {"rows": summary["rows"], "data_docs": summary["data_docs"]}}
+
+
+def _build_domains(b: _Builder) -> None:
     fhir_raw = b.read(FHIR_TABLE, FHIR_SCHEMA)
     hl7_raw = b.read(HL7V2_TABLE, HL7V2_SCHEMA)
     dicom_raw = b.read(DICOM_TABLE, DICOM_SCHEMA)
     b.lineage_files([fhir_raw, hl7_raw, dicom_raw])
-    res = latest_fhir(fhir_raw).cache()
-    segs = segments(latest_messages(hl7_raw)).cache()
+    res = b.stage(latest_fhir(fhir_raw), "fhir_latest")
+    segs = b.stage(segments(latest_messages(hl7_raw)), "hl7v2_segments")
     deid = b.deid
 
     # indexes that resolve FHIR references, and every patient's known identifiers (for scrubbing free text)
-    pat_index = materialize(patient.fhir_patient_index(res, deid))
-    enc_index = materialize(encounter.fhir_encounter_index(res, deid))
-    prac_index = materialize(practitioner.fhir_practitioner_index(res, deid))
-    known = materialize(patient.known_by_patient([patient.fhir_known_identifiers(res, pat_index),
-                                                  patient.hl7_known_identifiers(segs, deid)]))
+    pat_index = b.stage(patient.fhir_patient_index(res, deid), "patient_index")
+    enc_index = b.stage(encounter.fhir_encounter_index(res, deid), "encounter_index")
+    prac_index = b.stage(practitioner.fhir_practitioner_index(res, deid), "practitioner_index")
+    known = b.stage(patient.known_by_patient([patient.fhir_known_identifiers(res, pat_index),
+                                              patient.hl7_known_identifiers(segs, deid)]), "known_identifiers")
 
     _build_patient(b, res, segs, pat_index)
     practitioners = practitioner.fhir_practitioners(res, prac_index)
@@ -217,22 +222,15 @@ def build_silver(settings: Settings, run: Run) -> dict[str, Any]:
     for table, build in simple.items():
         b.finish(table, build(), _count_type(res, FHIR_TYPES[table]))
     fhir_allergies = allergy.fhir_allergies(res, pat_index, deid)
-    hl7_allergies = materialize(allergy.hl7_allergies(segs, deid))
+    hl7_allergies = b.stage(allergy.hl7_allergies(segs, deid), "allergy_hl7")
     b.finish("allergy", fhir_allergies.unionByName(hl7_allergies),
              _count_type(res, "AllergyIntolerance") + hl7_allergies.count())
     _build_imaging(b, res, dicom_raw, pat_index, enc_index, known)
 
-    summary = write_results(catalog, b.dq)
-    run.metric("silver_seconds", round(time.monotonic() - t0, 2))
-    run.metric("silver_timings", b.timings)
-    for table, counts in b.report.items():
-        run.metric(f"silver_{table}", counts)
-    return {**b.report, "_dq": {"rows": summary["rows"], "data_docs": summary["data_docs"]}}
-
 
 def _build_patient(b: _Builder, res: DataFrame, segs: DataFrame, index: DataFrame) -> None:
     rows = patient.fhir_patients(res, index).unionByName(patient.hl7_patients(segs, b.deid))
-    merged = materialize(patient.harmonize(rows))
+    merged = b.stage(patient.harmonize(rows), "patient_merged")
     b.finish("patient", patient.deidentify(merged), merged.count())
 
 
@@ -240,15 +238,15 @@ def _build_encounter(b: _Builder, res: DataFrame, segs: DataFrame, pats: DataFra
                      pracs: DataFrame) -> None:
     rows = encounter.fhir_encounters(res, pats, encs, pracs, b.deid).unionByName(
         encounter.hl7_encounters(segs, b.deid))
-    merged = materialize(encounter.harmonize(rows))
+    merged = b.stage(encounter.harmonize(rows), "encounter_merged")
     b.finish("encounter", merged, merged.count())
 
 
 def _build_observation(b: _Builder, res: DataFrame, segs: DataFrame, pats: DataFrame, encs: DataFrame,
                        known: DataFrame) -> None:
-    rows = observation.fhir_observations(res, pats, encs, known, b.deid).unionByName(
-        observation.hl7_observations(segs, known, b.deid))
-    standardized = materialize(observation.standardize(rows))
+    fhir_rows = b.stage(observation.fhir_observations(res, pats, encs, known, b.deid), "observation_fhir")
+    rows = fhir_rows.unionByName(b.stage(observation.hl7_observations(segs, known, b.deid), "observation_hl7"))
+    standardized = b.stage(observation.standardize(rows), "observation_standardized")
     n_rows = standardized.count()
     merged, pairs = observation.harmonize(standardized)
     b.run.metric("observation_harmonized_pairs", pairs)
@@ -257,7 +255,7 @@ def _build_observation(b: _Builder, res: DataFrame, segs: DataFrame, pats: DataF
 
 def _build_condition(b: _Builder, res: DataFrame, segs: DataFrame, pats: DataFrame, encs: DataFrame) -> None:
     rows = condition.fhir_conditions(res, pats, encs, b.deid).unionByName(condition.hl7_conditions(segs, b.deid))
-    standardized = materialize(condition.standardize(rows))
+    standardized = b.stage(condition.standardize(rows), "condition_standardized")
     n_records = standardized.select("condition_key").distinct().count()
     merged, pairs = condition.harmonize(standardized)
     b.run.metric("condition_harmonized_pairs", pairs)
@@ -266,12 +264,12 @@ def _build_condition(b: _Builder, res: DataFrame, segs: DataFrame, pats: DataFra
 
 def _build_imaging(b: _Builder, res: DataFrame, dicom_raw: DataFrame, pats: DataFrame, encs: DataFrame,
                    known: DataFrame) -> None:
-    instances = materialize(imaging.dicom_instances(dicom_raw, known, b.deid))
+    instances = b.stage(imaging.dicom_instances(dicom_raw, known, b.deid), "imaging_instances")
     fhir_studies = imaging.fhir_studies(res, pats, encs, known, b.deid)
     fhir_series = imaging.fhir_series(res, pats, known, b.deid)
-    studies = materialize(imaging.studies(fhir_studies, instances))
+    studies = b.stage(imaging.studies(fhir_studies, instances), "imaging_studies")
     b.finish("imaging_study", studies, studies.count())
-    series = materialize(imaging.series(fhir_series, instances))
+    series = b.stage(imaging.series(fhir_series, instances), "imaging_series")
     b.finish("imaging_series", series, series.count())
     good = instances.filter(F.col("deid_error").isNull())
     bad = instances.filter(F.col("deid_error").isNotNull())

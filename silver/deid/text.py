@@ -107,10 +107,13 @@ def scrub_patterns(text_col: Column, kinds: tuple[str, ...] | None = None, skip:
 def scrub_text(text_col: Column, known_identifiers_col: Column | None = None) -> Column:
     """Scrub one free-text column: the patient's known identifiers (other than names), URLs and e-mails, the
     patient's names, then every other pattern. Placeholders are typed: ``[NAME]``, ``[MRN]``, ``[PHONE]``..."""
-    out = text_col.cast("string")
+    text = text_col.cast("string")
+    out = text
     if known_identifiers_col is not None:
         out = scrub_known(out, known_identifiers_col, names=False)
     out = scrub_patterns(out, kinds=EARLY_KINDS)
     if known_identifiers_col is not None:
         out = scrub_known(out, known_identifiers_col, names=True)
-    return scrub_patterns(out, skip=EARLY_KINDS).alias("scrubbed_text")
+    out = scrub_patterns(out, skip=EARLY_KINDS)
+    # most rows carry no text: skip building a regular expression per known identifier for them
+    return F.when(text.isNull() | (F.trim(text) == ""), text).otherwise(out).alias("scrubbed_text")

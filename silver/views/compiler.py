@@ -22,8 +22,8 @@ SQL_TYPES = {
 }
 COLUMN_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 NODE_KEYS = {"column", "select", "forEach", "forEachOrNull", "unionAll", "repeat", "description"}
-# repeat is unrolled to this depth; deeper trees raise an error instead of losing rows
-MAX_REPEAT_DEPTH = 4
+# levels a repeat expands; deeper trees raise an error instead of losing rows
+MAX_REPEAT_DEPTH = 12
 
 
 @dataclass(frozen=True)
@@ -64,15 +64,19 @@ class CompiledView:
         return [name for name, _ in self.columns]
 
 
-def convert(item: str, sql_type: str) -> str:
-    """SQL: one JSON-text item -> the column's Spark type (NULL when the value does not fit)."""
+def convert(item: str, sql_type: str, numeric: bool = False) -> str:
+    """SQL: one JSON-text item -> the column's Spark type (NULL when the value does not fit).
+
+    ``numeric``: the item is known to be a JSON number, so its text needs no unquoting.
+    """
+    text = item if numeric else S.unquote(item)
     if sql_type == "BOOLEAN":
         return f"CASE {item} WHEN 'true' THEN true WHEN 'false' THEN false END"
     if sql_type in ("INT", "BIGINT"):
-        return f"try_cast(try_cast({S.unquote(item)} AS DECIMAL(38,18)) AS {sql_type})"
+        return f"try_cast(try_cast({text} AS DECIMAL(38,18)) AS {sql_type})"
     if sql_type.startswith("DECIMAL"):
-        return f"try_cast({S.unquote(item)} AS {sql_type})"
-    return S.unquote(item)
+        return f"try_cast({text} AS {sql_type})"
+    return text
 
 
 class ViewCompiler:
@@ -83,7 +87,8 @@ class ViewCompiler:
         self.name = str(view.get("name") or "view")
         resource = view.get("resource")
         if not isinstance(resource, str) or not re.match(r"^[A-Z][A-Za-z]+$", resource):
-            raise ViewDefinitionError(f"view {self.name!r}: 'resource' must name a FHIR resource type, got {resource!r}")
+            raise ViewDefinitionError(
+                f"view {self.name!r}: 'resource' must name a FHIR resource type, got {resource!r}")
         self.resource_type = resource
         select = view.get("select")
         if not isinstance(select, list) or not select:
@@ -96,7 +101,7 @@ class ViewCompiler:
         self.fp = FhirPathCompiler(resource, constants)
 
     def compile(self) -> CompiledView:
-        root = Context.root()
+        root = Context.root(self.resource_type)
         parts = tuple(p for p in self.top_parts({"select": self.view["select"]}, root) if p.columns)
         names = [name for part in parts for name, _ in part.columns]
         if not names:
@@ -154,14 +159,15 @@ class ViewCompiler:
             paths = node["repeat"]
             if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
                 raise ViewDefinitionError(f"view {self.name!r}: repeat must be a list of FHIRPath strings")
-            items = self.repeat_items(paths, ctx, MAX_REPEAT_DEPTH)
+            items, item_type = self.repeat_items(paths, ctx), None
         else:
             path = node[key]
             if not isinstance(path, str):
                 raise ViewDefinitionError(f"view {self.name!r}: {key} must be a FHIRPath string, got {path!r}")
-            items = self.fp.compile(path, ctx).sql
+            compiled = self.fp.compile(path, ctx)
+            items, item_type = compiled.sql, compiled.type
         x, i = S.fresh("it"), S.fresh("ix")
-        inner = self.plain_rows(node, Context.item(x, i))
+        inner = self.plain_rows(node, Context.item(x, i, item_type))
 
         def each(source: str) -> str:
             if inner.single:
@@ -176,15 +182,25 @@ class ViewCompiler:
             f"CASE WHEN size({empty.sql}) = 0 THEN array({null_row}) ELSE {empty.sql} END")
         return Rows(inner.columns, sql=f"CASE WHEN size({items}) = 0 THEN {when_empty} ELSE {each(items)} END")
 
-    def repeat_items(self, paths: list[str], ctx: Context, depth: int) -> str:
-        """Depth-first, pre-order: every item reachable by applying the paths again and again."""
-        children = self.children(paths, ctx)
-        if depth == 0:
-            message = f"repeat {paths} is nested deeper than {MAX_REPEAT_DEPTH} levels"
-            return S.let(children, lambda c: S.checked(f"size({c}) = 0", message, S.EMPTY), "rp")
-        x = S.fresh("rp")
-        below = self.repeat_items(paths, Context.item(x, "0"), depth - 1)
-        return f"flatten(transform({children}, {x} -> concat(array({x}), {below})))"
+    def repeat_items(self, paths: list[str], ctx: Context) -> str:
+        """Depth-first, pre-order: every item reachable by applying the paths again and again.
+
+        One ``aggregate`` pass per tree level expands the not-yet-expanded items in place (so pre-order is
+        kept); the lambda nesting stays constant whatever the depth. Trees deeper than MAX_REPEAT_DEPTH fail
+        the job with a message naming the paths instead of losing rows.
+        """
+        acc, e, c, lvl = S.fresh("acc"), S.fresh("e"), S.fresh("c"), S.fresh("lv")
+        below = self.children(paths, Context.item(f"{e}.item", "0"))
+
+        def pending(items: str) -> str:
+            return f"transform({items}, {c} -> named_struct('item', {c}, 'done', false))"
+
+        expanded = (f"concat(array(named_struct('item', {e}.item, 'done', true)), {pending(below)})")
+        step = f"flatten(transform({acc}, {e} -> IF({e}.done, array({e}), {expanded})))"
+        message = f"repeat {paths} is nested deeper than {MAX_REPEAT_DEPTH} levels"
+        finish = S.checked(f"forall({acc}, {e} -> {e}.done)", message, f"transform({acc}, {e} -> {e}.item)")
+        start = pending(self.children(paths, ctx))
+        return f"aggregate(sequence(1, {MAX_REPEAT_DEPTH}), {start}, ({acc}, {lvl}) -> {step}, {acc} -> {finish})"
 
     def children(self, paths: list[str], ctx: Context) -> str:
         parts = [self.fp.compile(p, ctx).sql for p in paths]
@@ -219,7 +235,8 @@ class ViewCompiler:
                     f"view {self.name!r}: unionAll options must have the same columns in the same order: "
                     f"{[n for n, _ in first]} vs {[n for n, _ in branch.columns]}")
             if branch.columns != first:
-                raise ViewDefinitionError(f"view {self.name!r}: unionAll column types differ: {first} vs {branch.columns}")
+                raise ViewDefinitionError(
+                    f"view {self.name!r}: unionAll column types differ: {first} vs {branch.columns}")
         return Rows(first, sql=f"concat({', '.join(b.array() for b in branches)})")
 
     def column(self, col: Any, ctx: Context) -> tuple[str, str, str]:
@@ -232,7 +249,13 @@ class ViewCompiler:
             raise ViewDefinitionError(f"view {self.name!r}: column {name!r} needs a FHIRPath 'path'")
         fhir_type = col.get("type")
         sql_type = SQL_TYPES.get(fhir_type, "STRING") if isinstance(fhir_type, str) else "STRING"
-        coll = self.fp.compile(path, ctx).sql
+        compiled = self.fp.compile(path, ctx)
+        coll = compiled.sql
+        if compiled.single and col.get("collection") is not True:
+            # at most one value by construction: no cardinality check needed
+            if compiled.boolean is not None and sql_type == "BOOLEAN":
+                return name, compiled.boolean, sql_type
+            return name, convert(f"get({coll}, 0)", sql_type, compiled.numeric), sql_type
         if col.get("collection") is True:
             x = S.fresh()
             return name, f"transform({coll}, {x} -> {convert(x, sql_type)})", f"ARRAY<{sql_type}>"

@@ -108,3 +108,9 @@ def run_conformance(spark: SparkSession, suite_dir: Path, report_path: Path | No
         report_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return {"passed": passed, "failed": total - passed, "total": total,
             "seconds": round(time.monotonic() - started, 2), "failures": failures, "report": report}
+
+
+def passing_case_ids(report: dict[str, Any]) -> list[str]:
+    """``file:title`` of every passed case in a test_report-format dict (the ids the conformance floor keeps)."""
+    return sorted(f"{file}:{test['name']}" for file, entry in report.items()
+                  for test in entry.get("tests", []) if test.get("result", {}).get("passed"))

@@ -29,6 +29,63 @@ CHOICE_ELEMENTS = {
     "diagnosis", "procedure", "citeAs", "detail", "target", "event", "outcome",
 }
 TIME_TYPES = {"date", "dateTime", "instant", "time"}
+NUMERIC_TYPES = {"decimal", "integer", "integer64", "positiveInt", "unsignedInt"}
+
+# Element types of common FHIR datatypes and backbone elements. Navigating from an item of a known type needs
+# no choice-element lookup (Quantity.value is a decimal, not value[x]), which keeps the generated SQL small.
+DATATYPE_ELEMENTS: dict[str, dict[str, str]] = {
+    "Quantity": {"value": "decimal", "comparator": "code", "unit": "string", "system": "uri", "code": "code"},
+    "Range": {"low": "Quantity", "high": "Quantity"},
+    "Ratio": {"numerator": "Quantity", "denominator": "Quantity"},
+    "Period": {"start": "dateTime", "end": "dateTime"},
+    "Identifier": {"use": "code", "type": "CodeableConcept", "system": "uri", "value": "string", "period": "Period",
+                   "assigner": "Reference"},
+    "ContactPoint": {"system": "code", "value": "string", "use": "code", "rank": "positiveInt", "period": "Period"},
+    "CodeableConcept": {"coding": "Coding", "text": "string"},
+    "Coding": {"system": "uri", "version": "string", "code": "code", "display": "string", "userSelected": "boolean"},
+    "Reference": {"reference": "string", "type": "uri", "identifier": "Identifier", "display": "string"},
+    "HumanName": {"use": "code", "text": "string", "family": "string", "given": "string", "prefix": "string",
+                  "suffix": "string", "period": "Period"},
+    "Address": {"use": "code", "type": "code", "text": "string", "line": "string", "city": "string",
+                "district": "string", "state": "string", "postalCode": "string", "country": "string",
+                "period": "Period"},
+    "ObservationReferenceRange": {"low": "Quantity", "high": "Quantity", "type": "CodeableConcept",
+                                  "appliesTo": "CodeableConcept", "age": "Range", "text": "string"},
+}
+# Elements whose type is the same wherever they occur in FHIR R4 (used when the item's type is unknown).
+UNIFORM_ELEMENT_TYPES = {
+    "identifier": "Identifier", "telecom": "ContactPoint", "coding": "Coding", "referenceRange":
+    "ObservationReferenceRange", "valueRange": "Range",
+}
+# Choice elements at the root of common R4 resources (other resource types fall back to CHOICE_ELEMENTS).
+RESOURCE_CHOICES: dict[str, set[str]] = {
+    "Patient": {"deceased", "multipleBirth"}, "Observation": {"effective", "value"}, "Encounter": set(),
+    "Condition": {"onset", "abatement"}, "Procedure": {"performed"}, "MedicationRequest": {"reported", "medication"},
+    "DiagnosticReport": {"effective"}, "ImagingStudy": set(), "Practitioner": set(), "Organization": set(),
+    "AllergyIntolerance": {"onset"}, "Immunization": {"occurrence"}, "QuestionnaireResponse": set(),
+}
+# type names a choice suffix can carry (valueQuantity -> Quantity, effectiveDateTime -> dateTime)
+CHOICE_SUFFIX_TYPES = {t[0].upper() + t[1:]: t for t in (
+    *S.STRING_PRIMITIVES, *S.NUMBER_OR_BOOLEAN_PRIMITIVES, *DATATYPE_ELEMENTS, "Attachment", "Age", "Duration",
+    "SampledData", "Timing", "Annotation", "Money", "Count", "Distance")}
+
+
+def element_type(source_type: str | None, name: str) -> tuple[str | None, bool]:
+    """(static type of ``name`` when known, whether ``name`` may be a choice element ``name[x]``)."""
+    if source_type in DATATYPE_ELEMENTS:
+        return DATATYPE_ELEMENTS[source_type].get(name), False
+    if source_type in RESOURCE_CHOICES:
+        choice = name in RESOURCE_CHOICES[source_type]
+    else:
+        choice = name in CHOICE_ELEMENTS
+    if choice:
+        return None, True
+    if name in UNIFORM_ELEMENT_TYPES:
+        return UNIFORM_ELEMENT_TYPES[name], False
+    for base in CHOICE_ELEMENTS:
+        if name.startswith(base) and name[len(base):] in CHOICE_SUFFIX_TYPES:
+            return CHOICE_SUFFIX_TYPES[name[len(base):]], False
+    return None, False
 
 
 @dataclass(frozen=True)
@@ -39,14 +96,15 @@ class Context:
     text: str  # SQL: JSON text of the item
     variant: str  # SQL: the parsed item
     row_index: str  # SQL: %rowIndex
+    type: str | None = None  # static FHIR type of the item when known
 
     @classmethod
-    def root(cls) -> Context:
-        return cls("root", "__raw", "__v", "0")
+    def root(cls, resource_type: str | None = None) -> Context:
+        return cls("root", "__raw", "__v", "0", resource_type)
 
     @classmethod
-    def item(cls, var: str, row_index: str) -> Context:
-        return cls("item", var, f"parse_json({var})", row_index)
+    def item(cls, var: str, row_index: str, fhir_type: str | None = None) -> Context:
+        return cls("item", var, f"parse_json({var})", row_index, fhir_type)
 
     @classmethod
     def empty(cls) -> Context:
@@ -59,10 +117,15 @@ class Coll:
     type: str | None = None  # static FHIR type when known (after ofType(), or a function's result type)
     variant: str | None = None  # parsed single item, when the collection is one known item
     boolean: str | None = None  # the same value as a nullable SQL boolean, for boolean-valued expressions
+    single: bool = False  # at most one item by construction (no cardinality check needed)
+
+    @property
+    def numeric(self) -> bool:
+        return self.type in NUMERIC_TYPES
 
 
 def boolean(value: str) -> Coll:
-    return Coll(S.from_bool(value), "boolean", boolean=value)
+    return Coll(S.from_bool(value), "boolean", boolean=value, single=True)
 
 
 def as_bool(coll: Coll) -> str:
@@ -95,7 +158,7 @@ class FhirPathCompiler:
     def this(self, ctx: Context) -> Coll:
         if ctx.kind == "empty":
             return Coll(S.EMPTY)
-        return Coll(f"array({ctx.text})", variant=ctx.variant)
+        return Coll(f"array({ctx.text})", ctx.type, variant=ctx.variant)
 
     def node(self, node: Node, ctx: Context) -> Coll:
         if isinstance(node, Literal):
@@ -124,7 +187,7 @@ class FhirPathCompiler:
         if name == "rowIndex":
             return Coll(f"array(CAST({ctx.row_index} AS STRING))", "integer")
         if name in ("resource", "rootResource"):
-            return self.this(Context.root())
+            return self.this(Context.root(self.resource_type))
         if name not in self.constants:
             raise ViewDefinitionError(f"FHIRPath {self.expr!r}: constant %{name} is not defined in the view")
         return self.constants[name]
@@ -144,10 +207,11 @@ class FhirPathCompiler:
     def child(self, source: Coll, name: str) -> Coll:
         if source.sql == S.EMPTY:
             return Coll(S.EMPTY)
-        if name not in CHOICE_ELEMENTS:
+        child_type, choice = element_type(source.type, name)
+        if not choice:
             if source.variant is not None:
-                return Coll(S.field_of_variant(source.variant, name))
-            return Coll(S.field_of_collection(source.sql, name))
+                return Coll(S.field_of_variant(source.variant, name), child_type)
+            return Coll(S.field_of_collection(source.sql, name), child_type)
         # a choice element name[x] without ofType(): whichever type is present (FHIR never has both
         # ``value`` and ``valueX`` in one element, so concatenating the two lookups is exact)
         if source.variant is not None and source.sql.startswith("array("):
@@ -161,7 +225,7 @@ class FhirPathCompiler:
         coll = self.node(node.target, ctx)
         index = self.node(node.index, ctx)
         if isinstance(node.index, Literal) and node.index.kind == "integer":
-            return Coll(f"slice({coll.sql}, {int(str(node.index.value)) + 1}, 1)", coll.type)
+            return Coll(f"slice({coll.sql}, {int(str(node.index.value)) + 1}, 1)", coll.type, single=True)
         pos = f"try_cast(get({index.sql}, 0) AS INT)"
         # every CASE branch may be evaluated (Sail, inside lambdas): keep slice's start valid
         return Coll(S.let(pos, lambda i: (
@@ -188,27 +252,27 @@ class FhirPathCompiler:
             raise ViewDefinitionError(f"FHIRPath {self.expr!r}: {name}() takes {low}..{high} arguments")
         src = source.sql
         if name == "where":
-            return Coll(self.filter(src, args[0], ctx), source.type)
+            return Coll(self.filter(src, args[0], ctx, source.type), source.type)
         if name == "exists":
-            coll = self.filter(src, args[0], ctx) if args else src
+            coll = self.filter(src, args[0], ctx, source.type) if args else src
             return boolean(f"(size({coll}) > 0)")
         if name == "all":
             x = S.fresh()
-            cond = self.node(args[0], Context.item(x, ctx.row_index))
+            cond = self.node(args[0], Context.item(x, ctx.row_index, source.type))
             return boolean(f"forall({src}, {x} -> coalesce({as_bool(cond)}, false))")
         if name == "empty":
             return boolean(f"(size({src}) = 0)")
         if name == "count":
-            return Coll(f"array(CAST(size({src}) AS STRING))", "integer")
+            return Coll(f"array(CAST(size({src}) AS STRING))", "integer", single=True)
         if name == "hasValue":
             return boolean(f"(size({src}) = 1 AND left(get({src}, 0), 1) NOT IN ('{{', '['))")
         if name == "first":
-            return Coll(f"slice({src}, 1, 1)", source.type)
+            return Coll(f"slice({src}, 1, 1)", source.type, single=True)
         if name == "last":
-            return Coll(f"reverse(slice(reverse({src}), 1, 1))", source.type)
+            return Coll(f"reverse(slice(reverse({src}), 1, 1))", source.type, single=True)
         if name == "tail":
-            return Coll(S.let(src, lambda c: f"CASE WHEN size({c}) < 2 THEN {S.EMPTY} ELSE slice({c}, 2, size({c})) END",
-                              "c"), source.type)
+            return Coll(S.let(src, lambda c: (
+                f"CASE WHEN size({c}) < 2 THEN {S.EMPTY} ELSE slice({c}, 2, size({c})) END"), "c"), source.type)
         if name in ("skip", "take"):
             n = self.integer_argument(name, args[0])
             if name == "take":
@@ -227,7 +291,7 @@ class FhirPathCompiler:
             sep = self.string_argument(name, args[0]) if args else ""
             x = S.fresh()
             joined = f"array_join(transform({src}, {x} -> {S.unquote(x)}), {S.sql_string(sep)})"
-            return Coll(f"array({S.quote_json_string(joined)})", "string")
+            return Coll(f"array({S.quote_json_string(joined)})", "string", single=True)
         if name == "extension":
             url = self.string_argument(name, args[0])
             x = S.fresh()
@@ -243,9 +307,9 @@ class FhirPathCompiler:
                         f"{x} -> {x} IS NOT NULL)", source.type)
         raise self.unsupported(f"function {name}()")  # pragma: no cover
 
-    def filter(self, src: str, criterion: Node, ctx: Context) -> str:
+    def filter(self, src: str, criterion: Node, ctx: Context, item_type: str | None = None) -> str:
         x = S.fresh()
-        cond = self.node(criterion, Context.item(x, ctx.row_index))
+        cond = self.node(criterion, Context.item(x, ctx.row_index, item_type))
         return f"filter({src}, {x} -> coalesce({as_bool(cond)}, false))"
 
     def of_type(self, node: Call, ctx: Context) -> Coll:
@@ -330,6 +394,10 @@ class FhirPathCompiler:
         if op == "|":
             return Coll(f"array_distinct(concat({left.sql}, {right.sql}))")
         a, b = f"get({left.sql}, 0)", f"get({right.sql}, 0)"
+        if op in ("=", "!=", "<", ">", "<=", ">=") and (left.numeric or right.numeric):
+            # a known number on one side: compare by value only (smaller SQL than the text fallback)
+            sql_op = "<>" if op == "!=" else op
+            return boolean(f"(try_cast({a} AS DOUBLE) {sql_op} try_cast({b} AS DOUBLE))")
         if op in ("=", "!="):
             return boolean(equality(left.sql, right.sql, negate=op == "!="))
         if op in ("<", ">", "<=", ">="):
@@ -340,10 +408,11 @@ class FhirPathCompiler:
             def text(c: str) -> str:
                 x = S.fresh()
                 return f"coalesce(array_join(transform({c}, {x} -> {S.unquote(x)}), ''), '')"
-            return Coll(f"array({S.quote_json_string(f'concat({text(left.sql)}, {text(right.sql)})')})", "string")
+            return Coll(f"array({S.quote_json_string(f'concat({text(left.sql)}, {text(right.sql)})')})", "string",
+                        single=True)
         if op in ("+", "-", "*", "/", "div", "mod"):
             strings = "string" in (left.type, right.type)
-            return Coll(arithmetic(op, a, b, strings), "string" if strings else "decimal")
+            return Coll(arithmetic(op, a, b, strings), "string" if strings else "decimal", single=True)
         raise self.unsupported(f"operator {op!r}")  # pragma: no cover
 
 
@@ -369,10 +438,12 @@ def arithmetic(op: str, a: str, b: str, strings: bool) -> str:
 
 def literal(node: Literal) -> Coll:
     if node.kind == "boolean":
-        return Coll(f"array('{'true' if node.value else 'false'}')", "boolean")
+        value = "true" if node.value else "false"
+        return Coll(f"array('{value}')", "boolean", boolean=value, single=True)
     if node.kind in ("integer", "decimal"):
-        return Coll(f"array('{node.value}')", node.kind)
-    return Coll(f"array({S.json_text_literal(node.value)})", node.kind if node.kind in TIME_TYPES else "string")
+        return Coll(f"array('{node.value}')", node.kind, single=True)
+    fhir_type = node.kind if node.kind in TIME_TYPES else "string"
+    return Coll(f"array({S.json_text_literal(node.value)})", fhir_type, single=True)
 
 
 def constant_value(name: str, constant: dict[str, object]) -> tuple[Coll, object]:
@@ -387,7 +458,7 @@ def constant_value(name: str, constant: dict[str, object]) -> tuple[Coll, object
             raise ViewDefinitionError(f"constant {name!r}: {key} has the wrong JSON type ({value!r})")
     elif not isinstance(value, str):
         raise ViewDefinitionError(f"constant {name!r}: {key} must be a string, got {value!r}")
-    return Coll(f"array({S.json_text_literal(value)})", fhir_type), value
+    return Coll(f"array({S.json_text_literal(value)})", fhir_type, single=True), value
 
 
 def boundary(item: str, fhir_type: str | None, low: bool) -> str:

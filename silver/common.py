@@ -56,16 +56,35 @@ def flatten(resources: DataFrame, view: str) -> DataFrame:
     return run_view(resources.sparkSession, definition, resources, keep=["content_hash", "source_file"])
 
 
+# FHIR date/dateTime/instant: a four-digit year (0001-9999), optionally month, day and time with offset
+FHIR_DATE_TIME = (r"^[0-9]{4}(-[0-9]{2}(-[0-9]{2}(T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?"
+                  r"(Z|[+-][0-9]{2}:[0-9]{2})?)?)?)?$")
+
+
 def fhir_timestamp(col: Column | str) -> Column:
-    """FHIR date/dateTime/instant text (partial dates allowed, offsets honoured) -> UTC timestamp; NULL if invalid."""
+    """FHIR date/dateTime/instant text (partial dates allowed, offsets honoured) -> UTC timestamp; NULL if invalid.
+
+    Text that is not FHIR date syntax (``12345``, a year of five digits) is NULL rather than a date the engine
+    cannot hold as a timestamp.
+    """
     c = F.col(col) if isinstance(col, str) else col
-    return F.try_to_timestamp(c)
+    text = F.trim(c.cast("string"))
+    return F.when(text.rlike(FHIR_DATE_TIME), F.try_to_timestamp(text))
+
+
+def invalid_values(**sent_but_untyped: Column) -> Column:
+    """``invalid``: the FHIR element names whose value was sent but cannot be typed (the job quarantines the row).
+
+    ``invalid_values(birthDate=<raw is not null and typed is null>, ...)``; an empty array when all are fine.
+    """
+    flags = [F.when(bad, F.lit(name)) for name, bad in sent_but_untyped.items()]
+    return F.array_compact(F.array(*flags)).alias("invalid")
 
 
 def fhir_date(col: Column | str) -> Column:
     """FHIR date text (YYYY, YYYY-MM or YYYY-MM-DD) -> DATE (partial dates at the first day)."""
-    c = F.col(col) if isinstance(col, str) else col
-    return F.to_date(F.try_to_timestamp(F.substring(c, 1, 10)))
+    return F.to_date(fhir_timestamp(F.substring(F.trim((F.col(col) if isinstance(col, str) else col)
+                                                        .cast("string")), 1, 10)))
 
 
 # -- HL7 v2 -----------------------------------------------------------------------------------------------------

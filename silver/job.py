@@ -50,7 +50,7 @@ log = get_logger(__name__)
 QUARANTINE_DDL = ("natural_key STRING, failed_rule STRING, reason STRING, sources ARRAY<STRING>, "
                   "bronze_hashes ARRAY<STRING>, content_hash STRING, source_file STRING, record STRING, "
                   "silver_run_id STRING, quarantined_at TIMESTAMP")
-QUARANTINE_KEYS = ("natural_key", "failed_rule")
+QUARANTINE_KEYS = ("natural_key", "failed_rule", "content_hash")
 
 DATE_COLUMNS: dict[str, tuple[str, ...]] = {
     "patient": ("birth_date", "deceased_date", "source_updated_at"),
@@ -66,7 +66,8 @@ DATE_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 DEFINITIONS = {
-    "patient": "distinct patient_key (MRN pseudonym, else FHIR id) over latest FHIR Patients and PID segments",
+    "patient": "distinct patient_key (MRN pseudonym, else FHIR id) over latest FHIR Patients and PID segments "
+               "whose values all type, + each source record with a value that does not",
     "encounter": "distinct encounter_key (visit number, else FHIR id) over latest FHIR Encounters and ADT PV1s",
     "observation": "latest FHIR Observation values (resource or each component) + OBX of distinct ORU messages "
                    "- FHIR/HL7 pairs merged into one row",
@@ -119,12 +120,23 @@ class _Builder:
         if dates:
             df = apply_date_policy(df, dates, "patient_key", self.deid.key, self.deid.date_policy,
                                    self.deid.max_shift_days)
+        untyped = None
+        if "invalid" in df.columns:  # values that were sent but cannot be typed: quarantined, never NULL
+            df = df.withColumn("invalid", F.coalesce(F.col("invalid"), F.array().cast("array<string>")))
+            untyped = conform(
+                df.filter(F.size("invalid") > 0)
+                  .withColumn("failed_rule", F.lit(f"{table}.values_typed"))
+                  .withColumn("reason", F.concat(F.lit("value sent but not of its FHIR type: "),
+                                                 F.array_join(F.array_sort("invalid"), ", "))),
+                table, self.run.run_id, self.now, extra=("failed_rule", "reason"))
+            df = df.filter(F.size("invalid") == 0)
         shaped = self.stage(conform(df, table, self.run.run_id, self.now), f"{table}_shaped")
         valid, rejected = quarantine_invalid(shaped, table, reference=self.valid, latest_time=self.latest_time)
         valid = self.stage(valid, f"{table}_valid")
         rejected = rejected.select(*columns(table), "failed_rule", "reason")
-        if pre_rejected is not None:
-            rejected = rejected.unionByName(pre_rejected)
+        for extra in (pre_rejected, untyped):
+            if extra is not None:
+                rejected = rejected.unionByName(extra)
         n_valid, n_rejected = valid.count(), rejected.count()
         keys = natural_key(table)
         distinct = valid.select(*keys).distinct().count()
@@ -229,9 +241,16 @@ def _build_domains(b: _Builder) -> None:
 
 
 def _build_patient(b: _Builder, res: DataFrame, segs: DataFrame, index: DataFrame) -> None:
-    rows = patient.fhir_patients(res, index).unionByName(patient.hl7_patients(segs, b.deid))
-    merged = b.stage(patient.harmonize(rows), "patient_merged")
-    b.finish("patient", patient.deidentify(merged), merged.count())
+    rows = patient.fhir_patients(res, index).unionByName(patient.hl7_patients(segs, b.deid),
+                                                          allowMissingColumns=True)
+    rows = b.stage(rows.withColumn("invalid", F.coalesce(F.col("invalid"), F.array().cast("array<string>"))),
+                   "patient_rows")
+    # a source record with an untypeable value is quarantined on its own, not merged into the patient
+    merged = b.stage(patient.harmonize(rows.filter(F.size("invalid") == 0)), "patient_merged")
+    untyped = patient.harmonize(rows.filter(F.size("invalid") > 0), per_record=True).drop("content_hash")
+    n_untyped = rows.filter(F.size("invalid") > 0).count()
+    b.finish("patient", patient.deidentify(merged).unionByName(patient.deidentify(untyped)),
+             merged.count() + n_untyped)
 
 
 def _build_encounter(b: _Builder, res: DataFrame, segs: DataFrame, pats: DataFrame, encs: DataFrame,
@@ -245,7 +264,8 @@ def _build_encounter(b: _Builder, res: DataFrame, segs: DataFrame, pats: DataFra
 def _build_observation(b: _Builder, res: DataFrame, segs: DataFrame, pats: DataFrame, encs: DataFrame,
                        known: DataFrame) -> None:
     fhir_rows = b.stage(observation.fhir_observations(res, pats, encs, known, b.deid), "observation_fhir")
-    rows = fhir_rows.unionByName(b.stage(observation.hl7_observations(segs, known, b.deid), "observation_hl7"))
+    rows = fhir_rows.unionByName(b.stage(observation.hl7_observations(segs, known, b.deid), "observation_hl7"),
+                                 allowMissingColumns=True)
     standardized = b.stage(observation.standardize(rows), "observation_standardized")
     n_rows = standardized.count()
     merged, pairs = observation.harmonize(standardized)

@@ -24,6 +24,7 @@ from silver.common import (
     field,
     flatten,
     hl7_time,
+    invalid_values,
     segment_fields,
     with_segment_context,
 )
@@ -73,7 +74,11 @@ def fhir_observations(resources: DataFrame, patients: DataFrame, encounters: Dat
         scrub_text(F.col("value_string"), F.col("known")).alias("value_text"), "value_code",
         fhir_timestamp(F.coalesce("effective", "effective_period_start", "issued")).alias("effective_at"),
         "status", "interpretation", F.col("ref_low").cast("double").alias("ref_low"),
-        F.col("ref_high").cast("double").alias("ref_high"), F.lit(FHIR).alias("source"), "content_hash")
+        F.col("ref_high").cast("double").alias("ref_high"), F.lit(FHIR).alias("source"), "content_hash",
+        invalid_values(
+            value=F.col("value_quantity_text").isNotNull() & F.col("value_quantity_text").try_cast("double").isNull(),
+            effectiveDateTime=F.col("effective").isNotNull() & fhir_timestamp("effective").isNull(),
+            issued=F.col("issued").isNotNull() & fhir_timestamp("issued").isNull()))
 
 
 def _range_bound(text: Column, low: bool) -> Column:

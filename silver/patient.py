@@ -21,6 +21,7 @@ from silver.common import (
     field,
     flatten,
     hl7_time,
+    invalid_values,
     latest_value,
     segment_fields,
 )
@@ -49,6 +50,9 @@ def fhir_patient_index(resources: DataFrame, deid: Deid) -> DataFrame:
             .withColumn("patient_key", pseudonym(F.coalesce(F.col("mrn"), F.col("fhir_id")), deid.key, "patient")))
 
 
+FHIR_GENDERS = ("male", "female", "other", "unknown")  # AdministrativeGender
+
+
 def fhir_patients(resources: DataFrame, index: DataFrame) -> DataFrame:
     """One row per FHIR Patient (latest version) with raw attributes, ``updated_at``, lineage."""
     p = flatten(resources, "patient").join(index.withColumnRenamed("fhir_id", "id"), "id")
@@ -59,7 +63,11 @@ def fhir_patients(resources: DataFrame, index: DataFrame) -> DataFrame:
         fhir_date("deceased_datetime").alias("deceased_date"),
         F.lit(None).cast("string").alias("race"), F.lit(None).cast("string").alias("ethnicity"),
         F.col("marital_status"), F.col("language"), F.lit(None).cast("string").alias("insurance"),
-        fhir_timestamp("last_updated").alias("updated_at"), F.lit(FHIR).alias("source"), "content_hash")
+        fhir_timestamp("last_updated").alias("updated_at"), F.lit(FHIR).alias("source"), "content_hash",
+        invalid_values(
+            birthDate=F.col("birth_date").isNotNull() & fhir_date("birth_date").isNull(),
+            gender=F.col("gender").isNotNull() & ~F.col("gender").isin(*FHIR_GENDERS),
+            deceasedDateTime=F.col("deceased_datetime").isNotNull() & fhir_timestamp("deceased_datetime").isNull()))
 
 
 def hl7_mrn() -> Column:
@@ -95,12 +103,17 @@ def hl7_patients(segs: DataFrame, deid: Deid) -> DataFrame:
         F.lit(HL7V2).alias("source"), "content_hash")
 
 
-def harmonize(rows: DataFrame) -> DataFrame:
-    """Source rows -> one row per patient_key: latest non-null value per attribute; all sources and hashes."""
+def harmonize(rows: DataFrame, per_record: bool = False) -> DataFrame:
+    """Source rows -> one row per patient_key: latest non-null value per attribute; all sources and hashes.
+
+    ``per_record``: one row per (patient_key, source record) instead, for records quarantined on their own."""
     aggs = [latest_value(a, "updated_at").alias(a) for a in ATTRIBUTES]
-    return rows.groupBy("patient_key").agg(
+    invalid = F.coalesce(F.col("invalid"), F.array().cast("array<string>")) if "invalid" in rows.columns \
+        else F.array().cast("array<string>")
+    return rows.groupBy("patient_key", *(["content_hash"] if per_record else [])).agg(
         *aggs, F.max("updated_at").alias("source_updated_at"),
-        F.collect_set("source").alias("sources"), F.collect_set("content_hash").alias("bronze_hashes"))
+        F.collect_set("source").alias("sources"), F.collect_set("content_hash").alias("bronze_hashes"),
+        F.array_distinct(F.flatten(F.collect_list(invalid))).alias("invalid"))
 
 
 def deidentify(patients: DataFrame, as_of: Column | None = None) -> DataFrame:
@@ -115,7 +128,8 @@ def deidentify(patients: DataFrame, as_of: Column | None = None) -> DataFrame:
         F.coalesce(over_89, F.lit(False)).alias("is_age_90_plus"),
         generalize_zip3(F.col("postal_code")).alias("zip3"), "state", "country",
         F.coalesce(F.col("deceased"), F.lit(False)).alias("deceased"), "deceased_date", "race", "ethnicity",
-        "marital_status", "language", "insurance", "source_updated_at", "sources", "bronze_hashes")
+        "marital_status", "language", "insurance", "source_updated_at", "sources", "bronze_hashes",
+        *[c for c in ("invalid",) if c in patients.columns])
 
 
 def fhir_known_identifiers(resources: DataFrame, index: DataFrame) -> DataFrame:

@@ -290,7 +290,8 @@ def test_silver_reconciles_with_bronze(lake: Lake) -> None:
     def walk(node: Any) -> None:
         if isinstance(node, dict):
             keys = set(node)
-            if "silver" in keys and keys & {"quarantined", "quarantine"} and keys & {"bronze", "input", "received"}:
+            if "silver" in keys and keys & {"quarantined", "quarantine"} and keys & {"bronze", "bronze_input", "input",
+                                                                                   "received"}:
                 found.append(node)
             for value in node.values():
                 walk(value)
@@ -301,7 +302,7 @@ def test_silver_reconciles_with_bronze(lake: Lake) -> None:
     walk(lake.silver)
     assert found, f"the Silver report has no per-domain silver/quarantined/input counts: {lake.silver}"
     for counts in found:
-        given = next(counts[k] for k in ("bronze", "input", "received") if k in counts)
+        given = next(counts[k] for k in ("bronze", "bronze_input", "input", "received") if k in counts)
         kept = counts["silver"] + counts.get("quarantined", counts.get("quarantine", 0))
         assert kept + sum(counts.get(k, 0) for k in ("duplicates", "merged", "deduplicated")) == given, counts
     patients = _silver_tables(lake, "silver").get("silver.patient", [])

@@ -50,7 +50,7 @@ def test_every_layer_has_data(built: dict[str, Any], settings: Settings) -> None
 
 
 def test_no_phi_in_silver_or_gold(settings: Settings) -> None:
-    from silver.deid import scan
+    from silver.deid.scan import scan
 
     findings = scan(settings, ["silver", "gold"])
     assert findings == [], "\n".join(f.line() for f in findings[:20])

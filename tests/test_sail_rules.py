@@ -148,3 +148,20 @@ def test_table_registered_without_columns_describes_nothing(spark, tmp_path: Pat
         assert spark.table("rules.undescribed").count() == 1
     finally:
         spark.sql("DROP TABLE rules.undescribed")
+
+
+def test_filter_on_a_lambda_column_breaks_in_a_delta_scan_unless_repartitioned(  # type: ignore[no-untyped-def]
+        spark, tmp_path: Path) -> None:
+    from pyspark.sql import functions as F
+
+    path = str(tmp_path / "lam")
+    spark.createDataFrame([("a,b",), ("c",)], "raw string").write.format("delta").save(path)
+
+    def first_upper(df):  # type: ignore[no-untyped-def]
+        return df.select(F.get(F.transform(F.split("raw", ","), lambda x: F.upper(x)), 0).alias("v"))
+
+    scanned = first_upper(spark.read.format("delta").load(path)).filter(F.col("v").rlike("^[A-Z]$"))
+    with pytest.raises(Exception, match="No field named"):
+        scanned.count()
+    barrier = first_upper(spark.read.format("delta").load(path).repartition(2)).filter(F.col("v").rlike("^[A-Z]$"))
+    assert barrier.count() == 2, "lakehouse.staging relies on repartition() as the plan barrier"

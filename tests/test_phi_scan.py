@@ -108,3 +108,15 @@ def test_cli_exit_code_and_json(settings, catalog, spark, monkeypatch) -> None:
     assert "MRN7730012" not in bad.output
     wrong = runner.invoke(app, ["--root", str(settings.root_path), "phi-scan", "--layer", "bronze"], env=env)
     assert wrong.exit_code != 0 and "not bronze" in wrong.output
+
+
+def test_a_clinician_who_shares_a_patients_family_name_is_not_a_leak() -> None:
+    from silver.deid.scan import KnownIdentifiers, _FileScan
+
+    known = KnownIdentifiers()
+    known.add_name(["Adaeze"], "Okonkwo")
+    check = _FileScan("silver/observation/part-0.parquet", known, year_policy=False)
+    check.free_text("value_text", "Follow-up visit, medications reviewed. Seen by Dr. Okonkwo.", 0)
+    assert check.findings == []
+    check.free_text("value_text", "Follow-up visit, medications reviewed. Mrs Okonkwo called.", 1)
+    assert [(f.kind, f.row) for f in check.findings] == [("text_known_name", 1)]

@@ -40,6 +40,9 @@ DIGITLIKE_RE = re.compile(r"[0-9()+\s.\-]{7,}")
 ZIP_RE = re.compile(r"[0-9]{5}(?:-[0-9]{4})?")
 ISO_DATE_RE = re.compile(r"((?:19|20)[0-9]{2})-?([01][0-9])-?([0-3][0-9])")
 WORD_RE = re.compile(r"[A-Za-z][A-Za-z'\-]+")
+# "Dr. Singh" names the clinician, not the patient: provider names are not Safe Harbor identifiers and the
+# scrubber keeps them (a patient who shares the name is still scrubbed, from their own known identifiers)
+CLINICIAN_TITLES = frozenset({"dr", "doctor", "prof", "professor"})
 ANYWHERE = (
     ("ssn", re.compile(r"\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b")),
     ("phone", re.compile(r"(?:\([0-9]{3}\)\s?|\b[0-9]{3}[\s.-])[0-9]{3}[\s.-][0-9]{4}\b")),
@@ -333,8 +336,8 @@ class _FileScan:
                 self.add(column, f"text_{kind}", m.group(0), row)
                 return
         words = WORD_RE.findall(s)
-        for w in words:
-            if w in self.known.family_names:
+        for prev, w in zip(["", *words], words, strict=False):
+            if w in self.known.family_names and prev.lower() not in CLINICIAN_TITLES:
                 self.add(column, "text_known_name", w, row)
                 return
         lower = " ".join(s.lower().split())

@@ -12,13 +12,16 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import yaml
 from deltalake import DeltaTable
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from lakehouse import uptodate
 from lakehouse.catalog import Catalog, is_delta_table, schema_ddl
 from lakehouse.config import Settings
 from lakehouse.engine import get_spark
@@ -35,6 +38,7 @@ log = get_logger(__name__)
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
 BUILD_TYPES = ("seed", "snapshot", "model", "test")
+CODE_FOLDERS = ("dbt_project", "gold", "lakehouse")
 
 
 @dataclass(frozen=True)
@@ -184,14 +188,41 @@ def summarize(results: list[Any]) -> dict[str, dict[str, int]]:
     return {kind: dict(c) for kind, c in sorted(counts.items())}
 
 
+def dbt_tables() -> list[str]:
+    """The Gold tables dbt owns: one per model, snapshot and seed of the project."""
+    names = {p.stem for folder in ("models", "snapshots") for p in (PROJECT_DIR / folder).rglob("*.sql")}
+    names |= {p.stem for p in (PROJECT_DIR / "seeds").rglob("*.csv")}
+    for path in (PROJECT_DIR / "snapshots").rglob("*.yml"):
+        names |= {s["name"] for s in (yaml.safe_load(path.read_text()) or {}).get("snapshots", [])}
+    return [f"gold.{n}" for n in sorted(names)]
+
+
+def _fingerprint(settings: Settings, silver: list[str]) -> dict[str, Any]:
+    return {**uptodate.fingerprint(settings, None, uptodate.table_versions(settings, silver),
+                                   uptodate.table_versions(settings, dbt_tables()), CODE_FOLDERS),
+            "as_of_day": date.today().isoformat()}
+
+
 def build_gold(settings: Settings, run: Run, select: list[str] | None = None,
-               full_refresh: bool = False, console: Console | None = None) -> dict[str, Any]:
-    """``dbt build`` (seeds, snapshots, models, tests) into ``<root>/gold``; records what it read and wrote."""
+               full_refresh: bool = False, console: Console | None = None, force: bool = False) -> dict[str, Any]:
+    """``dbt build`` (seeds, snapshots, models, tests) into ``<root>/gold``; records what it read and wrote.
+
+    A whole build is skipped when Silver, the Gold tables, the dbt project, the configuration and the key are as
+    the last completed build left them (see lakehouse.uptodate), unless ``force``.
+    """
     spark = get_spark(settings)
     silver = require_silver(settings)
     catalog = Catalog(spark, settings)
     for name in silver:
         run.read(name, catalog.version(name))
+    whole = not select and not full_refresh
+    if whole:
+        current = _fingerprint(settings, silver)
+        previous = None if force else uptodate.unchanged_since(settings, "gold", current)
+        if previous is not None:
+            run.metric(uptodate.metric_name("gold"), current)
+            log.info("gold: up to date (Silver, dbt project and configuration unchanged since run %s)", previous)
+            return {"up_to_date": True, "since_run": previous, "changed_tables": []}
     sync_gold_registrations(spark, settings)
     before = gold_versions(settings)
 
@@ -220,6 +251,8 @@ def build_gold(settings: Settings, run: Run, select: list[str] | None = None,
     summary = {"nodes": summarize(results), "tables": tables,
                "changed_tables": sorted(n for n, t in tables.items() if t["changed"])}
     run.metric("dbt", summary["nodes"])
+    if whole:
+        run.metric(uptodate.metric_name("gold"), _fingerprint(settings, silver))
     log.info("gold: %s", summary["nodes"])
     return summary
 

@@ -110,21 +110,23 @@ def ingest(
 
 @app.command()
 @cli_errors
-def silver(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Build the Silver tables from Bronze."""
+def silver(as_json: Annotated[bool, typer.Option("--json")] = False,
+           force: Annotated[bool, typer.Option("--force", help="rebuild even when nothing changed")] = False) -> None:
+    """Build the Silver tables from Bronze (skipped when Bronze, code, rules and configuration are unchanged)."""
     from lakehouse import pipeline
 
-    result = pipeline.silver(_settings())
+    result = pipeline.silver(_settings(), force=force)
     _print_json(result) if as_json else console.print(result)
 
 
 @app.command()
 @cli_errors
-def gold(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Build Gold with dbt (dbt build)."""
+def gold(as_json: Annotated[bool, typer.Option("--json")] = False,
+         force: Annotated[bool, typer.Option("--force", help="rebuild even when nothing changed")] = False) -> None:
+    """Build Gold with dbt (dbt build; skipped when Silver, the dbt project and configuration are unchanged)."""
     from lakehouse import pipeline
 
-    result = pipeline.gold(_settings())
+    result = pipeline.gold(_settings(), force=force)
     _print_json(result) if as_json else console.print(result)
 
 

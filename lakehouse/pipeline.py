@@ -43,20 +43,20 @@ def ingest(settings: Settings, paths: list[Path], run: Run | None = None) -> dic
         return fn(settings, paths, run)
 
 
-def silver(settings: Settings, run: Run | None = None) -> dict[str, Any]:
+def silver(settings: Settings, run: Run | None = None, force: bool = False) -> dict[str, Any]:
     fn = _step("silver.job", "build_silver", "Silver issue")
     if run is not None:
-        return fn(settings, run)
+        return fn(settings, run, force=force)
     with run_context("silver", settings) as run:
-        return fn(settings, run)
+        return fn(settings, run, force=force)
 
 
-def gold(settings: Settings, run: Run | None = None) -> dict[str, Any]:
+def gold(settings: Settings, run: Run | None = None, force: bool = False) -> dict[str, Any]:
     fn = _step("gold.dbt_runner", "build_gold", "Gold issue")
     if run is not None:
-        return fn(settings, run)
+        return fn(settings, run, force=force)
     with run_context("gold", settings) as run:
-        return fn(settings, run)
+        return fn(settings, run, force=force)
 
 
 def features(settings: Settings, run: Run | None = None) -> dict[str, Any]:

@@ -64,7 +64,8 @@ def test_audit_chain_verifies(settings: Settings) -> None:
 
 
 def test_rerun_with_no_new_input_writes_nothing(built: dict[str, Any], settings: Settings) -> None:
-    pipeline.run_all(settings, [])
+    again = pipeline.run_all(settings, [])
+    assert again["silver"]["up_to_date"] and again["gold"]["up_to_date"], again
     after = {(t["layer"], t["table"]): t["version"] for t in table_status(settings)}
     changed = {k: (built["versions"].get(k), v) for k, v in after.items()
                if k[0] != "_system" and built["versions"].get(k) != v}

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 KEY = "test-key-not-secret-0123456789abcdef"
 UNKNOWN_PATIENT = "00000000-aaaa-4bbb-8ccc-000000000001"
@@ -174,7 +175,7 @@ def test_rebuild_writes_nothing(built: dict[str, Any]) -> None:
                                                if n.startswith("quarantine.silver_")]
     before = {n: catalog.version(n) for n in names}
     with run_context("silver", built["settings"]) as run:
-        report = build_silver(built["settings"], run)
+        report = build_silver(built["settings"], run, force=True)
     assert {n: catalog.version(n) for n in names} == before
     assert {t: report[t]["silver"] for t in TABLES} == {t: built["report"][t]["silver"] for t in TABLES}
 
@@ -198,3 +199,21 @@ def test_run_records_tables(built: dict[str, Any]) -> None:
     assert {"bronze.fhir_resources", "bronze.hl7v2_messages", "bronze.dicom_instances"} <= read
     written = {o["table"] for o in run.outputs}
     assert "silver.patient" in written and "quarantine.silver_observation" in written
+
+
+def test_unchanged_input_skips_the_build_and_any_change_does_not(built: dict[str, Any]) -> None:
+    from lakehouse import uptodate
+    from lakehouse.runlog import run_context
+    from silver.job import _fingerprint, build_silver
+
+    settings = built["settings"]
+    with run_context("silver", settings) as run:
+        report = build_silver(settings, run)
+    assert report["up_to_date"] is True and report["since_run"]
+    assert run.outputs == []
+    for changed in (settings.model_copy(update={"date_policy": "year"}),
+                    settings.model_copy(update={"pseudonym_key": SecretStr("another-key-0123456789abcdef")})):
+        assert uptodate.unchanged_since(changed, "silver", _fingerprint(changed)) is None
+    catalog = built["catalog"]  # any new Bronze version, here the same resource landed again
+    catalog.append(catalog.read("bronze.fhir_resources").limit(1), "bronze.fhir_resources")
+    assert uptodate.unchanged_since(settings, "silver", _fingerprint(settings)) is None

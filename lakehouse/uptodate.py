@@ -1,0 +1,76 @@
+"""Skip a step whose inputs have not changed since it last completed.
+
+A step (Silver, Gold) records a fingerprint in its run record: the Delta versions it read, the versions of the
+tables it owns after writing, a digest of the code and rules it runs (the files of its packages, so an edited
+terminology map or ViewDefinition counts), the configuration digest and an id of the pseudonym key. A later run
+whose fingerprint is identical would write the same rows, so it records the fingerprint again and returns.
+A table changed by hand (restore, delete, a write from elsewhere) changes the owned versions: the step runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from deltalake import DeltaTable
+
+from lakehouse.catalog import is_delta_table
+from lakehouse.config import Settings
+from lakehouse.runlog import config_digest, read_runs
+
+PROJECT = Path(__file__).resolve().parent.parent
+CODE_SUFFIXES = (".py", ".json", ".csv", ".sql", ".yml", ".yaml", ".md")
+GENERATED = ("target", "logs", "dbt_packages")  # dbt writes these inside its project
+
+
+@lru_cache(maxsize=8)
+def code_digest(folders: tuple[str, ...]) -> str:
+    """sha256 over the path and content of every code or rule file under the project folders named."""
+    h = hashlib.sha256()
+    for folder in folders:
+        base = PROJECT / folder
+        files = sorted(p for p in base.rglob("*") if p.is_file() and p.suffix in CODE_SUFFIXES
+                       and "__pycache__" not in p.parts and p.relative_to(base).parts[0] not in GENERATED)
+        for p in files:
+            h.update(str(p.relative_to(PROJECT)).encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def table_versions(settings: Settings, names: Iterable[str]) -> dict[str, int | None]:
+    """``{"layer.table": version}``; None for a table that does not exist."""
+    out: dict[str, int | None] = {}
+    for name in sorted(names):
+        layer, table = name.split(".", 1)
+        path = settings.table_path(layer, table)
+        out[name] = int(DeltaTable(str(path)).version()) if is_delta_table(path) else None
+    return out
+
+
+def layer_tables(settings: Settings, layer: str, prefix: str = "") -> list[str]:
+    folder = settings.root_path / layer
+    if not folder.is_dir():
+        return []
+    return [f"{layer}.{p.name}" for p in sorted(folder.iterdir()) if p.name.startswith(prefix) and is_delta_table(p)]
+
+
+def fingerprint(settings: Settings, key: bytes | None, inputs: dict[str, int | None], owned: dict[str, int | None],
+                code_folders: tuple[str, ...]) -> dict[str, Any]:
+    return {"inputs": inputs, "owned": owned, "code": code_digest(code_folders), "config": config_digest(settings),
+            "key_id": None if key is None else hashlib.sha256(b"lakehouse-key-id\0" + key).hexdigest()[:16]}
+
+
+def metric_name(step: str) -> str:
+    return f"{step}_fingerprint"
+
+
+def unchanged_since(settings: Settings, step: str, current: dict[str, Any]) -> str | None:
+    """The run id of the newest run that recorded ``step``'s fingerprint, when that fingerprint is ``current``."""
+    for record in reversed(read_runs(settings)):
+        recorded = json.loads(record.get("metrics") or "{}").get(metric_name(step))
+        if recorded is not None:
+            return str(record["run_id"]) if recorded == json.loads(json.dumps(current)) else None
+    return None

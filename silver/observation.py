@@ -59,8 +59,9 @@ def fhir_observations(resources: DataFrame, patients: DataFrame, encounters: Dat
     # a panel whose values are all in components has no value of its own: its components are the rows
     has_value = F.col("value_quantity").isNotNull() | F.col("value_string").isNotNull() \
         | F.col("value_code").isNotNull()
-    components = o.groupBy("id").agg(F.max("component_index").alias("_components"))
-    o = o.join(components, "id").filter(has_value | (F.col("component_index") > 0) | (F.col("_components") == 0))
+    # a window, not a grouped self-join: Sail would flatten the JSON twice (no sub-plan reuse)
+    o = o.withColumn("_components", F.max("component_index").over(Window.partitionBy("id"))) \
+         .filter(has_value | (F.col("component_index") > 0) | (F.col("_components") == 0))
     key = F.when(F.col("component_index") > 0, F.concat_ws("#", "id", F.col("component_index").cast("string"))) \
            .otherwise(F.col("id"))
     o = o.join(known, "patient_key", "left")

@@ -80,6 +80,19 @@ def identifier_pattern(kind: Column, value: Column) -> Column:
     return out.otherwise(phrase)
 
 
+def _may_occur(text: Column, x: Column) -> Column:
+    """A cheap necessary condition for ``identifier_pattern`` to match ``text``: a token of the identifier occurs
+    in it (case-insensitively), or for phones, faxes and SSNs its last seven digits occur in the text's digits.
+    Building and running one regular expression per identifier per row is the expensive part of scrubbing."""
+    digits = F.regexp_replace(x["value"], "[^0-9]", "")
+    text_digits = F.regexp_replace(text, "[^0-9]", "")
+    lower = F.lower(text)
+    return F.when(x["kind"].isin(*DIGIT_KINDS),
+                  (F.length(digits) >= MIN_DIGITS) & (F.instr(text_digits, F.substring(digits, -MIN_DIGITS,
+                                                                                        MIN_DIGITS)) > 0)) \
+            .otherwise(F.exists(_tokens(x["value"]), lambda t: F.instr(lower, F.lower(t)) > 0))
+
+
 def scrub_known(text_col: Column, known_identifiers_col: Column, names: bool | None = None) -> Column:
     """Replace each known identifier of the row's patient with ``[<KIND>]`` (only names / only others if told)."""
     def step(acc: Column, x: Column) -> Column:
@@ -87,10 +100,12 @@ def scrub_known(text_col: Column, known_identifiers_col: Column, names: bool | N
         return F.when(pattern.isNull(), acc).otherwise(
             F.regexp_replace(acc, pattern, F.concat(F.lit("["), x["kind"], F.lit("]"))))
 
+    text = text_col.cast("string")
     ids = F.coalesce(known_identifiers_col, F.array().cast("array<struct<kind:string,value:string>>"))
     if names is not None:
         ids = F.filter(ids, lambda x: x["kind"].isin(*NAME_KINDS) if names else ~x["kind"].isin(*NAME_KINDS))
-    return F.aggregate(ids, text_col.cast("string"), step)
+    ids = F.filter(ids, lambda x: _may_occur(text, x))
+    return F.aggregate(ids, text, step)
 
 
 EARLY_KINDS = ("URL", "EMAIL")  # before name parts, so "john@x.org" is one [EMAIL], not "[NAME]@x.org"

@@ -221,8 +221,9 @@ def build_gold(settings: Settings, run: Run, select: list[str] | None = None,
         previous = None if force else uptodate.unchanged_since(settings, "gold", current)
         if previous is not None:
             run.metric(uptodate.metric_name("gold"), current)
-            log.info("gold: up to date (Silver, dbt project and configuration unchanged since run %s)", previous)
-            return {"up_to_date": True, "since_run": previous, "changed_tables": []}
+            log.info("gold: up to date (Silver, dbt project and configuration unchanged since run %s)",
+                     previous["run_id"])
+            return {"up_to_date": True, "since_run": previous["run_id"], "changed_tables": []}
     sync_gold_registrations(spark, settings)
     before = gold_versions(settings)
 

@@ -67,10 +67,13 @@ def metric_name(step: str) -> str:
     return f"{step}_fingerprint"
 
 
-def unchanged_since(settings: Settings, step: str, current: dict[str, Any]) -> str | None:
-    """The run id of the newest run that recorded ``step``'s fingerprint, when that fingerprint is ``current``."""
+def unchanged_since(settings: Settings, step: str, current: dict[str, Any]) -> dict[str, Any] | None:
+    """The metrics of the newest run that recorded ``step``'s fingerprint (with its ``run_id``), when that
+    fingerprint is ``current``; None when anything changed or the step never completed."""
     for record in reversed(read_runs(settings)):
-        recorded = json.loads(record.get("metrics") or "{}").get(metric_name(step))
+        metrics = json.loads(record.get("metrics") or "{}")
+        recorded = metrics.get(metric_name(step))
         if recorded is not None:
-            return str(record["run_id"]) if recorded == json.loads(json.dumps(current)) else None
+            return {**metrics, "run_id": str(record["run_id"])} \
+                if recorded == json.loads(json.dumps(current)) else None
     return None

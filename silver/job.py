@@ -208,8 +208,11 @@ def build_silver(settings: Settings, run: Run, force: bool = False) -> dict[str,
     previous = None if force else uptodate.unchanged_since(settings, "silver", current)
     if previous is not None:
         run.metric(uptodate.metric_name("silver"), current)
-        log.info("silver: up to date (Bronze, code, configuration and key unchanged since run %s)", previous)
-        return {"up_to_date": True, "since_run": previous}
+        log.info("silver: up to date (Bronze, code, configuration and key unchanged since run %s)",
+                 previous["run_id"])
+        counts = {k.removeprefix("silver_"): v for k, v in previous.items()
+                  if k.startswith("silver_") and isinstance(v, dict) and "bronze_input" in v}
+        return {**counts, "up_to_date": True, "since_run": previous["run_id"]}
     with staging(spark, settings, run.run_id) as scratch:
         b = _Builder(spark, catalog, settings, run, scratch)
         _build_domains(b)

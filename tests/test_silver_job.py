@@ -210,6 +210,11 @@ def test_unchanged_input_skips_the_build_and_any_change_does_not(built: dict[str
     with run_context("silver", settings) as run:
         report = build_silver(settings, run)
     assert report["up_to_date"] is True and report["since_run"]
+    def reconciliation(r: dict[str, Any]) -> dict[str, tuple[int, int, int]]:
+        return {t: (c["bronze_input"], c["silver"], c["quarantined"]) for t, c in r.items() if not t.startswith("_")
+                and isinstance(c, dict)}
+
+    assert reconciliation(report) == reconciliation(built["report"])  # still printed after a skipped run
     assert run.outputs == []
     for changed in (settings.model_copy(update={"date_policy": "year"}),
                     settings.model_copy(update={"pseudonym_key": SecretStr("another-key-0123456789abcdef")})):

@@ -49,6 +49,7 @@ from lakehouse.runlog import Run
 from lakehouse.staging import Staging, staging
 
 SOURCES = ("hl7v2", "fhir", "dicom", "unknown")
+BATCH_BYTES = 128 * 2**20  # landing bytes read by the engine at once, per format
 BRONZE = {"hl7v2": (HL7V2_TABLE, HL7V2_SCHEMA), "fhir": (FHIR_TABLE, FHIR_SCHEMA), "dicom": (DICOM_TABLE, DICOM_SCHEMA)}
 
 
@@ -138,24 +139,47 @@ def _manifest_rows(spark: SparkSession, files: list[LandingFile], run_id: str) -
     return spark.createDataFrame(rows, MANIFEST_SCHEMA)
 
 
+def batches(files: list[LandingFile], max_bytes: int | None = None) -> list[list[LandingFile]]:
+    """Files in landing order, grouped so that a group holds at most ``max_bytes`` (default ``BATCH_BYTES``;
+    a larger file goes alone)."""
+    max_bytes = BATCH_BYTES if max_bytes is None else max_bytes
+    groups: list[list[LandingFile]] = []
+    size = 0
+    for f in files:
+        if not groups or (size + f.size > max_bytes and groups[-1]):
+            groups.append([])
+            size = 0
+        groups[-1].append(f)
+        size += f.size
+    return groups
+
+
 def _load_sources(spark: SparkSession, writer: _Writer, scratch: Staging, by_format: dict[str, list[LandingFile]],
                   run_id: str, report: dict[str, Any]) -> None:
+    # each format is read and split in groups of files bounded by bytes, appended to one scratch table: the
+    # engine's memory follows the group size, not the size of the landing zone
     if by_format["hl7v2"]:
-        messages, other = hl7v2.split_messages(_read_files(spark, by_format["hl7v2"]), run_id)
-        messages = scratch.stage(messages, "hl7v2")
+        groups = [hl7v2.split_messages(_read_files(spark, group), run_id) for group in batches(by_format["hl7v2"])]
+        messages = scratch.stage_parts((m for m, _ in groups), "hl7v2")
+        other = scratch.stage_parts((o for _, o in groups), "hl7v2_other")
         bad_msgs = messages.filter(F.col("reason").isNotNull()).select(
             *quarantine_text(F.col("reason"), F.col("source_file"), F.col("position"), F.col("raw"), run_id))
         report["hl7v2"] = _load_source(writer, scratch, "hl7v2", messages.filter(F.col("reason").isNull()),
                                        conform(bad_msgs).unionByName(other))
     if by_format["fhir"]:
-        items = scratch.stage(fhir.annotate(fhir.split_files(_read_files(spark, by_format["fhir"])), run_id), "fhir")
+        items = scratch.stage_parts((fhir.annotate(fhir.split_files(_read_files(spark, group)), run_id)
+                                     for group in batches(by_format["fhir"])), "fhir")
         resources, bad = fhir.good_and_bad(items, run_id)
         report["fhir"] = _load_source(writer, scratch, "fhir", resources, bad)
     if by_format["dicom"]:
-        files = spark.createDataFrame(
-            [(str(f.path.resolve()), f.rel, f.size, f.sha256) for f in by_format["dicom"]],
-            "abs_path string, source_file string, file_size bigint, content_hash string")
-        instances, bad = dicom.good_and_bad(scratch.stage(dicom.read_headers(files, run_id), "dicom"), run_id)
+        def headers(group: list[LandingFile]) -> DataFrame:
+            files = spark.createDataFrame(
+                [(str(f.path.resolve()), f.rel, f.size, f.sha256) for f in group],
+                "abs_path string, source_file string, file_size bigint, content_hash string")
+            return dicom.read_headers(files, run_id)
+
+        staged = scratch.stage_parts((headers(g) for g in batches(by_format["dicom"])), "dicom")
+        instances, bad = dicom.good_and_bad(staged, run_id)
         report["dicom"] = _load_source(writer, scratch, "dicom", instances, bad)
     if by_format["unknown"]:
         report["unknown"] = _load_source(writer, None, "unknown", None,

@@ -98,7 +98,7 @@ def to_markdown(results: dict[str, Any], png_name: str) -> str:
     for patients, r in sorted(results["scales"].items(), key=lambda kv: int(kv[0])):
         lines += [f"## {int(patients):,} patients", ""]
         if r.get("measured_separately"):
-            lines += [f"Measured in an earlier run on the same machine, {r['measured_separately']}.", ""]
+            lines += [f"Measured in a separate run on the same machine, {r['measured_separately']}.", ""]
         lines += [
                   "| stage | seconds | rows | throughput | peak engine MB | peak client MB | Delta versions |",
                   "|---|---:|---:|---|---:|---:|---:|"]

@@ -11,6 +11,7 @@ files next time and the content-hash dedup absorbs the repeat; a file is never m
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -93,14 +94,14 @@ class _Writer:
 
 
 def _load_source(writer: _Writer, scratch: Staging | None, source: str, good: DataFrame | None,
-                 bad: DataFrame) -> dict[str, int]:
+                 bad: DataFrame, label: str | None = None) -> dict[str, int]:
     """Write one source's good rows (dedup by content hash) and quarantine rows; reconcile.
 
     ``good`` must already read staged rows; ``bad`` is staged here unless ``scratch`` is None (local rows)."""
     qname = QUARANTINE_TABLES[source]
     bad = conform(bad)
     if scratch is not None:
-        bad = scratch.stage(bad, f"{source}_quarantine")
+        bad = scratch.stage(bad, f"{label or source}_quarantine")
     quarantined = int(bad.count())
     received_good = bronze_new = 0
     if good is not None:
@@ -154,33 +155,57 @@ def batches(files: list[LandingFile], max_bytes: int | None = None) -> list[list
     return groups
 
 
-def _load_sources(spark: SparkSession, writer: _Writer, scratch: Staging, by_format: dict[str, list[LandingFile]],
-                  run_id: str, report: dict[str, Any]) -> None:
-    # each format is read and split in groups of files bounded by bytes, appended to one scratch table: the
-    # engine's memory follows the group size, not the size of the landing zone
-    if by_format["hl7v2"]:
-        groups = [hl7v2.split_messages(_read_files(spark, group), run_id) for group in batches(by_format["hl7v2"])]
-        messages = scratch.stage_parts((m for m, _ in groups), "hl7v2")
-        other = scratch.stage_parts((o for _, o in groups), "hl7v2_other")
+Group = tuple[DataFrame | None, DataFrame]  # (good rows, already staged; quarantine rows)
+
+
+def _load_groups(writer: _Writer, scratch: Staging, source: str, groups: Iterator[tuple[str, Group]]
+                 ) -> dict[str, int]:
+    """Load and reconcile one group of files after the other; the source's report is the sum."""
+    total = {"received": 0, "bronze": 0, "quarantined": 0, "duplicates": 0}
+    for label, (good, bad) in groups:
+        for key, value in _load_source(writer, scratch, source, good, bad, label).items():
+            total[key] += value
+    return total
+
+
+def _hl7v2_groups(spark: SparkSession, scratch: Staging, files: list[LandingFile], run_id: str
+                  ) -> Iterator[tuple[str, Group]]:
+    for i, group in enumerate(batches(files)):
+        messages, other = hl7v2.split_messages(_read_files(spark, group), run_id)
+        messages = scratch.stage(messages, f"hl7v2_{i}")
         bad_msgs = messages.filter(F.col("reason").isNotNull()).select(
             *quarantine_text(F.col("reason"), F.col("source_file"), F.col("position"), F.col("raw"), run_id))
-        report["hl7v2"] = _load_source(writer, scratch, "hl7v2", messages.filter(F.col("reason").isNull()),
-                                       conform(bad_msgs).unionByName(other))
-    if by_format["fhir"]:
-        items = scratch.stage_parts((fhir.annotate(fhir.split_files(_read_files(spark, group)), run_id)
-                                     for group in batches(by_format["fhir"])), "fhir")
-        resources, bad = fhir.good_and_bad(items, run_id)
-        report["fhir"] = _load_source(writer, scratch, "fhir", resources, bad)
-    if by_format["dicom"]:
-        def headers(group: list[LandingFile]) -> DataFrame:
-            files = spark.createDataFrame(
-                [(str(f.path.resolve()), f.rel, f.size, f.sha256) for f in group],
-                "abs_path string, source_file string, file_size bigint, content_hash string")
-            return dicom.read_headers(files, run_id)
+        yield f"hl7v2_{i}", (messages.filter(F.col("reason").isNull()), conform(bad_msgs).unionByName(other))
 
-        staged = scratch.stage_parts((headers(g) for g in batches(by_format["dicom"])), "dicom")
-        instances, bad = dicom.good_and_bad(staged, run_id)
-        report["dicom"] = _load_source(writer, scratch, "dicom", instances, bad)
+
+def _fhir_groups(spark: SparkSession, scratch: Staging, files: list[LandingFile], run_id: str
+                 ) -> Iterator[tuple[str, Group]]:
+    for i, group in enumerate(batches(files)):
+        items = scratch.stage(fhir.annotate(fhir.split_files(_read_files(spark, group)), run_id), f"fhir_{i}")
+        yield f"fhir_{i}", fhir.good_and_bad(items, run_id)
+
+
+def _dicom_groups(spark: SparkSession, scratch: Staging, files: list[LandingFile], run_id: str
+                  ) -> Iterator[tuple[str, Group]]:
+    for i, group in enumerate(batches(files)):
+        paths = spark.createDataFrame(
+            [(str(f.path.resolve()), f.rel, f.size, f.sha256) for f in group],
+            "abs_path string, source_file string, file_size bigint, content_hash string")
+        yield f"dicom_{i}", dicom.good_and_bad(scratch.stage(dicom.read_headers(paths, run_id), f"dicom_{i}"), run_id)
+
+
+GROUPS = {"hl7v2": _hl7v2_groups, "fhir": _fhir_groups, "dicom": _dicom_groups}
+
+
+def _load_sources(spark: SparkSession, writer: _Writer, scratch: Staging, by_format: dict[str, list[LandingFile]],
+                  run_id: str, report: dict[str, Any]) -> None:
+    # each format is read, split, deduplicated and appended in groups of files bounded by bytes, one group after
+    # the other: the engine's memory follows the group size, not the size of the landing zone (a later group's
+    # copy of an item already appended by an earlier group counts as a duplicate)
+    for source, groups in GROUPS.items():
+        if by_format[source]:
+            report[source] = _load_groups(writer, scratch, source,
+                                          groups(spark, scratch, by_format[source], run_id))
     if by_format["unknown"]:
         report["unknown"] = _load_source(writer, None, "unknown", None,
                                          _unknown_rows(spark, by_format["unknown"], run_id))

@@ -13,7 +13,7 @@ functions (FHIRPath views, HL7 field decoding) down into the Delta scan and then
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from pyspark.sql import DataFrame, SparkSession
@@ -30,17 +30,12 @@ class Staging:
         self.labels: set[str] = set()
 
     def stage(self, df: DataFrame, label: str) -> DataFrame:
-        return self.stage_parts([df], label)
-
-    def stage_parts(self, parts: Iterable[DataFrame], label: str) -> DataFrame:
-        """Compute each part in turn into one scratch table (the engine holds one part at a time)."""
         if label in self.labels:
             raise ValueError(f"staging label {label!r} used twice in one run")
         self.labels.add(label)
         location = self.folder / label
         shutil.rmtree(location, ignore_errors=True)
-        for i, df in enumerate(parts):
-            df.write.format("delta").mode("append" if i else "overwrite").save(str(location))
+        df.write.format("delta").mode("overwrite").save(str(location))
         return self.spark.read.format("delta").load(str(location)).repartition(self._partitions())
 
     def _partitions(self) -> int:

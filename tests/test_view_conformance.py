@@ -58,6 +58,26 @@ def test_unsupported_fhirpath_fails_at_compile_time_naming_the_expression(path: 
     assert isinstance(caught.value, ViewDefinitionError)
 
 
+def test_resources_without_the_foreach_element_are_skipped_before_parsing_without_losing_rows(spark: Any) -> None:
+    view = {"resource": "Observation", "select": [
+        {"column": [{"name": "id", "path": "id"}]},
+        {"forEach": "component", "column": [{"name": "v", "path": "value.ofType(Quantity).value"}]}]}
+    assert compile_view(view).requires == ("component",)
+    union = {"resource": "Observation", "select": [{"forEach": "component | code", "column": [
+        {"name": "id", "path": "%resource.id"}]}]}
+    assert compile_view(union).requires == ()  # "code" alone yields rows: no text test
+    resources = [
+        {"resourceType": "Observation", "id": "plain", "valueQuantity": {"value": 1}},
+        {"resourceType": "Observation", "id": "panel", "component": [{"valueQuantity": {"value": 2}},
+                                                                      {"valueQuantity": {"value": 3}}]},
+    ]
+    raws = [(json.dumps(r),) for r in resources]
+    # a key spelled with a JSON escape is still the key: the text test must not drop the resource
+    raws.append(('{"resourceType":"Observation","id":"escaped","\\u0063omponent":[{"valueQuantity":{"value":4}}]}',))
+    rows = run_view(spark, view, spark.createDataFrame(raws, "raw string")).collect()
+    assert sorted((r["id"], float(r["v"])) for r in rows) == [("escaped", 4.0), ("panel", 2.0), ("panel", 3.0)]
+
+
 def test_unknown_view_name_lists_the_known_views() -> None:
     with pytest.raises(ViewDefinitionError, match="patient"):
         load_view("no_such_view")

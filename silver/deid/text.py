@@ -93,18 +93,30 @@ def _may_occur(text: Column, x: Column) -> Column:
             .otherwise(F.exists(_tokens(x["value"]), lambda t: F.instr(lower, F.lower(t)) > 0))
 
 
-def scrub_known(text_col: Column, known_identifiers_col: Column, names: bool | None = None) -> Column:
-    """Replace each known identifier of the row's patient with ``[<KIND>]`` (only names / only others if told)."""
+def occurring_identifiers(text_col: Column, known_identifiers_col: Column) -> Column:
+    """The known identifiers that may occur in the text (see ``_may_occur``), to pass to :func:`scrub_known`."""
+    text = text_col.cast("string")
+    ids = F.coalesce(known_identifiers_col, F.array().cast("array<struct<kind:string,value:string>>"))
+    return F.filter(ids, lambda x: _may_occur(text, x))
+
+
+def scrub_known(text_col: Column, known_identifiers_col: Column, names: bool | None = None,
+                occurring: Column | None = None) -> Column:
+    """Replace each known identifier of the row's patient with ``[<KIND>]`` (only names / only others if told).
+
+    ``occurring``: the identifiers already narrowed by :func:`occurring_identifiers` on the original text.
+    Lambdas re-evaluate every outer expression they mention once per array element (the engines have no
+    common-subexpression elimination inside them), so no lambda here refers to the partly scrubbed text.
+    """
     def step(acc: Column, x: Column) -> Column:
         pattern = identifier_pattern(x["kind"], x["value"])
         return F.when(pattern.isNull(), acc).otherwise(
             F.regexp_replace(acc, pattern, F.concat(F.lit("["), x["kind"], F.lit("]"))))
 
     text = text_col.cast("string")
-    ids = F.coalesce(known_identifiers_col, F.array().cast("array<struct<kind:string,value:string>>"))
+    ids = occurring if occurring is not None else occurring_identifiers(text, known_identifiers_col)
     if names is not None:
         ids = F.filter(ids, lambda x: x["kind"].isin(*NAME_KINDS) if names else ~x["kind"].isin(*NAME_KINDS))
-    ids = F.filter(ids, lambda x: _may_occur(text, x))
     return F.aggregate(ids, text, step)
 
 
@@ -124,11 +136,13 @@ def scrub_text(text_col: Column, known_identifiers_col: Column | None = None) ->
     patient's names, then every other pattern. Placeholders are typed: ``[NAME]``, ``[MRN]``, ``[PHONE]``..."""
     text = text_col.cast("string")
     out = text
-    if known_identifiers_col is not None:
-        out = scrub_known(out, known_identifiers_col, names=False)
+    # scrubbing only removes text, so an identifier absent from the original is absent after each pass
+    occurring = None if known_identifiers_col is None else occurring_identifiers(text, known_identifiers_col)
+    if occurring is not None:
+        out = scrub_known(out, known_identifiers_col, names=False, occurring=occurring)
     out = scrub_patterns(out, kinds=EARLY_KINDS)
-    if known_identifiers_col is not None:
-        out = scrub_known(out, known_identifiers_col, names=True)
+    if occurring is not None:
+        out = scrub_known(out, known_identifiers_col, names=True, occurring=occurring)
     out = scrub_patterns(out, skip=EARLY_KINDS)
     # most rows carry no text: skip building a regular expression per known identifier for them
     return F.when(text.isNull() | (F.trim(text) == ""), text).otherwise(out).alias("scrubbed_text")

@@ -22,17 +22,35 @@ SQL_TYPES = {
 }
 COLUMN_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 NODE_KEYS = {"column", "select", "forEach", "forEachOrNull", "unionAll", "repeat", "description"}
+# a FHIRPath that only navigates child elements by plain names (``component``, ``name.given``)
+ELEMENT_CHAIN = re.compile(r"^([a-z][A-Za-z0-9_]*)(?:\.[a-z][A-Za-z0-9_]*)*$")
+LITERALS = {"true", "false"}
 # levels a repeat expands; deeper trees raise an error instead of losing rows
 MAX_REPEAT_DEPTH = 12
 
 
 @dataclass(frozen=True)
+class Explode:
+    """A resource-level ``forEach`` done by the DataFrame: one row per item (``posexplode``), the item's JSON text,
+    index and parsed value as columns; the node's own rows are then computed per item row."""
+
+    items: str  # SQL: the collection, array<string>, over the resource (__raw, __v)
+    text: str  # column names given to the item's JSON text, its index and its parsed value
+    index: str
+    variant: str
+
+
+@dataclass(frozen=True)
 class Rows:
-    """The rows a selection yields for one context: exactly one row (``fields``) or an ``array<struct>``."""
+    """The rows a selection yields for one context: exactly one row (``fields``) or an ``array<struct>``.
+
+    With ``explode`` the rows are those of each item of a resource-level ``forEach`` (see :class:`Explode`).
+    """
 
     columns: tuple[tuple[str, str], ...]  # (name, Spark SQL type) in output order
     sql: str | None = None  # array<struct<columns>>
     fields: tuple[tuple[str, str], ...] | None = None  # (name, SQL value) when there is exactly one row
+    explode: Explode | None = None
 
     @property
     def single(self) -> bool:
@@ -54,6 +72,8 @@ class CompiledView:
     resource_type: str
     parts: tuple[Rows, ...]
     where: tuple[str, ...]  # SQL boolean conditions on the resource (raise for non-boolean paths)
+    # element names a resource must have (some key starting with the name: choice types) to yield any row
+    requires: tuple[str, ...] = ()
 
     @property
     def columns(self) -> list[tuple[str, str]]:
@@ -121,13 +141,32 @@ class ViewCompiler:
             message = f"where path {entry['path']!r} did not return a single boolean"
             where.append(S.checked(f"size({c}) = 0 OR (size({c}) = 1 AND get({c}, 0) IN ('true', 'false'))",
                                    message, f"coalesce(get({c}, 0) = 'true', false)"))
-        return CompiledView(self.name, self.resource_type, parts, tuple(where))
+        return CompiledView(self.name, self.resource_type, parts, tuple(where), self.required_elements())
+
+    def required_elements(self) -> tuple[str, ...]:
+        """Child elements without which a resource yields no row: the first step of a resource-level ``forEach``
+        (an empty collection yields no row, and the cross product with no row is none)."""
+        required: list[str] = []
+        pending = list(self.view["select"])
+        while pending:
+            node = pending.pop()
+            if not isinstance(node, dict):
+                continue
+            if isinstance(node.get("forEach"), str):
+                match = ELEMENT_CHAIN.match(node["forEach"].strip())
+                if match and match.group(1) not in LITERALS:
+                    required.append(match.group(1))
+            elif not any(k in node for k in ("forEachOrNull", "repeat")):
+                pending.extend(node.get("select") or [])
+        return tuple(sorted(set(required)))
 
     # -- selection nodes ---------------------------------------------------------------------
 
     def top_parts(self, node: dict[str, Any], ctx: Context) -> list[Rows]:
         """Resource-level selections, split as far as possible: their cross product is done by the DataFrame
         (columns side by side, ``inline`` per array part), which keeps lambdas shallow."""
+        if "forEach" in node and not any(key in node for key in ("forEachOrNull", "repeat")):
+            return [self.exploded_rows(node, ctx)]
         if any(key in node for key in ("forEach", "forEachOrNull", "repeat")):
             return [self.node_rows(node, ctx)]
         self.check_node(node)
@@ -137,6 +176,20 @@ class ViewCompiler:
         if node.get("unionAll"):
             parts.append(self.union_rows(node["unionAll"], ctx))
         return parts
+
+    def exploded_rows(self, node: dict[str, Any], ctx: Context) -> Rows:
+        """A resource-level ``forEach`` as rows of the DataFrame rather than a ``transform`` lambda: expressions
+        per item then run outside any lambda, where Sail evaluates them several times faster (nested lambdas
+        are what cost) and CASE branches are evaluated only where they apply."""
+        self.check_node(node)
+        path = node["forEach"]
+        if not isinstance(path, str):
+            raise ViewDefinitionError(f"view {self.name!r}: forEach must be a FHIRPath string, got {path!r}")
+        compiled = self.fp.compile(path, ctx)
+        n = S.fresh("fe")
+        explode = Explode(compiled.sql, f"_{n}_item", f"_{n}_index", f"_{n}_value")
+        inner = self.plain_rows(node, Context("item", explode.text, explode.variant, explode.index, compiled.type))
+        return Rows(inner.columns, sql=inner.sql, fields=inner.fields, explode=explode)
 
     def check_node(self, node: Any) -> None:
         if not isinstance(node, dict):

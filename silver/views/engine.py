@@ -36,22 +36,45 @@ def apply_view(compiled: CompiledView, resources: DataFrame, keep: Sequence[str]
     if clash:
         raise ViewDefinitionError(f"view {compiled.name!r}: kept columns {clash} clash with view columns")
     kept = [f"`{c}`" for c in keep]
+    for element in compiled.requires:
+        # a cheap text test before parsing: the key (a prefix, for choice types such as value[x]) must occur,
+        # unless the text has \u escapes, which can spell a key in other characters
+        resources = resources.where(f"instr(raw, {S.sql_string(chr(34) + element)}) > 0 "
+                                    f"OR instr(raw, {S.sql_string(chr(92) + 'u')}) > 0")
     # Invalid JSON parses to NULL and has no resourceType, so it never matches a view (the Bronze layer
     # quarantines it); try_parse_json keeps one bad row from failing the whole job.
     df = resources.selectExpr(*kept, "raw AS __raw", "try_parse_json(raw) AS __v")
     resource_type = f"variant_get(__v, '$.resourceType', 'string') = {S.sql_string(compiled.resource_type)}"
     condition = " AND ".join(f"({w})" for w in compiled.where) or "true"
     df = df.where(f"CASE WHEN {resource_type} THEN {condition} ELSE false END")
-    # single-row parts are plain columns; each array part multiplies the rows (the cross product) by inline
-    projections = [*kept]
+    # single-row parts are plain columns; each array part multiplies the rows (the cross product) by inline,
+    # each exploded part (a resource-level forEach) by posexplode of its items
+    exploded = [part.explode for part in compiled.parts if part.explode is not None]
+    projections = [*kept, *(["__raw", "__v"] if exploded else [])]
+    projections += [f"{e.items} AS `{e.text}`" for e in exploded]
     arrays: list[str] = []
     for index, part in enumerate(compiled.parts):
+        if part.explode is not None:
+            continue
         if part.fields is not None:
             projections += [f"{value} AS `{name}`" for name, value in part.fields]
         else:
             arrays.append(f"__part{index}")
             projections.append(f"{part.sql} AS __part{index}")
     df = df.selectExpr(*projections)
+    for index, part in enumerate(compiled.parts):
+        if part.explode is None:
+            continue
+        e = part.explode
+        others = [f"`{c}`" for c in df.columns if c != e.text]
+        df = df.selectExpr(*others, f"posexplode(`{e.text}`) AS (`{e.index}`, `{e.text}`)")
+        df = df.selectExpr(*[f"`{c}`" for c in df.columns], f"parse_json(`{e.text}`) AS `{e.variant}`")
+        if part.fields is not None:
+            row = [f"{value} AS `{name}`" for name, value in part.fields]
+        else:
+            arrays.append(f"__part{index}")
+            row = [f"{part.sql} AS __part{index}"]
+        df = df.selectExpr(*[f"`{c}`" for c in df.columns if c not in (e.text, e.index, e.variant)], *row)
     for name in arrays:
         others = [f"`{c}`" for c in df.columns if c != name]
         df = df.selectExpr(*others, f"inline({name})")

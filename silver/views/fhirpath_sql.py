@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 
 from silver.views import sql as S
@@ -29,6 +30,9 @@ CHOICE_ELEMENTS = {
     "diagnosis", "procedure", "citeAs", "detail", "target", "event", "outcome",
 }
 TIME_TYPES = {"date", "dateTime", "instant", "time"}
+# a parsed value that is a column of the row (the resource, a forEach item exploded by the DataFrame), not a
+# lambda variable: navigation from it can use JSON paths and lazily evaluated CASE branches (see routed_child)
+ROW_LEVEL = re.compile(r"^(?:__v|__fe[0-9]+_value)$")
 NUMERIC_TYPES = {"decimal", "integer", "integer64", "positiveInt", "unsignedInt"}
 
 # Element types of common FHIR datatypes and backbone elements. Navigating from an item of a known type needs
@@ -118,6 +122,8 @@ class Coll:
     variant: str | None = None  # parsed single item, when the collection is one known item
     boolean: str | None = None  # the same value as a nullable SQL boolean, for boolean-valued expressions
     single: bool = False  # at most one item by construction (no cardinality check needed)
+    # navigation from a row-level parsed value (variant column, JSON path, the same without lambdas): see child()
+    route: tuple[str, str, str] | None = None
 
     @property
     def numeric(self) -> bool:
@@ -210,7 +216,11 @@ class FhirPathCompiler:
         child_type, choice = element_type(source.type, name)
         if not choice:
             if source.variant is not None:
-                return Coll(S.field_of_variant(source.variant, name), child_type)
+                route = (source.variant, f"$.{name}", S.field_of_variant(source.variant, name)) \
+                    if ROW_LEVEL.match(source.variant) else None
+                return Coll(S.field_of_variant(source.variant, name), child_type, route=route)
+            if source.route is not None:
+                return self.routed_child(source.route, name, child_type)
             return Coll(S.field_of_collection(source.sql, name), child_type)
         # a choice element name[x] without ofType(): whichever type is present (FHIR never has both
         # ``value`` and ``valueX`` in one element, so concatenating the two lookups is exact)
@@ -220,6 +230,22 @@ class FhirPathCompiler:
         x = S.fresh()
         return Coll(f"flatten(transform({source.sql}, {x} -> concat({S.field_of_variant(f'parse_json({x})', name)}, "
                     f"{S.choice_of_text(x, name)})))")
+
+    def routed_child(self, route: tuple[str, str, str], name: str, child_type: str | None) -> Coll:
+        """``a.b.name`` from a row-level value: one ``variant_get`` of ``$.a.b.name`` where no element on the way is
+        an array (``$.a[0]``, ``$.a.b[0]`` are NULL for objects, primitives and empty arrays), else per-item
+        navigation of the collection ``a.b`` (itself direct where it can be). Both give the same collection; the
+        direct one needs no lambda, which on Sail is several times cheaper, and outside lambdas CASE evaluates
+        the general branch only where it applies."""
+        variant, path, source = route
+        deeper = f"{path}.{name}"
+        general = S.field_of_collection(source, name)
+        steps = path[2:].split(".")
+        guards = " AND ".join(f"variant_get({variant}, '$.{'.'.join(steps[:k])}[0]') IS NULL"
+                              for k in range(1, len(steps) + 1))
+        direct = S.expand(f"variant_get({variant}, {S.sql_string(deeper)})")
+        sql = f"CASE WHEN {guards} THEN {direct} ELSE {general} END"
+        return Coll(sql, child_type, route=(variant, deeper, sql))
 
     def indexer(self, node: Indexer, ctx: Context) -> Coll:
         coll = self.node(node.target, ctx)

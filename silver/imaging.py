@@ -30,7 +30,11 @@ def dicom_instances(instances: DataFrame, known: DataFrame, deid: Deid) -> DataF
     latest = Window.partitionBy("sop_instance_uid").orderBy(complete.desc(), F.col("file_size").desc_nulls_last(),
                                                             F.col("ingested_at").desc(), "content_hash")
     hashes = instances.groupBy("sop_instance_uid").agg(F.collect_set("content_hash").alias("bronze_hashes"))
+    # descriptions are read from the header before the window, so that scrubbing (which mentions its text many
+    # times) reads a column rather than re-parsing the header JSON each time
     d = instances.filter(F.col("sop_instance_uid").isNotNull()) \
+                 .withColumn("_series_description", tag("sd", "0008103E")) \
+                 .withColumn("_study_description", tag("st", "00081030")) \
                  .withColumn("_r", F.row_number().over(latest)).filter("_r = 1").drop("_r") \
                  .join(hashes, "sop_instance_uid")
     d = d.withColumn("patient_key", pseudonym(F.col("patient_id"), deid.key, "patient")).join(known, "patient_key",
@@ -48,8 +52,8 @@ def dicom_instances(instances: DataFrame, known: DataFrame, deid: Deid) -> DataF
         F.col("rows"), F.col("columns"), "number_of_frames", "transfer_syntax_uid",
         F.col("modality"), tag("b", "00180015").alias("body_site"),
         tag("s", "00200011").try_cast("int").alias("series_number"),
-        scrub_text(tag("sd", "0008103E"), F.col("known")).alias("series_description"),
-        scrub_text(tag("st", "00081030"), F.col("known")).alias("study_description"),
+        scrub_text(F.col("_series_description"), F.col("known")).alias("series_description"),
+        scrub_text(F.col("_study_description"), F.col("known")).alias("study_description"),
         F.try_to_timestamp(study_time, F.lit("yyyyMMddHHmmss")).alias("started_at"),
         header.alias("dicom_deid"), F.array(F.lit(DICOM)).alias("sources"), "bronze_hashes",
     ).withColumn("header_json", F.col("dicom_deid.header_json")) \

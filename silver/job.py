@@ -124,7 +124,9 @@ class _Builder:
                                    self.deid.max_shift_days)
         untyped = None
         if "invalid" in df.columns:  # values that were sent but cannot be typed: quarantined, never NULL
-            df = df.withColumn("invalid", F.coalesce(F.col("invalid"), F.array().cast("array<string>")))
+            # computed once: both the rows kept and the rows quarantined come from it
+            df = self.stage(df.withColumn("invalid", F.coalesce(F.col("invalid"), F.array().cast("array<string>"))),
+                            f"{table}_typed")
             untyped = conform(
                 df.filter(F.size("invalid") > 0)
                   .withColumn("failed_rule", F.lit(f"{table}.values_typed"))
@@ -293,9 +295,10 @@ def _build_observation(b: _Builder, res: DataFrame, segs: DataFrame, pats: DataF
                                  allowMissingColumns=True)
     standardized = b.stage(observation.standardize(rows), "observation_standardized")
     n_rows = standardized.count()
-    merged, pairs = observation.harmonize(standardized)
-    b.run.metric("observation_harmonized_pairs", pairs)
-    b.finish("observation", merged, n_rows - pairs)
+    pairs = b.stage(observation.harmonized_pairs(standardized), "observation_pairs")
+    n_pairs = pairs.count()
+    b.run.metric("observation_harmonized_pairs", n_pairs)
+    b.finish("observation", observation.merge_pairs(standardized, pairs), n_rows - n_pairs)
 
 
 def _build_condition(b: _Builder, res: DataFrame, segs: DataFrame, pats: DataFrame, encs: DataFrame) -> None:

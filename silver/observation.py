@@ -150,12 +150,15 @@ def standardize(rows: DataFrame) -> DataFrame:
     return flag_abnormal(converted.withColumn("category", category))
 
 
-def harmonize(rows: DataFrame) -> tuple[DataFrame, int]:
-    """Merge FHIR/HL7 rows of the same result; returns (one row per result with sources/bronze_hashes, pairs)."""
-    keyed = rows.withColumn("sources", F.array(F.col("source"))) \
-                .withColumn("bronze_hashes", F.array(F.col("content_hash")))
-    fhir = keyed.filter(F.col("source") == FHIR).alias("f")
-    hl7 = keyed.filter(F.col("source") == HL7V2).alias("h")
+def _keyed(rows: DataFrame) -> DataFrame:
+    return rows.withColumn("sources", F.array(F.col("source"))) \
+               .withColumn("bronze_hashes", F.array(F.col("content_hash")))
+
+
+def harmonized_pairs(rows: DataFrame) -> DataFrame:
+    """The FHIR/HL7 rows that are the same result: (fk, hk) observation keys, each key in at most one pair."""
+    fhir = rows.filter(F.col("source") == FHIR).alias("f")
+    hl7 = rows.filter(F.col("source") == HL7V2).alias("h")
     cond = (F.col("f.patient_key") == F.col("h.patient_key")) & (F.col("f.loinc_code") == F.col("h.loinc_code")) \
         & (F.col("f.effective_at") == F.col("h.effective_at"))
     diff = F.abs(F.col("f.value_num") - F.col("h.value_num"))
@@ -166,14 +169,15 @@ def harmonize(rows: DataFrame) -> tuple[DataFrame, int]:
         F.col("f.observation_key").alias("fk"), F.col("h.observation_key").alias("hk"), diff.alias("d"))
     by_h = Window.partitionBy("hk").orderBy("d", "fk")
     by_f = Window.partitionBy("fk").orderBy("d", "hk")
-    pairs = pairs.withColumn("r", F.row_number().over(by_h)).filter("r = 1") \
-                 .withColumn("r", F.row_number().over(by_f)).filter("r = 1").drop("r", "d").cache()
-    n_pairs = pairs.count()
-    if n_pairs == 0:
-        return keyed, 0
-    members = keyed.join(pairs.select(F.col("fk").alias("observation_key")).withColumn("_f", F.lit(True)),
-                         "observation_key", "left") \
-                   .join(pairs.select(F.col("hk").alias("observation_key"), F.col("fk")), "observation_key", "left")
+    return pairs.withColumn("r", F.row_number().over(by_h)).filter("r = 1") \
+                .withColumn("r", F.row_number().over(by_f)).filter("r = 1").drop("r", "d")
+
+
+def merge_pairs(rows: DataFrame, pairs: DataFrame) -> DataFrame:
+    """One row per result: each pair of :func:`harmonized_pairs` becomes the FHIR key with both sources and both
+    Bronze hashes, and the value of the row reported in the canonical unit (else the FHIR one)."""
+    keyed = _keyed(rows)
+    members = keyed.join(pairs.select(F.col("hk").alias("observation_key"), F.col("fk")), "observation_key", "left")
     group = F.coalesce(F.col("fk"), F.col("observation_key"))
     in_canonical = F.lower(F.trim(F.col("unit_original"))) == F.lower(F.col("unit"))
     # the representative row of a group: reported in the canonical unit first, then FHIR
@@ -185,4 +189,4 @@ def harmonize(rows: DataFrame) -> tuple[DataFrame, int]:
     best = grouped.withColumn("_r", F.row_number().over(rank)).filter("_r = 1").join(lineage, "_group")
     out = best.withColumn("observation_key", F.col("_group")).withColumn("sources", F.col("_sources")) \
               .withColumn("bronze_hashes", F.col("_hashes"))
-    return out.drop("_group", "_r", "_sources", "_hashes", "_f", "fk"), n_pairs
+    return out.drop("_group", "_r", "_sources", "_hashes", "fk")

@@ -93,6 +93,20 @@ def _may_occur(text: Column, x: Column) -> Column:
             .otherwise(F.exists(_tokens(x["value"]), lambda t: F.instr(lower, F.lower(t)) > 0))
 
 
+def _any_may_occur(text: Column, known_identifiers_col: Column) -> Column:
+    """``_may_occur`` for any of the identifiers at once: the tokens and digit tails of all of them are gathered
+    first (lambdas that mention only the identifier), then each is looked up in the text once."""
+    ids = F.coalesce(known_identifiers_col, F.array().cast("array<struct<kind:string,value:string>>"))
+    is_digits = lambda x: x["kind"].isin(*DIGIT_KINDS)  # noqa: E731
+    tokens = F.flatten(F.transform(F.filter(ids, lambda x: ~is_digits(x)),
+                                   lambda x: F.transform(_tokens(x["value"]), lambda t: F.lower(t))))
+    digits = F.transform(F.filter(ids, is_digits), lambda x: F.regexp_replace(x["value"], "[^0-9]", ""))
+    tails = F.transform(F.filter(digits, lambda d: F.length(d) >= MIN_DIGITS),
+                        lambda d: F.substring(d, -MIN_DIGITS, MIN_DIGITS))
+    lower, text_digits = F.lower(text), F.regexp_replace(text, "[^0-9]", "")
+    return F.exists(tokens, lambda t: F.instr(lower, t) > 0) | F.exists(tails, lambda d: F.instr(text_digits, d) > 0)
+
+
 def occurring_identifiers(text_col: Column, known_identifiers_col: Column) -> Column:
     """The known identifiers that may occur in the text (see ``_may_occur``), to pass to :func:`scrub_known`."""
     text = text_col.cast("string")
@@ -144,5 +158,11 @@ def scrub_text(text_col: Column, known_identifiers_col: Column | None = None) ->
     if occurring is not None:
         out = scrub_known(out, known_identifiers_col, names=True, occurring=occurring)
     out = scrub_patterns(out, skip=EARLY_KINDS)
-    # most rows carry no text: skip building a regular expression per known identifier for them
-    return F.when(text.isNull() | (F.trim(text) == ""), text).otherwise(out).alias("scrubbed_text")
+    # most rows carry no text, and most texts none of the patient's identifiers: skip building a regular
+    # expression per known identifier for them (CASE evaluates a branch only for the rows that take it)
+    blank = text.isNull() | (F.trim(text) == "")
+    if known_identifiers_col is None:
+        return F.when(blank, text).otherwise(out).alias("scrubbed_text")
+    patterns_only = scrub_patterns(scrub_patterns(text, kinds=EARLY_KINDS), skip=EARLY_KINDS)
+    return F.when(blank, text).when(_any_may_occur(text, known_identifiers_col), out) \
+            .otherwise(patterns_only).alias("scrubbed_text")

@@ -150,11 +150,6 @@ def standardize(rows: DataFrame) -> DataFrame:
     return flag_abnormal(converted.withColumn("category", category))
 
 
-def _keyed(rows: DataFrame) -> DataFrame:
-    return rows.withColumn("sources", F.array(F.col("source"))) \
-               .withColumn("bronze_hashes", F.array(F.col("content_hash")))
-
-
 def harmonized_pairs(rows: DataFrame) -> DataFrame:
     """The FHIR/HL7 rows that are the same result: (fk, hk) observation keys, each key in at most one pair."""
     fhir = rows.filter(F.col("source") == FHIR).alias("f")
@@ -176,7 +171,8 @@ def harmonized_pairs(rows: DataFrame) -> DataFrame:
 def merge_pairs(rows: DataFrame, pairs: DataFrame) -> DataFrame:
     """One row per result: each pair of :func:`harmonized_pairs` becomes the FHIR key with both sources and both
     Bronze hashes, and the value of the row reported in the canonical unit (else the FHIR one)."""
-    keyed = _keyed(rows)
+    keyed = rows.withColumn("sources", F.array(F.col("source"))) \
+                .withColumn("bronze_hashes", F.array(F.col("content_hash")))
     members = keyed.join(pairs.select(F.col("hk").alias("observation_key"), F.col("fk")), "observation_key", "left")
     group = F.coalesce(F.col("fk"), F.col("observation_key"))
     in_canonical = F.lower(F.trim(F.col("unit_original"))) == F.lower(F.col("unit"))

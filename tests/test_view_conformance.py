@@ -66,6 +66,8 @@ def test_resources_without_the_foreach_element_are_skipped_before_parsing_withou
     union = {"resource": "Observation", "select": [{"forEach": "component | code", "column": [
         {"name": "id", "path": "%resource.id"}]}]}
     assert compile_view(union).requires == ()  # "code" alone yields rows: no text test
+    bare = {"resource": "Observation", "select": [{"column": [{"name": "id", "path": "id"}]}, {"forEach": "component"}]}
+    assert compile_view(bare).requires == ()  # a forEach without columns is not part of the plan: no text test
     resources = [
         {"resourceType": "Observation", "id": "plain", "valueQuantity": {"value": 1}},
         {"resourceType": "Observation", "id": "panel", "component": [{"valueQuantity": {"value": 2}},

@@ -80,58 +80,58 @@ def identifier_pattern(kind: Column, value: Column) -> Column:
     return out.otherwise(phrase)
 
 
-def _may_occur(text: Column, x: Column) -> Column:
-    """A cheap necessary condition for ``identifier_pattern`` to match ``text``: a token of the identifier occurs
+def _identifiers(known_identifiers_col: Column) -> Column:
+    return F.coalesce(known_identifiers_col, F.array().cast("array<struct<kind:string,value:string>>"))
+
+
+def _is_digit_kind(x: Column) -> Column:
+    return x["kind"].isin(*DIGIT_KINDS)
+
+
+def _digit_tail(value: Column) -> Column:
+    """The last MIN_DIGITS digits of a phone, fax or SSN (NULL when it has fewer)."""
+    digits = F.regexp_replace(value, "[^0-9]", "")
+    return F.when(F.length(digits) >= MIN_DIGITS, F.substring(digits, -MIN_DIGITS, MIN_DIGITS))
+
+
+def _lower_tokens(value: Column) -> Column:
+    return F.transform(_tokens(value), lambda t: F.lower(t))
+
+
+def _may_occur(lower_text: Column, text_digits: Column, x: Column) -> Column:
+    """A cheap necessary condition for ``identifier_pattern`` to match the text: a token of the identifier occurs
     in it (case-insensitively), or for phones, faxes and SSNs its last seven digits occur in the text's digits.
     Building and running one regular expression per identifier per row is the expensive part of scrubbing."""
-    digits = F.regexp_replace(x["value"], "[^0-9]", "")
-    text_digits = F.regexp_replace(text, "[^0-9]", "")
-    lower = F.lower(text)
-    return F.when(x["kind"].isin(*DIGIT_KINDS),
-                  (F.length(digits) >= MIN_DIGITS) & (F.instr(text_digits, F.substring(digits, -MIN_DIGITS,
-                                                                                        MIN_DIGITS)) > 0)) \
-            .otherwise(F.exists(_tokens(x["value"]), lambda t: F.instr(lower, F.lower(t)) > 0))
+    return F.coalesce(F.when(_is_digit_kind(x), F.instr(text_digits, _digit_tail(x["value"])) > 0)
+                      .otherwise(F.exists(_lower_tokens(x["value"]), lambda t: F.instr(lower_text, t) > 0)),
+                      F.lit(False))
 
 
-def _any_may_occur(text: Column, known_identifiers_col: Column) -> Column:
+def _any_may_occur(lower_text: Column, text_digits: Column, identifiers: Column) -> Column:
     """``_may_occur`` for any of the identifiers at once: the tokens and digit tails of all of them are gathered
     first (lambdas that mention only the identifier), then each is looked up in the text once."""
-    ids = F.coalesce(known_identifiers_col, F.array().cast("array<struct<kind:string,value:string>>"))
-    is_digits = lambda x: x["kind"].isin(*DIGIT_KINDS)  # noqa: E731
-    tokens = F.flatten(F.transform(F.filter(ids, lambda x: ~is_digits(x)),
-                                   lambda x: F.transform(_tokens(x["value"]), lambda t: F.lower(t))))
-    digits = F.transform(F.filter(ids, is_digits), lambda x: F.regexp_replace(x["value"], "[^0-9]", ""))
-    tails = F.transform(F.filter(digits, lambda d: F.length(d) >= MIN_DIGITS),
-                        lambda d: F.substring(d, -MIN_DIGITS, MIN_DIGITS))
-    lower, text_digits = F.lower(text), F.regexp_replace(text, "[^0-9]", "")
-    return F.exists(tokens, lambda t: F.instr(lower, t) > 0) | F.exists(tails, lambda d: F.instr(text_digits, d) > 0)
+    tokens = F.flatten(F.transform(F.filter(identifiers, lambda x: ~_is_digit_kind(x)),
+                                   lambda x: _lower_tokens(x["value"])))
+    tails = F.filter(F.transform(F.filter(identifiers, _is_digit_kind), lambda x: _digit_tail(x["value"])),
+                     lambda d: d.isNotNull())
+    return F.exists(tokens, lambda t: F.instr(lower_text, t) > 0) \
+        | F.exists(tails, lambda d: F.instr(text_digits, d) > 0)
 
 
-def occurring_identifiers(text_col: Column, known_identifiers_col: Column) -> Column:
-    """The known identifiers that may occur in the text (see ``_may_occur``), to pass to :func:`scrub_known`."""
-    text = text_col.cast("string")
-    ids = F.coalesce(known_identifiers_col, F.array().cast("array<struct<kind:string,value:string>>"))
-    return F.filter(ids, lambda x: _may_occur(text, x))
-
-
-def scrub_known(text_col: Column, known_identifiers_col: Column, names: bool | None = None,
-                occurring: Column | None = None) -> Column:
-    """Replace each known identifier of the row's patient with ``[<KIND>]`` (only names / only others if told).
-
-    ``occurring``: the identifiers already narrowed by :func:`occurring_identifiers` on the original text.
-    Lambdas re-evaluate every outer expression they mention once per array element (the engines have no
-    common-subexpression elimination inside them), so no lambda here refers to the partly scrubbed text.
-    """
+def scrub_known(text_col: Column, identifiers: Column, names: bool | None = None) -> Column:
+    """Replace each of ``identifiers`` (kind, value) in the text with ``[<KIND>]`` (only names / only others if
+    told). Lambdas re-evaluate every outer expression they mention once per array element (the engines have no
+    common-subexpression elimination inside them), so pass identifiers narrowed on the original text
+    (:func:`scrub_text` does) rather than filtering them here against a partly scrubbed one."""
     def step(acc: Column, x: Column) -> Column:
         pattern = identifier_pattern(x["kind"], x["value"])
         return F.when(pattern.isNull(), acc).otherwise(
             F.regexp_replace(acc, pattern, F.concat(F.lit("["), x["kind"], F.lit("]"))))
 
-    text = text_col.cast("string")
-    ids = occurring if occurring is not None else occurring_identifiers(text, known_identifiers_col)
+    ids = identifiers
     if names is not None:
         ids = F.filter(ids, lambda x: x["kind"].isin(*NAME_KINDS) if names else ~x["kind"].isin(*NAME_KINDS))
-    return F.aggregate(ids, text, step)
+    return F.aggregate(ids, text_col.cast("string"), step)
 
 
 EARLY_KINDS = ("URL", "EMAIL")  # before name parts, so "john@x.org" is one [EMAIL], not "[NAME]@x.org"
@@ -149,20 +149,21 @@ def scrub_text(text_col: Column, known_identifiers_col: Column | None = None) ->
     """Scrub one free-text column: the patient's known identifiers (other than names), URLs and e-mails, the
     patient's names, then every other pattern. Placeholders are typed: ``[NAME]``, ``[MRN]``, ``[PHONE]``..."""
     text = text_col.cast("string")
-    out = text
-    # scrubbing only removes text, so an identifier absent from the original is absent after each pass
-    occurring = None if known_identifiers_col is None else occurring_identifiers(text, known_identifiers_col)
-    if occurring is not None:
-        out = scrub_known(out, known_identifiers_col, names=False, occurring=occurring)
-    out = scrub_patterns(out, kinds=EARLY_KINDS)
-    if occurring is not None:
-        out = scrub_known(out, known_identifiers_col, names=True, occurring=occurring)
-    out = scrub_patterns(out, skip=EARLY_KINDS)
-    # most rows carry no text, and most texts none of the patient's identifiers: skip building a regular
-    # expression per known identifier for them (CASE evaluates a branch only for the rows that take it)
+
+    def passes(occurring: Column | None) -> Column:
+        out = text if occurring is None else scrub_known(text, occurring, names=False)
+        out = scrub_patterns(out, kinds=EARLY_KINDS)
+        out = out if occurring is None else scrub_known(out, occurring, names=True)
+        return scrub_patterns(out, skip=EARLY_KINDS)
+
     blank = text.isNull() | (F.trim(text) == "")
     if known_identifiers_col is None:
-        return F.when(blank, text).otherwise(out).alias("scrubbed_text")
-    patterns_only = scrub_patterns(scrub_patterns(text, kinds=EARLY_KINDS), skip=EARLY_KINDS)
-    return F.when(blank, text).when(_any_may_occur(text, known_identifiers_col), out) \
-            .otherwise(patterns_only).alias("scrubbed_text")
+        return F.when(blank, text).otherwise(passes(None)).alias("scrubbed_text")
+    lower_text, text_digits = F.lower(text), F.regexp_replace(text, "[^0-9]", "")
+    identifiers = _identifiers(known_identifiers_col)
+    # scrubbing only removes text, so an identifier absent from the original is absent after each pass
+    occurring = F.filter(identifiers, lambda x: _may_occur(lower_text, text_digits, x))
+    # most rows carry no text, and most texts none of the patient's identifiers: skip building a regular
+    # expression per known identifier for them (CASE evaluates a branch only for the rows that take it)
+    return F.when(blank, text).when(_any_may_occur(lower_text, text_digits, identifiers), passes(occurring)) \
+            .otherwise(passes(None)).alias("scrubbed_text")

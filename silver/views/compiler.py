@@ -8,7 +8,7 @@ cross-joined with higher-order functions, ``unionAll`` options concatenated, ``f
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from silver.views import sql as S
@@ -34,6 +34,7 @@ class Explode:
     """A resource-level ``forEach`` done by the DataFrame: one row per item (``posexplode``), the item's JSON text,
     index and parsed value as columns; the node's own rows are then computed per item row."""
 
+    path: str  # the forEach FHIRPath
     items: str  # SQL: the collection, array<string>, over the resource (__raw, __v)
     text: str  # column names given to the item's JSON text, its index and its parsed value
     index: str
@@ -141,24 +142,7 @@ class ViewCompiler:
             message = f"where path {entry['path']!r} did not return a single boolean"
             where.append(S.checked(f"size({c}) = 0 OR (size({c}) = 1 AND get({c}, 0) IN ('true', 'false'))",
                                    message, f"coalesce(get({c}, 0) = 'true', false)"))
-        return CompiledView(self.name, self.resource_type, parts, tuple(where), self.required_elements())
-
-    def required_elements(self) -> tuple[str, ...]:
-        """Child elements without which a resource yields no row: the first step of a resource-level ``forEach``
-        (an empty collection yields no row, and the cross product with no row is none)."""
-        required: list[str] = []
-        pending = list(self.view["select"])
-        while pending:
-            node = pending.pop()
-            if not isinstance(node, dict):
-                continue
-            if isinstance(node.get("forEach"), str):
-                match = ELEMENT_CHAIN.match(node["forEach"].strip())
-                if match and match.group(1) not in LITERALS:
-                    required.append(match.group(1))
-            elif not any(k in node for k in ("forEachOrNull", "repeat")):
-                pending.extend(node.get("select") or [])
-        return tuple(sorted(set(required)))
+        return CompiledView(self.name, self.resource_type, parts, tuple(where), required_elements(parts))
 
     # -- selection nodes ---------------------------------------------------------------------
 
@@ -182,14 +166,18 @@ class ViewCompiler:
         per item then run outside any lambda, where Sail evaluates them several times faster (nested lambdas
         are what cost) and CASE branches are evaluated only where they apply."""
         self.check_node(node)
-        path = node["forEach"]
-        if not isinstance(path, str):
-            raise ViewDefinitionError(f"view {self.name!r}: forEach must be a FHIRPath string, got {path!r}")
+        path = self.path_of(node, "forEach")
         compiled = self.fp.compile(path, ctx)
         n = S.fresh("fe")
-        explode = Explode(compiled.sql, f"_{n}_item", f"_{n}_index", f"_{n}_value")
-        inner = self.plain_rows(node, Context("item", explode.text, explode.variant, explode.index, compiled.type))
-        return Rows(inner.columns, sql=inner.sql, fields=inner.fields, explode=explode)
+        explode = Explode(path, compiled.sql, f"_{n}_item", f"_{n}_index", f"_{n}_value")
+        item = Context("item", explode.text, explode.variant, explode.index, compiled.type, row_level=True)
+        return replace(self.plain_rows(node, item), explode=explode)
+
+    def path_of(self, node: dict[str, Any], key: str) -> str:
+        path = node[key]
+        if not isinstance(path, str):
+            raise ViewDefinitionError(f"view {self.name!r}: {key} must be a FHIRPath string, got {path!r}")
+        return path
 
     def check_node(self, node: Any) -> None:
         if not isinstance(node, dict):
@@ -214,10 +202,7 @@ class ViewCompiler:
                 raise ViewDefinitionError(f"view {self.name!r}: repeat must be a list of FHIRPath strings")
             items, item_type = self.repeat_items(paths, ctx), None
         else:
-            path = node[key]
-            if not isinstance(path, str):
-                raise ViewDefinitionError(f"view {self.name!r}: {key} must be a FHIRPath string, got {path!r}")
-            compiled = self.fp.compile(path, ctx)
+            compiled = self.fp.compile(self.path_of(node, key), ctx)
             items, item_type = compiled.sql, compiled.type
         x, i = S.fresh("it"), S.fresh("ix")
         inner = self.plain_rows(node, Context.item(x, i, item_type))
@@ -333,6 +318,18 @@ def cross(left: Rows, right: Rows) -> Rows:
     fields = [f"'{n}', {a}.`{n}`" for n, _ in left.columns] + [f"'{n}', {b}.`{n}`" for n, _ in right.columns]
     sql = f"flatten(transform({left.sql}, {a} -> transform({right.sql}, {b} -> named_struct({', '.join(fields)}))))"
     return Rows(columns, sql=sql)
+
+
+def required_elements(parts: tuple[Rows, ...]) -> tuple[str, ...]:
+    """Child elements without which a resource yields no row: the first step of each resource-level ``forEach``
+    that only navigates by element names (an empty collection yields no row, and the cross product with no row
+    is none)."""
+    required = set()
+    for part in parts:
+        match = ELEMENT_CHAIN.match(part.explode.path.strip()) if part.explode is not None else None
+        if match and match.group(1) not in LITERALS:
+            required.add(match.group(1))
+    return tuple(sorted(required))
 
 
 def compile_view(view: Any) -> CompiledView:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 
 from silver.views import sql as S
@@ -30,9 +29,6 @@ CHOICE_ELEMENTS = {
     "diagnosis", "procedure", "citeAs", "detail", "target", "event", "outcome",
 }
 TIME_TYPES = {"date", "dateTime", "instant", "time"}
-# a parsed value that is a column of the row (the resource, a forEach item exploded by the DataFrame), not a
-# lambda variable: navigation from it can use JSON paths and lazily evaluated CASE branches (see routed_child)
-ROW_LEVEL = re.compile(r"^(?:__v|__fe[0-9]+_value)$")
 NUMERIC_TYPES = {"decimal", "integer", "integer64", "positiveInt", "unsignedInt"}
 
 # Element types of common FHIR datatypes and backbone elements. Navigating from an item of a known type needs
@@ -101,10 +97,13 @@ class Context:
     variant: str  # SQL: the parsed item
     row_index: str  # SQL: %rowIndex
     type: str | None = None  # static FHIR type of the item when known
+    # the item is a column of the row (the resource, a forEach item exploded by the DataFrame), not a lambda
+    # variable: navigation from it can use JSON paths and lazily evaluated CASE branches (see routed_child)
+    row_level: bool = False
 
     @classmethod
     def root(cls, resource_type: str | None = None) -> Context:
-        return cls("root", "__raw", "__v", "0", resource_type)
+        return cls("root", "__raw", "__v", "0", resource_type, row_level=True)
 
     @classmethod
     def item(cls, var: str, row_index: str, fhir_type: str | None = None) -> Context:
@@ -122,6 +121,7 @@ class Coll:
     variant: str | None = None  # parsed single item, when the collection is one known item
     boolean: str | None = None  # the same value as a nullable SQL boolean, for boolean-valued expressions
     single: bool = False  # at most one item by construction (no cardinality check needed)
+    row_level: bool = False  # ``variant`` is a column of the row (see Context.row_level)
     # navigation from a row-level parsed value (variant column, JSON path, the same without lambdas): see child()
     route: tuple[str, str, str] | None = None
 
@@ -164,7 +164,7 @@ class FhirPathCompiler:
     def this(self, ctx: Context) -> Coll:
         if ctx.kind == "empty":
             return Coll(S.EMPTY)
-        return Coll(f"array({ctx.text})", ctx.type, variant=ctx.variant)
+        return Coll(f"array({ctx.text})", ctx.type, variant=ctx.variant, row_level=ctx.row_level)
 
     def node(self, node: Node, ctx: Context) -> Coll:
         if isinstance(node, Literal):
@@ -216,9 +216,9 @@ class FhirPathCompiler:
         child_type, choice = element_type(source.type, name)
         if not choice:
             if source.variant is not None:
-                route = (source.variant, f"$.{name}", S.field_of_variant(source.variant, name)) \
-                    if ROW_LEVEL.match(source.variant) else None
-                return Coll(S.field_of_variant(source.variant, name), child_type, route=route)
+                sql = S.field_of_variant(source.variant, name)
+                route = (source.variant, f"$.{name}", sql) if source.row_level else None
+                return Coll(sql, child_type, route=route)
             if source.route is not None:
                 return self.routed_child(source.route, name, child_type)
             return Coll(S.field_of_collection(source.sql, name), child_type)

@@ -32,7 +32,7 @@ lint: install
 	$(BIN)/ruff check .
 
 bench: install
-	$(BIN)/lakehouse bench
+	$(BIN)/python -m benchmarks
 
 clean:
 	rm -rf $(VENV) .pytest_cache

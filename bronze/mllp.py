@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bronze.job import ingest
 from bronze.mllp_protocol import (
     DEFAULT_MAX_MESSAGE_BYTES,
     Cut,
@@ -50,8 +51,9 @@ from bronze.mllp_protocol import (
 )
 from lakehouse import metrics
 from lakehouse.config import Settings
-from lakehouse.errors import ConfigError, NotBuiltError
+from lakehouse.errors import ConfigError
 from lakehouse.logs import get_logger
+from lakehouse.runlog import run_context
 
 log = get_logger(__name__)
 
@@ -516,24 +518,15 @@ class FollowIngest(threading.Thread):
         self.stop_event = threading.Event()
 
     def run(self) -> None:
-        from lakehouse import pipeline
-
         ingested_upto = -1          # ingest once at start: files landed before a restart
         wait = self.interval
-        warned_not_built = False
         while not self.stop_event.wait(wait):
             current = self.landed_files()
             if current == ingested_upto:
                 continue
             try:
-                result = pipeline.ingest(self.settings, [])
-            except NotBuiltError as exc:
-                metrics.MLLP_FOLLOW_CYCLES.labels(outcome="not_built").inc()
-                (log.debug if warned_not_built else log.warning)(
-                    "--follow: %s; landed messages stay in %s until ingestion exists", exc,
-                    self.settings.landing_dir / MLLP_DIR)
-                warned_not_built = True
-                continue
+                with run_context("ingest", self.settings) as run:
+                    result = ingest(self.settings, [], run)
             except Exception as exc:  # noqa: BLE001 - the listener must keep landing and acknowledging
                 metrics.MLLP_FOLLOW_CYCLES.labels(outcome="failed").inc()
                 wait = min(wait * 2, 300.0)

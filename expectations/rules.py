@@ -130,17 +130,3 @@ def quarantine_invalid(df: DataFrame, table: str, reference: Mapping[str, DataFr
     valid = flagged.filter(F.col("failed_rule").isNull()).drop("failed_rule", "reason", *work)
     rejected = flagged.filter(F.col("failed_rule").isNotNull()).drop(*work)
     return valid, rejected
-
-
-def flag_abnormal(df: DataFrame, value_col: str = "value_num", low_col: str = "ref_low", high_col: str = "ref_high",
-                  flag_col: str = "abnormal_flag") -> DataFrame:
-    """``abnormal_flag``: H above ``ref_high``, L below ``ref_low``, N within; NULL without a value or any bound.
-
-    Values and bounds must be in the same unit (convert the bounds with ``normalize_units(convert_also=...)``).
-    """
-    value, low, high = F.col(value_col), F.col(low_col), F.col(high_col)
-    flag = F.when(value.isNull() | (low.isNull() & high.isNull()), F.lit(None).cast("string")) \
-            .when(high.isNotNull() & (value > high), F.lit("H")) \
-            .when(low.isNotNull() & (value < low), F.lit("L")) \
-            .otherwise(F.lit("N"))
-    return df.withColumn(flag_col, flag)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from expectations.suites import LATEST_TIME_PARAMETER, is_referential, latest_plausible_time, load_suite
-from lakehouse.errors import LakehouseError
+from lakehouse.errors import DataQualityError, LakehouseError
 from lakehouse.logs import get_logger
 
 if TYPE_CHECKING:
@@ -211,6 +211,6 @@ def write_results(catalog: Catalog, results: dict[str, Any] | Sequence[dict[str,
     failures = critical_failures(runs)
     summary = {"rows": len(rows), "data_docs": str(index), "critical_failures": failures}
     if failures and fail_on_critical:
-        raise LakehouseError(f"{len(failures)} critical data quality check(s) failed: " + "; ".join(failures)
+        raise DataQualityError(f"{len(failures)} critical data quality check(s) failed: " + "; ".join(failures)
                              + f". Results: {DQ_TABLE}; report: {index}")
     return summary

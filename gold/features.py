@@ -19,7 +19,11 @@ from typing import TYPE_CHECKING, Any
 from pyspark.sql import Window
 from pyspark.sql import functions as F
 
-from gold.charlson import charlson_index
+from gold.charlson import charlson_index, mapping_frame
+from lakehouse.catalog import Catalog, is_delta_table
+from lakehouse.engine import get_spark
+from lakehouse.errors import LakehouseError
+from silver import schemas
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -279,7 +283,6 @@ def readmission_features(encounters: DataFrame, patients: DataFrame, conditions:
 # -- job -----------------------------------------------------------------------------------------
 
 def _silver(catalog: Catalog, name: str, run: Run) -> DataFrame:
-    from silver import schemas
 
     table = f"silver.{name}"
     if catalog.exists(table):
@@ -298,13 +301,9 @@ def quarantine_rows(invalid: DataFrame, run_id: str) -> DataFrame:
 
 def build_features(settings: Settings, run: Run) -> dict[str, Any]:
     """Build ``gold.features_readmission`` from Silver (MERGE by encounter: no new version when unchanged)."""
-    from gold.charlson import mapping_frame
-    from lakehouse.catalog import Catalog, is_delta_table
-    from lakehouse.engine import get_spark
-    from lakehouse.errors import NotBuiltError
 
     if not is_delta_table(settings.table_path("silver", "encounter")):
-        raise NotBuiltError("silver.encounter does not exist: run `lakehouse silver` before building features")
+        raise LakehouseError("silver.encounter does not exist: run `lakehouse silver` before building features")
     spark = get_spark(settings)
     catalog = Catalog(spark, settings)
     encounters = _silver(catalog, "encounter", run)

@@ -12,7 +12,10 @@ import math
 import warnings
 from typing import TYPE_CHECKING, Any
 
+from gold.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from lakehouse.catalog import Catalog
 from lakehouse.config import Settings
+from lakehouse.engine import get_spark
 from lakehouse.errors import LakehouseError
 from lakehouse.logs import get_logger
 
@@ -69,8 +72,6 @@ def training_set(settings: Settings, label: str = DEFAULT_LABEL, as_of_version: 
     import mlflow
     from deltalake import DeltaTable
 
-    from lakehouse.catalog import Catalog
-    from lakehouse.engine import get_spark
 
     catalog = Catalog(get_spark(settings), settings)
     if not catalog.exists(FEATURE_TABLE):
@@ -108,7 +109,6 @@ def training_set(settings: Settings, label: str = DEFAULT_LABEL, as_of_version: 
 
 def model_inputs(pdf: pd.DataFrame) -> pd.DataFrame:
     """The feature columns as the model takes them: floats (NaN = missing) and category strings."""
-    from gold.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 
     missing = [c for c in (*NUMERIC_FEATURES, *CATEGORICAL_FEATURES) if c not in pdf.columns]
     if missing:
@@ -133,7 +133,6 @@ def build_pipeline(c: float, random_state: int) -> Any:
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-    from gold.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 
     numeric = Pipeline([("impute", SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)),
                         ("scale", StandardScaler())])

@@ -11,7 +11,7 @@ import importlib.util
 from datetime import datetime, timedelta
 from typing import Any
 
-from jobs._common import STEPS
+from jobs.run import STEPS
 
 DAG_ID = "clinical_lakehouse"
 ROOT_TEMPLATE = "{{ var.value.get('lakehouse_root', '') or '${LAKEHOUSE_ROOT:-./lakehouse}' }}"

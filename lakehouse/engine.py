@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lakehouse.catalog import Catalog
 from lakehouse.config import Settings, get_settings
 from lakehouse.errors import ConfigError, EngineError
 from lakehouse.logs import get_logger
@@ -191,8 +192,6 @@ def get_spark(settings: Settings | None = None, attach: bool = True) -> SparkSes
         else:
             _spark = _classic_session(settings)
     if attach and _attached_root != settings.root_path:
-        from lakehouse.catalog import Catalog
-
         Catalog(_spark, settings).register_all()
         _attached_root = settings.root_path
     return _spark

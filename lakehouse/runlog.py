@@ -25,8 +25,11 @@ from typing import Any
 import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
 
+from lakehouse import lineage
 from lakehouse.config import Settings
+from lakehouse.locks import writer_lock
 from lakehouse.logs import get_logger
+from lakehouse.metrics import record_run
 
 log = get_logger(__name__)
 
@@ -172,8 +175,6 @@ def _user() -> str:
 @contextmanager
 def run_context(command: str, settings: Settings) -> Iterator[Run]:
     """Record one run: status ok, or failed with the error, always written."""
-    from lakehouse import lineage
-    from lakehouse.locks import writer_lock
 
     run = Run(command=command, settings=settings)
     t0 = time.monotonic()
@@ -202,8 +203,6 @@ def run_context(command: str, settings: Settings) -> Iterator[Run]:
 def _record_metrics(run: Run, status: str) -> None:
     """Prometheus textfile for batch runs; metrics must never break the pipeline."""
     try:
-        from lakehouse.metrics import record_run
-
         record_run(run, status)
     except Exception as exc:  # noqa: BLE001
         log.warning("metrics not written: %s", exc)

@@ -104,7 +104,7 @@ assert ok
 # The same check from the command line (what an operator or a scheduled job runs):
 
 # %%
-cli = subprocess.run([sys.executable, "-m", "lakehouse.cli", "--root", str(settings.root_path), "audit", "verify"],
+cli = subprocess.run([sys.executable, "-m", "lakehouse_app.cli", "--root", str(settings.root_path), "audit", "verify"],
                      capture_output=True, text=True, env={**os.environ, "NO_COLOR": "1", "TERM": "dumb"})
 print(cli.stdout or cli.stderr)
 assert cli.returncode == 0

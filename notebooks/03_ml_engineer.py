@@ -22,10 +22,10 @@ import pandas as pd
 
 from gold.features import FEATURE_TABLE, LABEL
 from gold.training import MODEL_NAME, model_inputs, tracking_uri, training_set, use_tracking
-from lakehouse import pipeline
 from lakehouse.catalog import Catalog
 from lakehouse.config import get_settings
 from lakehouse.engine import get_spark
+from lakehouse_app import pipeline
 
 settings = get_settings()
 catalog = Catalog(get_spark(settings), settings)

@@ -13,7 +13,7 @@ from typing import Literal
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from bronze.hl7v2 import explode_segments, hl7_field, hl7_timestamp
+from lakehouse.hl7v2 import explode_segments, hl7_field, hl7_timestamp
 from silver.schemas import columns, ddl
 from silver.views import load_view, run_view
 

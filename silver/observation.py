@@ -15,7 +15,6 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from expectations import flag_abnormal
 from silver.common import (
     FHIR,
     HL7V2,
@@ -48,6 +47,20 @@ ROW = ("observation_key", "patient_key", "encounter_key", "category", "code", "c
        "alt_system", "display", "value", "unit_in", "value_text", "value_code", "effective_at", "status",
        "interpretation", "ref_low", "ref_high", "source", "content_hash")
 
+
+
+def flag_abnormal(df: DataFrame, value_col: str = "value_num", low_col: str = "ref_low", high_col: str = "ref_high",
+                  flag_col: str = "abnormal_flag") -> DataFrame:
+    """``abnormal_flag``: H above ``ref_high``, L below ``ref_low``, N within; NULL without a value or any bound.
+
+    Values and bounds must be in the same unit (convert the bounds with ``normalize_units(convert_also=...)``).
+    """
+    value, low, high = F.col(value_col), F.col(low_col), F.col(high_col)
+    flag = F.when(value.isNull() | (low.isNull() & high.isNull()), F.lit(None).cast("string")) \
+            .when(high.isNotNull() & (value > high), F.lit("H")) \
+            .when(low.isNotNull() & (value < low), F.lit("L")) \
+            .otherwise(F.lit("N"))
+    return df.withColumn(flag_col, flag)
 
 def fhir_observations(resources: DataFrame, patients: DataFrame, encounters: DataFrame, known: DataFrame,
                       deid: Deid) -> DataFrame:

@@ -70,8 +70,7 @@ def catalog(spark: object, settings: object) -> object:
 
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
-    if not FIXTURES.is_dir():
-        pytest.skip(f"shared fixtures not found at {FIXTURES}")
+    assert FIXTURES.is_dir(), f"shared fixtures not found at {FIXTURES}: check out ../shared beside the repository"
     return FIXTURES
 
 

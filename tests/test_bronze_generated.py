@@ -8,10 +8,9 @@ from collections import Counter
 import pytest
 from pyspark.sql import functions as F
 
+import synthetic
 from bronze.job import ingest
 from lakehouse.runlog import Run
-
-synthetic = pytest.importorskip("lakehouse.synthetic")
 
 
 @pytest.mark.parametrize("batch_bytes", [None, 40_000], ids=["one-batch", "many-small-batches"])

@@ -15,7 +15,7 @@ from lakehouse.runlog import run_context
 def lakehouse(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LAKEHOUSE_", "SPARK_REMOTE"))}
     env["LAKEHOUSE_PSEUDONYM_KEY"] = "cli-test-key-0123456789"
-    return subprocess.run([sys.executable, "-m", "lakehouse.cli", "--root", str(root), *args],
+    return subprocess.run([sys.executable, "-m", "lakehouse_app.cli", "--root", str(root), *args],
                           capture_output=True, text=True, env=env, timeout=180)
 
 
@@ -64,6 +64,6 @@ def test_errors_are_one_line_with_non_zero_exit(tmp_path: Path) -> None:
     bad = lakehouse(tmp_path, "show", "silver.nothing")
     assert bad.returncode != 0
     assert bad.stderr.strip().count("\n") == 0 and "does not exist" in bad.stderr
-    env_bad = subprocess.run([sys.executable, "-m", "lakehouse.cli", "status"], capture_output=True, text=True,
+    env_bad = subprocess.run([sys.executable, "-m", "lakehouse_app.cli", "status"], capture_output=True, text=True,
                              env={**os.environ, "LAKEHOUSE_ENGINE": "cloud"}, timeout=60)
     assert env_bad.returncode == 2 and "LAKEHOUSE_ENGINE" in env_bad.stderr

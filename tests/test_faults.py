@@ -29,7 +29,7 @@ def _env() -> dict[str, str]:
 
 
 def _cli(root: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "lakehouse.cli", "--root", str(root), *args]
+    return [sys.executable, "-m", "lakehouse_app.cli", "--root", str(root), *args]
 
 
 def _run(root: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -58,7 +58,7 @@ def _snapshot(root: Path) -> dict[str, list[tuple[object, ...]]]:
 
 @pytest.fixture(scope="module")
 def landing(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from lakehouse.synthetic import generate
+    from synthetic import generate
 
     out = tmp_path_factory.mktemp("fault-landing") / "landing"
     generate(patients=8, seed=7, out=out, bad_rate=0.1, ndjson=False)

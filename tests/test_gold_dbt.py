@@ -148,9 +148,10 @@ def gold(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GoldB
 
 def test_build_passes_and_writes_external_delta_tables(gold: GoldBuilds, spark: Any) -> None:
     nodes = gold.results[0]["nodes"]
-    assert set(nodes) == {"model", "seed", "snapshot", "test"}
+    assert set(nodes) == {"model", "seed", "snapshot", "test", "unit_test"}
     assert nodes["model"] == {"success": nodes["model"]["success"]} and nodes["model"]["success"] >= 30
     assert set(nodes["test"]) <= {"pass", "warn"} and nodes["test"]["pass"] > 100
+    assert set(nodes["unit_test"]) == {"pass"} and nodes["unit_test"]["pass"] >= 6  # dbt unit_tests: in models/
     assert nodes["test"].get("warn") == 1  # fct_encounter.patient_sk is null for the unknown patient px
     root = gold.settings.root_path
     for name in GOLD_MODELS + SEEDS:
@@ -320,3 +321,7 @@ def test_docs_generate_writes_the_site_with_gold_columns(gold: GoldBuilds) -> No
     marts = [n for n in manifest["nodes"].values() if n["resource_type"] == "model" and "/marts/" in n["path"]
              or n["path"].startswith("marts/")]
     assert marts and all(n["description"] for n in marts)
+    for n in (m for m in marts if m["resource_type"] == "model"):  # every output column is documented
+        built = set(catalog["nodes"][n["unique_id"]]["columns"])
+        undocumented = built - {c for c, doc in n["columns"].items() if doc["description"]}
+        assert not undocumented, f"{n['name']}: {sorted(undocumented)}"

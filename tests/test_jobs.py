@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import json
 import os
@@ -25,7 +24,7 @@ def _bundle() -> dict[str, Any]:
 
 
 def test_bundle_defines_the_pipeline_as_one_job_in_order() -> None:
-    from jobs._common import STEPS
+    from jobs.run import STEPS
 
     bundle = _bundle()
     assert bundle["bundle"]["name"] and "dev" in bundle["targets"]
@@ -37,17 +36,20 @@ def test_bundle_defines_the_pipeline_as_one_job_in_order() -> None:
     assert "depends_on" not in tasks["ingest"]
     for step, task in tasks.items():
         python_file = (JOBS / task["spark_python_task"]["python_file"]).resolve()
-        assert python_file == JOBS / f"{step}.py" and python_file.is_file()
+        assert python_file == JOBS / "run.py" and python_file.is_file()
+        assert task["spark_python_task"]["parameters"][0] == step
         assert task["spark_python_task"]["parameters"][-2:] == ["--engine", "spark"]
         assert task["job_cluster_key"] in {c["job_cluster_key"] for c in job["job_clusters"]}
 
 
-@pytest.mark.parametrize("step", ["ingest", "silver", "gold", "features", "train"])
-def test_entry_points_have_main_and_parse_arguments(step: str) -> None:
-    module = importlib.import_module(f"jobs.{step}")
-    assert callable(module.main)
+def test_entry_point_parses_every_step() -> None:
+    from jobs.run import CALLS, STEPS, main, parser
+
+    assert set(CALLS) == set(STEPS)
+    for step in STEPS:
+        assert parser().parse_known_args([step, "--root", "/x", "--extra", "y"])[0].step == step
     with pytest.raises(SystemExit) as exc:
-        module.main(["--help"])
+        main(["--help"])
     assert exc.value.code == 0
 
 
@@ -56,19 +58,20 @@ def _script_env() -> dict[str, str]:
 
 
 def test_entry_point_reports_a_missing_layer_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from jobs.features import main
+    from jobs.run import main
+    from lakehouse.errors import ExitCode
 
-    assert main(["--root", str(tmp_path / "lh")]) == 5
+    assert main(["features", "--root", str(tmp_path / "lh")]) == ExitCode.ERROR
     assert capsys.readouterr().err.strip() == (
         "error: silver.encounter does not exist: run `lakehouse silver` before building features")
 
 
 def test_entry_point_as_a_script_builds_features(catalog: Any, settings: Any, tmp_path: Path) -> None:
-    """spark-submit runs the file as a script: jobs/silver.py and jobs/gold.py must not shadow those packages."""
+    """spark-submit runs the file as a script, with jobs/ as sys.path[0]."""
     from consumer_data import synthetic_silver, write_silver
 
     write_silver(catalog, synthetic_silver(patients=5))
-    proc = subprocess.run([sys.executable, str(JOBS / "features.py"), "--root", str(settings.root_path),
+    proc = subprocess.run([sys.executable, str(JOBS / "run.py"), "features", "--root", str(settings.root_path),
                            "--engine", "local", "--unknown-databricks-arg", "x"],
                           capture_output=True, text=True, env=_script_env(), cwd=tmp_path, timeout=180)
     assert proc.returncode == 0, proc.stderr
@@ -81,7 +84,7 @@ def test_airflow_commands_are_real_cli_commands_in_pipeline_order() -> None:
     from typer.testing import CliRunner
 
     from jobs.airflow_dag import COMMANDS, ORDER
-    from lakehouse.cli import app
+    from lakehouse_app.cli import app
 
     assert ORDER == ("ingest", "silver", "gold", "features", "train", "report")
     for step in ORDER:

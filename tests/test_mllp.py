@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import ipaddress
 import os
 import re
@@ -263,7 +262,7 @@ def test_tls_round_trip(lh: Settings, tmp_path: Path) -> None:
 
 def _lakehouse_listen(root: Path, *args: str) -> tuple[subprocess.Popen[str], int]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LAKEHOUSE_", "SPARK_REMOTE"))}
-    proc = subprocess.Popen([sys.executable, "-m", "lakehouse.cli", "--root", str(root), "listen", "--port", "0",
+    proc = subprocess.Popen([sys.executable, "-m", "lakehouse_app.cli", "--root", str(root), "listen", "--port", "0",
                              *args], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
     assert proc.stderr is not None
     lines = []
@@ -338,7 +337,7 @@ def test_listen_on_a_busy_port_is_a_clear_error(tmp_path: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("LAKEHOUSE_", "SPARK_REMOTE"))}
-        done = subprocess.run([sys.executable, "-m", "lakehouse.cli", "--root", str(tmp_path), "listen", "--port",
+        done = subprocess.run([sys.executable, "-m", "lakehouse_app.cli", "--root", str(tmp_path), "listen", "--port",
                                str(busy.getsockname()[1])], capture_output=True, text=True, env=env, timeout=30)
     assert done.returncode == 2 and "cannot listen on 127.0.0.1" in done.stderr, done.stderr
 
@@ -360,12 +359,11 @@ def test_landing_failure_gets_ae_and_a_retry_succeeds(listener: BackgroundListen
 # -- into Bronze ----------------------------------------------------------------------------------
 
 def test_follow_ingests_acked_messages_into_bronze(settings: Settings, catalog: object) -> None:
-    built = importlib.util.find_spec("bronze.job") is not None
     with BackgroundListener(settings, ListenerConfig(port=0)) as server:
         result = run_load("127.0.0.1", server.port, senders=4, seconds=30, max_messages=25)
         assert result["ack_codes"] == {"AA": 100}
         follower = FollowIngest(settings, 0.05, lambda: server.landed_files)
-        outcome = "ok" if built else "not_built"
+        outcome = "ok"
         before = metric("lakehouse_mllp_follow_cycles_total", outcome=outcome)
         follower.start()
         deadline = time.monotonic() + 40
@@ -374,7 +372,5 @@ def test_follow_ingests_acked_messages_into_bronze(settings: Settings, catalog: 
         follower.stop_event.set()
         follower.join(timeout=30)
     assert metric("lakehouse_mllp_follow_cycles_total", outcome=outcome) > before
-    if not built:
-        pytest.skip("bronze.job (file ingestion) is not built yet: --follow logged it and kept listening")
     rows = catalog.read("bronze.hl7v2_messages").select("message_control_id").collect()  # type: ignore[attr-defined]
     assert set(result["acked_ids"]) <= {r["message_control_id"] for r in rows}

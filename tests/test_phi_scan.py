@@ -8,7 +8,7 @@ import json
 from pyspark.sql import functions as F
 from typer.testing import CliRunner
 
-from lakehouse.cli import app
+from lakehouse_app.cli import app
 from silver.deid.keys import load_key
 from silver.deid.pseudonym import pseudonym_py
 from silver.deid.scan import known_from_bronze, scan

@@ -10,16 +10,17 @@ from typing import Any
 
 import pytest
 
-from lakehouse import engine, pipeline
+from lakehouse import engine
 from lakehouse.config import Settings, load_settings, set_settings
 from lakehouse.status import table_status
+from lakehouse_app import pipeline
 
 KEY = "pipeline-test-key-0f1e2d3c4b5a"
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory, spark: Any) -> dict[str, Any]:
-    from lakehouse.synthetic import MANIFEST_PATH, generate
+    from synthetic import MANIFEST_PATH, generate
 
     root = tmp_path_factory.mktemp("pipeline") / "lh"
     settings = load_settings(config_file=None, environ={}, root=root, pseudonym_key=KEY)
@@ -74,8 +75,8 @@ def test_rerun_with_no_new_input_writes_nothing(built: dict[str, Any], settings:
 
 def test_address_change_makes_a_second_dim_patient_row(built: dict[str, Any], settings: Settings) -> None:
     from lakehouse.catalog import Catalog
-    from lakehouse.synthetic import generate_address_changes
     from silver.deid import generalize_zip3_py, pseudonym_py
+    from synthetic import generate_address_changes
 
     manifest = built["generated"]
     changes = generate_address_changes(settings.landing_dir, manifest, count=2, seed=5)

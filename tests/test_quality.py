@@ -11,7 +11,6 @@ from pyspark.sql import DataFrame
 
 from expectations import (
     DQ_TABLE,
-    flag_abnormal,
     load_suite,
     quarantine_invalid,
     row_rules,
@@ -20,6 +19,7 @@ from expectations import (
     write_results,
 )
 from lakehouse.errors import LakehouseError
+from silver.observation import flag_abnormal
 from silver.schemas import TABLES, columns, ddl
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)

@@ -47,7 +47,7 @@ def lakehouse(tmp_path: Path) -> object:
 
 
 def test_report_has_counts_quarantine_dq_runs_and_charts(lakehouse) -> None:  # type: ignore[no-untyped-def]
-    from lakehouse.report import readmission_by_month, write_report
+    from lakehouse_app.report import readmission_by_month, write_report
 
     path = write_report(lakehouse)
     assert path.parent == lakehouse.system_dir / "reports" and re.fullmatch(r"run-\d{8}T\d{12}Z\.html", path.name)
@@ -72,7 +72,7 @@ def test_report_has_counts_quarantine_dq_runs_and_charts(lakehouse) -> None:  # 
 
 
 def test_report_prefers_the_gold_mart(lakehouse) -> None:  # type: ignore[no-untyped-def]
-    from lakehouse.report import readmission_by_month
+    from lakehouse_app.report import readmission_by_month
 
     # the mart's grain is month x department: a month's rate weights each department by its discharges
     write_deltalake(str(lakehouse.root_path / "gold" / "mart_readmission_30d"), pa.table({
@@ -87,7 +87,7 @@ def test_report_prefers_the_gold_mart(lakehouse) -> None:  # type: ignore[no-unt
 def test_report_on_an_empty_lakehouse_and_the_cli(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from lakehouse.cli import app
+    from lakehouse_app.cli import app
 
     result = CliRunner().invoke(app, ["--root", str(tmp_path / "empty"), "report", "html"])
     assert result.exit_code == 0, result.output

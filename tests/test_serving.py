@@ -37,7 +37,7 @@ def test_lakehouse_serve_answers_flight_sql_with_the_mart(tmp_path: Path) -> Non
     write_deltalake(str(root / "silver" / "patient"), pa.table({"patient_key": ["p1"]}))  # not served
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAKEHOUSE_") and k != "SPARK_REMOTE"}
     port = _free_port()
-    cmd = [sys.executable, "-m", "lakehouse.cli", "--root", str(root), "serve", "--port", str(port)]
+    cmd = [sys.executable, "-m", "lakehouse_app.cli", "--root", str(root), "serve", "--port", str(port)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                             cwd=tmp_path)
     try:

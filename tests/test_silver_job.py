@@ -57,8 +57,8 @@ def built(tmp_path_factory: pytest.TempPathFactory, spark: object) -> Iterator[d
     from lakehouse.catalog import Catalog
     from lakehouse.config import load_settings, set_settings
     from lakehouse.runlog import run_context
-    from lakehouse.synthetic import generate
     from silver.job import build_silver
+    from synthetic import generate
 
     root = tmp_path_factory.mktemp("silver") / "lh"
     settings = load_settings(config_file=None, environ={}, root=root, pseudonym_key=KEY, hl7_utc_offset="-05:00")

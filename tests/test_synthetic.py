@@ -19,8 +19,8 @@ from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.bundle import Bundle
 from pydicom.errors import InvalidDicomError
 
-from lakehouse.synthetic import MANIFEST_PATH, generate, generate_address_changes, generator
-from lakehouse.synthetic.model import build_population
+from synthetic import MANIFEST_PATH, generate, generate_address_changes, generator
+from synthetic.model import build_population
 
 N, SEED, BAD_RATE = 20, 11, 0.1
 # Resource types our bundles use beyond those in the Synthea fixtures (newer Synthea versions emit it too).

@@ -38,7 +38,7 @@ def test_every_icd10cm_target_in_the_map_is_a_billable_code() -> None:
 
 
 def test_generator_local_lab_codes_are_mapped() -> None:
-    synthetic = pytest.importorskip("lakehouse.synthetic.vocab")
+    import synthetic.vocab as synthetic
     mapped = {(str(s).upper(), str(c).upper()): loinc for s, c, loinc, _ in term.rows("lab_local_to_loinc")}
     for test in synthetic.LAB_TESTS.values():
         for system in ("L", "99GHL"):
@@ -147,7 +147,7 @@ def test_cli_report_unmapped_lists_codes_of_the_silver_tables(spark, catalog, se
                    "silver.condition")
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LAKEHOUSE_", "SPARK_REMOTE"))}
-    proc = subprocess.run([sys.executable, "-m", "lakehouse.cli", "--root", str(settings.root_path), "report",
+    proc = subprocess.run([sys.executable, "-m", "lakehouse_app.cli", "--root", str(settings.root_path), "report",
                            "unmapped", "--json"], capture_output=True, text=True, env=env, timeout=180)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == [{"domain": "observation", "code": "XYZ", "system": "L", "count": 2},

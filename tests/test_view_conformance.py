@@ -22,12 +22,11 @@ from silver.views import (
 from silver.views.conformance import passing_case_ids
 
 REPO = Path(__file__).resolve().parent.parent
-SUITE = REPO.parent / "shared" / "conformance" / "sql-on-fhir-v2"
+SUITE = REPO / "silver" / "views" / "sql_on_fhir_tests"  # vendored, present on every checkout
 SYNTHEA = REPO.parent / "shared" / "fixtures" / "synthea-bundles"
 FLOOR = REPO / "silver" / "views" / "conformance_floor.json"
 
 
-@pytest.mark.skipif(not SUITE.is_dir(), reason=f"SQL-on-FHIR suite not found at {SUITE}")
 def test_conformance_suite_never_loses_a_passing_case(spark: Any, tmp_path: Path) -> None:
     report_path = tmp_path / "test_report.json"
     result = run_conformance(spark, SUITE, report_path)
@@ -96,7 +95,6 @@ def _synthea_resources() -> list[tuple[str, str, str, str]]:
     return rows
 
 
-@pytest.mark.skipif(not SYNTHEA.is_dir(), reason=f"Synthea fixture bundles not found at {SYNTHEA}")
 def test_every_project_view_compiles_and_flattens_the_synthea_bundles(spark: Any) -> None:
     rows = _synthea_resources()
     present = {r[0] for r in rows}
@@ -115,7 +113,6 @@ def test_every_project_view_compiles_and_flattens_the_synthea_bundles(spark: Any
             assert counts.get(name, 0) > 0, f"view {name} gave no rows over the Synthea bundles"
 
 
-@pytest.mark.skipif(not SYNTHEA.is_dir(), reason=f"Synthea fixture bundles not found at {SYNTHEA}")
 def test_observation_view_values_match_the_bundles(spark: Any) -> None:
     """Values, not only counts: every Observation's id, subject key and valueQuantity as the JSON says."""
     rows = _synthea_resources()

@@ -27,9 +27,13 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from lakehouse.catalog import is_delta_table
 from lakehouse.config import Settings
+from lakehouse.errors import LakehouseError
 from lakehouse.logs import get_logger
+from silver.deid.keys import load_key
 from silver.deid.patterns import RECOGNIZERS
+from silver.deid.pseudonym import pseudonym_py
 
 log = get_logger(__name__)
 
@@ -115,8 +119,6 @@ class KnownIdentifiers:
             return
         self.birth_dates.add(d)
         if key is not None:
-            from silver.deid.pseudonym import pseudonym_py
-
             for pid in patient_ids:
                 self.birth_date_by_pseudonym[pseudonym_py(pid, key, "patient") or ""] = d
 
@@ -149,7 +151,6 @@ def mask(value: str) -> str:
 def _bronze_rows(settings: Settings, table: str, columns: list[str]) -> Iterator[dict[str, Any]]:
     from deltalake import DeltaTable
 
-    from lakehouse.catalog import is_delta_table
 
     path = settings.table_path("bronze", table)
     if not is_delta_table(path):
@@ -397,10 +398,8 @@ def scan(settings: Settings, layers: Iterable[str] = LAYERS, key: bytes | None =
     layers = list(layers)
     unknown = sorted(set(layers) - set(LAYERS))
     if unknown:
-        raise ValueError(f"phi-scan covers {', '.join(LAYERS)}; not {', '.join(unknown)}")
+        raise LakehouseError(f"phi-scan covers {', '.join(LAYERS)}; not {', '.join(unknown)}")
     if key is None:
-        from silver.deid.keys import load_key
-
         key = load_key(settings)
     known = known_from_bronze(settings, key)
     findings: list[Finding] = []

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lakehouse.catalog import Catalog
+from lakehouse.engine import get_spark
 from silver.views.conformance import run_conformance
 from silver.views.engine import load_view, run_view
 from silver.views.errors import ViewDefinitionError
@@ -15,7 +17,8 @@ if TYPE_CHECKING:
 
     from lakehouse.config import Settings
 
-DEFAULT_SUITE = Path(__file__).resolve().parents[2].parent / "shared" / "conformance" / "sql-on-fhir-v2"
+# the official SQL-on-FHIR v2 test suite (MIT), vendored: see sql_on_fhir_tests/SOURCE.md
+DEFAULT_SUITE = Path(__file__).resolve().parent / "sql_on_fhir_tests"
 BRONZE_FHIR = "bronze.fhir_resources"
 
 
@@ -41,8 +44,6 @@ def latest_resources(resources: DataFrame) -> DataFrame:
 def run_view_on_bronze(settings: Settings, name_or_file: str,
                        limit: int = 10) -> tuple[list[str], list[dict[str, Any]]]:
     """(columns, first ``limit`` rows) of a ViewDefinition over the latest rows of bronze.fhir_resources."""
-    from lakehouse.catalog import Catalog
-    from lakehouse.engine import get_spark
 
     view = view_definition(name_or_file)
     spark = get_spark(settings)
@@ -53,7 +54,6 @@ def run_view_on_bronze(settings: Settings, name_or_file: str,
 
 def conformance(settings: Settings, suite: Path | None, report: Path | None) -> dict[str, Any]:
     """Run a copy of the SQL-on-FHIR v2 test suite; see ``run_conformance`` for the result."""
-    from lakehouse.engine import get_spark
 
     suite_dir = suite or DEFAULT_SUITE
     if not suite_dir.is_dir():

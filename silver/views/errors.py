@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from lakehouse.errors import ConfigError
 
-class ViewDefinitionError(ValueError):
+
+class ViewDefinitionError(ConfigError, ValueError):
     """The ViewDefinition is invalid (missing resource, bad column name, union columns that differ, ...)."""
 
 

@@ -13,6 +13,8 @@ import json
 import re
 from collections.abc import Callable
 
+from silver.views.errors import RUNTIME_ERROR_MARKER, UnsupportedFhirPathError
+
 EMPTY = "CAST(array() AS array<string>)"
 
 _counter = itertools.count()
@@ -85,8 +87,6 @@ def expand(variant: str) -> str:
 
 def check_field_name(name: str, expr: str) -> str:
     if not _FIELD_NAME.match(name):
-        from silver.views.errors import UnsupportedFhirPathError
-
         raise UnsupportedFhirPathError(f"FHIRPath {expr!r}: element name {name!r} is not supported")
     return name
 
@@ -134,7 +134,6 @@ def checked(ok: str, message: str, value: str) -> str:
 
     assert_true rather than CASE ... raise_error: Sail evaluates every CASE branch inside lambdas.
     """
-    from silver.views.errors import RUNTIME_ERROR_MARKER
 
     return f"coalesce(assert_true({ok}, {sql_string(f'{RUNTIME_ERROR_MARKER}: {message}')}), {value})"
 

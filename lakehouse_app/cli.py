@@ -1,0 +1,455 @@
+"""The ``lakehouse`` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import UTC, datetime
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bronze import mllp
+from gold.serving import serve as serve_gold
+from gold.training import mlflow_ui_hint
+from lakehouse.catalog import Catalog
+from lakehouse.config import Settings, get_settings, load_settings, set_settings
+from lakehouse.engine import get_spark
+from lakehouse.errors import AuditChainError, LakehouseError, PhiFoundError, error_line
+from lakehouse.logs import setup_logging
+from lakehouse.runlog import lineage_of, read_runs, run_context, verify_chain
+from lakehouse.status import table_status
+from lakehouse_app import pipeline
+from lakehouse_app.report import write_report
+from lakehouse_app.unmapped_report import unmapped_codes
+from silver.deid.scan import scan
+from silver.views.commands import conformance, run_view_on_bronze
+
+warnings.filterwarnings("ignore", message=".*pandas.*", category=FutureWarning)
+
+app = typer.Typer(help="Clinical lakehouse: HL7 v2, FHIR R4 and DICOM on Delta Lake, bronze -> silver -> gold.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+audit_app = typer.Typer(help="Audit trail: verify the hash chain, trace lineage.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+report_app = typer.Typer(help="Reports: the HTML run report, unmapped codes.", no_args_is_help=True)
+app.add_typer(report_app, name="report")
+view_app = typer.Typer(help="SQL-on-FHIR v2 ViewDefinitions: run one over Bronze, run the official test suite.",
+                       no_args_is_help=True)
+app.add_typer(view_app, name="view")
+
+console = Console()
+err = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def cli_errors(fn: F) -> F:
+    """Configuration and data errors become one red line and the exit code of ``lakehouse.errors.ExitCode``."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (LakehouseError, OSError) as exc:
+            code, message = error_line(exc)  # type: ignore[misc]
+            err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+            raise typer.Exit(int(code)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.callback()
+def main(
+    root: Annotated[Path | None, typer.Option(help="lakehouse root (default ./lakehouse or LAKEHOUSE_ROOT)")] = None,
+    config: Annotated[Path | None, typer.Option(help="settings file (default ./lakehouse.yaml)")] = None,
+    engine: Annotated[str | None, typer.Option(help="local | connect | spark")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    setup_logging("INFO" if verbose else None)
+    try:
+        set_settings(load_settings(config_file=config, root=root, engine=engine))
+    except LakehouseError as exc:
+        err.print(f"[red]error:[/red] {error_line(exc)[1]}", highlight=False, soft_wrap=True)  # type: ignore[index]
+        raise typer.Exit(int(exc.exit_code)) from None
+
+
+def _settings() -> Settings:
+    return get_settings()
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+# -- pipeline ---------------------------------------------------------------------------------
+
+@app.command()
+@cli_errors
+def generate(
+    patients: Annotated[int, typer.Option(min=1)] = 100,
+    seed: Annotated[int, typer.Option()] = 42,
+    out: Annotated[Path | None, typer.Option(help="landing dir (default <root>/landing)")] = None,
+    bad_rate: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.02,
+    ndjson: Annotated[bool, typer.Option(help="also write FHIR Bulk Data NDJSON")] = False,
+) -> None:
+    """Write synthetic HL7 v2, FHIR R4 and DICOM for the same patients into the landing zone."""
+
+    result = pipeline.generate(_settings(), patients, seed, out, bad_rate, ndjson)
+    console.print(result.get("summary", result))
+
+
+@app.command()
+@cli_errors
+def ingest(
+    paths: Annotated[list[Path] | None, typer.Argument(help="files or folders to copy into landing first")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Land files (HL7 v2, FHIR, DICOM; detected by content) and ingest what is new into Bronze."""
+
+    result = pipeline.ingest(_settings(), list(paths or []))
+    _print_json(result) if as_json else console.print(result)
+
+
+@app.command()
+@cli_errors
+def silver(as_json: Annotated[bool, typer.Option("--json")] = False,
+           force: Annotated[bool, typer.Option("--force", help="rebuild even when nothing changed")] = False) -> None:
+    """Build the Silver tables from Bronze (skipped when Bronze, code, rules and configuration are unchanged)."""
+
+    result = pipeline.silver(_settings(), force=force)
+    _print_json(result) if as_json else console.print(result)
+
+
+@app.command()
+@cli_errors
+def gold(as_json: Annotated[bool, typer.Option("--json")] = False,
+         force: Annotated[bool, typer.Option("--force", help="rebuild even when nothing changed")] = False) -> None:
+    """Build Gold with dbt (dbt build; skipped when Silver, the dbt project and configuration are unchanged)."""
+
+    result = pipeline.gold(_settings(), force=force)
+    _print_json(result) if as_json else console.print(result)
+
+
+@app.command()
+@cli_errors
+def features(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Build gold.features_readmission (point-in-time correct readmission features) from Silver."""
+
+    result = pipeline.features(_settings())
+    _print_json(result) if as_json else console.print(result)
+
+
+@app.command()
+@cli_errors
+def train(
+    as_of_version: Annotated[int | None, typer.Option("--as-of-version", help="feature table version")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Train the 30-day readmission model, log it to MLflow and register it as readmission_30d."""
+
+    result = pipeline.train(_settings(), as_of_version=as_of_version)
+    if as_json:
+        _print_json(result)
+        return
+    console.print(result)
+    console.print(f"Look at it: {mlflow_ui_hint(_settings())}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+@cli_errors
+def serve(
+    host: Annotated[str, typer.Option(help="bind address; 0.0.0.0 exposes Gold to everyone (no auth)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 32010,
+) -> None:
+    """Serve the Gold tables to BI tools over Arrow Flight SQL until Ctrl-C."""
+
+    serve_gold(_settings(), host=host, port=port,
+               announce=lambda line: console.print(line, highlight=False, soft_wrap=True))
+
+
+@report_app.command("html")
+@cli_errors
+def report_html() -> None:
+    """Write the HTML run report (row counts, quarantine, data quality, runs, charts) and print its path."""
+
+    path = write_report(_settings())
+    console.print(f"report: {path.as_uri()}", highlight=False, soft_wrap=True)
+
+
+@report_app.command("unmapped")
+@cli_errors
+def report_unmapped(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Codes of silver.observation/condition/medication_request not mapped to LOINC/ICD-10-CM/RxNorm, with counts."""
+
+    rows = unmapped_codes(_settings())
+    if as_json:
+        _print_json(rows)
+        return
+    out = Table("domain", "code", "system", "count", title=f"unmapped codes ({len(rows)})")
+    for r in rows:
+        out.add_row(r["domain"], str(r["code"]), str(r["system"]), f"{r['count']:,}")
+    console.print(out)
+
+
+def _write_report_link(settings: Settings) -> None:
+    """After a run: the HTML report, linked on stderr (stdout may carry --json)."""
+
+    err.print(f"report: {write_report(settings).as_uri()}", highlight=False, soft_wrap=True)
+
+
+@app.command("run")
+@cli_errors
+def run_all(paths: Annotated[list[Path] | None, typer.Argument()] = None,
+            as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Run every layer: ingest, silver, gold."""
+
+    result = pipeline.run_all(_settings(), list(paths or []))
+    _print_json(result) if as_json else console.print(result)
+    _write_report_link(_settings())
+
+
+@app.command()
+@cli_errors
+def demo(
+    patients: Annotated[int, typer.Option(min=1)] = 200,
+    seed: Annotated[int, typer.Option()] = 42,
+) -> None:
+    """Generate synthetic data and run the whole pipeline on the embedded engine."""
+
+    settings = _settings()
+    console.print(f"[bold]lakehouse root:[/bold] {settings.root_path}")
+    pipeline.generate(settings, patients, seed, None, 0.02)
+    pipeline.run_all(settings, [])
+    pipeline.features(settings)
+    trained = pipeline.train(settings)
+    _status_table(settings)
+    console.print(f"model readmission_30d v{trained['model_version']} (AUROC {trained['metrics']['auroc']:.3f}); "
+                  f"mlflow ui --backend-store-uri {trained['tracking_uri']}", highlight=False)
+    _write_report_link(settings)
+    console.print(f"\nTry: lakehouse --root {settings.root_path} show gold.mart_readmission_30d")
+
+
+@app.command()
+@cli_errors
+def listen(
+    port: Annotated[int, typer.Option(min=0, max=65535, help="MLLP port (0: any free port)")] = 2575,
+    host: Annotated[str, typer.Option(help="bind address; 0.0.0.0 exposes PHI to the network")] = "127.0.0.1",
+    metrics_port: Annotated[int | None, typer.Option(help="serve Prometheus /metrics on this port")] = None,
+    tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate: serve MLLP over TLS")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM private key for --tls-cert")] = None,
+    max_message_bytes: Annotated[int, typer.Option(min=1024, help="larger messages get AR")] = 10 * 1024 * 1024,
+    read_timeout: Annotated[float, typer.Option(help="seconds of silence allowed mid-message")] = 30.0,
+    follow: Annotated[bool, typer.Option(help="ingest new landing files into Bronze while listening")] = False,
+    follow_interval: Annotated[float, typer.Option(min=0.5, help="seconds between --follow ingestions")] = 5.0,
+) -> None:
+    """Receive HL7 v2 over MLLP; ACK each message once it is durably in landing/mllp/."""
+
+    config = mllp.ListenerConfig(host=host, port=port, tls_cert=tls_cert, tls_key=tls_key,
+                            max_message_bytes=max_message_bytes, read_timeout=read_timeout)
+    mllp.serve(_settings(), config, metrics_port=metrics_port, follow=follow, follow_interval=follow_interval,
+          on_ready=lambda s: err.print(f"listening for MLLP on {host}:{s.port}{' (TLS)' if tls_cert else ''}",
+                                       highlight=False))
+
+
+# -- inspection -------------------------------------------------------------------------------
+
+def _status_table(settings: Settings) -> list[dict[str, Any]]:
+
+    rows = table_status(settings)
+    table = Table("layer", "table", "rows", "version", "last write", title=f"lakehouse at {settings.root_path}")
+    for r in rows:
+        table.add_row(r["layer"], r["table"], f"{r['rows']:,}", str(r["version"]), str(r["last_write"]))
+    console.print(table)
+    return rows
+
+
+@app.command()
+@cli_errors
+def status(as_json: Annotated[bool, typer.Option("--json", help="machine-readable list")] = False) -> None:
+    """Every table: layer, rows, current version, last write."""
+
+    if as_json:
+        _print_json(table_status(_settings()))
+    else:
+        _status_table(_settings())
+
+
+@app.command()
+@cli_errors
+def history(table: str, limit: Annotated[int, typer.Option()] = 20,
+            as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Delta history of TABLE (layer.table)."""
+
+    entries = Catalog(None, _settings()).history(table, limit)  # type: ignore[arg-type]
+    if as_json:
+        _print_json(entries)
+        return
+    out = Table("version", "timestamp", "operation", "metrics")
+
+    for e in entries:
+        ts = datetime.fromtimestamp(e["timestamp"] / 1000, UTC).isoformat() if e.get("timestamp") else ""
+        out.add_row(str(e.get("version")), ts, str(e.get("operation")), json.dumps(e.get("operationMetrics", {})))
+    console.print(out)
+
+
+@app.command()
+@cli_errors
+def show(
+    table: str,
+    as_of_version: Annotated[int | None, typer.Option("--as-of-version")] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="timestamp, e.g. 2026-01-31T12:00:00")] = None,
+    limit: Annotated[int, typer.Option()] = 20,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Rows of TABLE, optionally as of an earlier version or time (Delta time travel)."""
+
+    settings = _settings()
+    catalog = Catalog(get_spark(settings), settings)
+    df = catalog.read(table, version=as_of_version, timestamp=as_of)
+    rows = [r.asDict(recursive=True) for r in df.limit(limit).collect()]
+    if as_json:
+        _print_json(rows)
+        return
+    out = Table(*df.columns, title=table)
+    for r in rows:
+        out.add_row(*[("" if v is None else str(v))[:60] for v in r.values()])
+    console.print(out)
+
+
+@app.command()
+@cli_errors
+def maintain(
+    retention_hours: Annotated[int, typer.Option(help="vacuum files older than this")] = 168,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Compact small files (optimize) and vacuum old ones on every table (delta-rs)."""
+
+    settings = _settings()
+    catalog = Catalog(None, settings)  # type: ignore[arg-type]
+    report = []
+    with run_context("maintain", settings) as run:
+        for name in catalog.list_tables():
+            if name == "_system.runs":
+                continue
+            opt = catalog.optimize(name)
+            removed = catalog.vacuum(name, retention_hours)
+            report.append({"table": name, "files_added": opt.get("numFilesAdded"),
+                           "files_removed": opt.get("numFilesRemoved"), "vacuumed": len(removed)})
+            run.wrote(name, catalog.version(name), 0)
+    if as_json:
+        _print_json(report)
+    else:
+        for r in report:
+            console.print(r)
+
+
+@app.command("phi-scan")
+@cli_errors
+def phi_scan(
+    layer: Annotated[str, typer.Option(help="comma-separated layers to scan")] = "silver,gold",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Scan every Parquet file (all Delta versions) of Silver/Gold for PHI; exit 7 on any finding."""
+
+    findings = scan(_settings(), [part.strip() for part in layer.split(",") if part.strip()])
+    if as_json:
+        _print_json([asdict(f) for f in findings])
+    else:
+        for f in findings:
+            console.print(f.line(), highlight=False, soft_wrap=True)
+        console.print(f"phi-scan: {len(findings)} finding(s) in {layer}", highlight=False)
+    if findings:
+        raise PhiFoundError(f"phi-scan: {len(findings)} finding(s) in {layer}")
+
+
+# -- audit ------------------------------------------------------------------------------------
+
+@audit_app.command("verify")
+@cli_errors
+def audit_verify() -> None:
+    """Recompute the hash chain of the run log; non-zero exit at the first broken link."""
+
+    ok, message = verify_chain(read_runs(_settings()))
+    if ok:
+        console.print(f"[green]ok[/green] {message}")
+    else:
+        raise AuditChainError(f"audit chain broken: {message}")
+
+
+@audit_app.command("lineage")
+@cli_errors
+def audit_lineage(table: str, version: Annotated[int | None, typer.Option()] = None,
+                  as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Which run and inputs produced TABLE (at --version N, default the latest)."""
+
+    found = lineage_of(read_runs(_settings()), table, version)
+    if found is None:
+        raise LakehouseError(f"no recorded run wrote {table}" + (f" version {version}" if version is not None else ""))
+    if as_json:
+        _print_json(found)
+        return
+    console.print(f"{table} v{found['version']} was written by run {found['run_id']} "
+                  f"({found['command']}, seq {found['seq']}, code {found['code_version']}, {found['started_at']})")
+    for item in found["inputs"]:
+        detail = item.get("version") if item["kind"] == "table" else (item.get("sha256") or "")[:16]
+        console.print(f"  <- {item['kind']} {item['name']} {detail}")
+
+
+@app.command()
+@cli_errors
+def runs(limit: Annotated[int, typer.Option()] = 20, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """The most recent runs from the run log."""
+
+    records = read_runs(_settings())[-limit:]
+    if as_json:
+        _print_json(records)
+        return
+    out = Table("seq", "run", "command", "status", "started", "seconds", "outputs", "error")
+    for r in records:
+        seconds = json.loads(r["metrics"] or "{}").get("seconds", "")
+        out.add_row(str(r["seq"]), r["run_id"][:8], r["command"], r["status"], str(r["started_at"]),
+                    str(seconds), str(len(json.loads(r["outputs"] or "[]"))), (r["error"] or "")[:60])
+    console.print(out)
+
+
+@view_app.command("run")
+@cli_errors
+def view_run(name: Annotated[str, typer.Argument(help="project view name (patient, ...) or a ViewDefinition .json")],
+             limit: Annotated[int, typer.Option()] = 10,
+             as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Flatten the latest bronze.fhir_resources rows with a ViewDefinition and show the first rows."""
+
+    columns, rows = run_view_on_bronze(_settings(), name, limit)
+    if as_json:
+        _print_json(rows)
+        return
+    out = Table(*columns, title=f"{name}: first {len(rows)} rows")
+    for r in rows:
+        out.add_row(*["" if r[c] is None else str(r[c]) for c in columns])
+    console.print(out)
+
+
+@view_app.command("conformance")
+@cli_errors
+def view_conformance(
+    suite: Annotated[Path | None, typer.Option(help="folder of the suite's test JSON files")] = None,
+    report: Annotated[Path | None, typer.Option(help="write test_report.json here")] = None,
+) -> None:
+    """Run the official SQL-on-FHIR v2 test suite; print passed/total and the failures."""
+
+    result = conformance(_settings(), suite, report)
+    for failure in result["failures"]:
+        console.print(f"FAIL {failure['file']}: {failure['name']}: {failure['reason']}", highlight=False,
+                      soft_wrap=True)
+    console.print(f"passed {result['passed']}/{result['total']} in {result['seconds']}s"
+                  + (f"; report: {report}" if report else ""), highlight=False)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,12 +1,24 @@
-"""BENCHMARKS.json, BENCHMARKS.md and the scale-curve PNG from the results of :func:`benchmarks.harness.run_bench`."""
+"""BENCHMARKS.json, BENCHMARKS.md and the scale-curve PNG from the results of :func:`benchmarks.harness.run_bench`.
+
+BENCHMARKS.md is generated whole, from the results alone: every number in it is in BENCHMARKS.json, and
+``write_report(json.loads(Path("BENCHMARKS.json").read_text()), Path("."))`` re-renders both files unchanged.
+Hand-written analysis lives in ``docs/performance.md``, which the benchmark never writes; the report links to it.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 STAGES = ("bronze", "silver", "gold")
+ANALYSIS = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
+
+
+def _neutral(scale: dict[str, Any]) -> dict[str, Any] | None:
+    """One scale's Sail vs classic Spark comparison: ``engine_neutral`` in fresh results, ``sail_vs_spark`` in JSON."""
+    return scale.get("engine_neutral") or scale.get("sail_vs_spark")
 
 
 def to_json(results: dict[str, Any]) -> dict[str, Any]:
@@ -29,7 +41,7 @@ def to_json(results: dict[str, Any]) -> dict[str, Any]:
         for optional in ("increment_1pct", "measured_separately"):
             if optional in r:
                 scales[patients][optional] = r[optional]
-        neutral = r.get("engine_neutral")
+        neutral = _neutral(r)
         if neutral:
             scales[patients]["sail_vs_spark"] = {
                 "ratio_sail_over_spark": neutral["ratio_sail_over_spark"], "rows_match": neutral["rows_match"],
@@ -49,6 +61,7 @@ def _fmt(value: Any) -> str:
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
+    # deferred: matplotlib takes ~1.5 s to import (measured); only chart rendering uses it
     import matplotlib
 
     matplotlib.use("Agg")
@@ -79,22 +92,29 @@ def plot(results: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def to_markdown(results: dict[str, Any], png_name: str) -> str:
+def to_markdown(results: dict[str, Any], png_name: str, analysis: str = "docs/performance.md") -> str:
+    """The whole of BENCHMARKS.md; ``analysis`` is the link to the hand-written analysis (docs/performance.md)."""
     m = results["machine"]
     lines = [
         "# Benchmarks",
         "",
-        f"Measured {results['date']} by `lakehouse bench` (`make bench`){' (quick mode)' if results['quick'] else ''}.",
+        f"Measured {results['date']} by `make bench` (`python -m benchmarks`)"
+        f"{' (quick mode)' if results['quick'] else ''}. This file and `BENCHMARKS.json` are regenerated whole by "
+        "every run: do not edit them by hand. What the numbers mean, where the time goes and why targets are missed: "
+        f"[docs/performance.md]({analysis}).",
         "",
         f"Machine: {m['nproc']} cores ({m['cpu']}), {m['memory_gb']} GB RAM, {m['os']}; Python {m['python']}, "
         f"pysail {m['pysail']}, PySpark {m['pyspark']}, {m['java']}. Load average at start: "
         f"{m['load_average_at_start']} (other work shared the machine; numbers are wall time).",
         "",
-        "Classic Spark runs `local[*]` on the JVM and writes **Parquet instead of Delta**: the Delta jars cannot be "
-        "downloaded on this machine. It runs the engine-neutral stages only (Bronze parsing and the HL7 body parse "
-        "that Silver starts from), in its own process, on the same landing files.",
-        "",
     ]
+    if any(_neutral(r) for r in results["scales"].values()):
+        lines += [
+            "Classic Spark runs `local[*]` on the JVM and writes **Parquet instead of Delta**: the Delta jars cannot "
+            "be downloaded on this machine. It runs the engine-neutral stages only (Bronze parsing and the HL7 body "
+            "parse that Silver starts from), in its own process, on the same landing files.",
+            "",
+        ]
     for patients, r in sorted(results["scales"].items(), key=lambda kv: int(kv[0])):
         lines += [f"## {int(patients):,} patients", ""]
         if r.get("measured_separately"):
@@ -124,7 +144,7 @@ def to_markdown(results: dict[str, Any], png_name: str) -> str:
             lines.append(f"Adding 1% new data ({inc['patients']} patients): {_fmt(inc['seconds'])} s "
                          f"({_fmt(inc['vs_full_run'] * 100)}% of the full run; "
                          f"{', '.join(f'{k} {_fmt(v)} s' for k, v in inc['per_stage'].items())}).")
-        neutral = r.get("engine_neutral")
+        neutral = _neutral(r)
         if neutral and neutral["ratio_sail_over_spark"]:
             lines += ["", "| engine-neutral stage | Sail s | classic Spark s | Sail/Spark | rows match |",
                       "|---|---:|---:|---:|---|"]
@@ -181,8 +201,8 @@ def targets(results: dict[str, Any]) -> list[str]:
         value = lts["throughput"].get(unit, 0)
         rows.append((f"landing -> Silver >= 50,000 {unit} ({int(largest):,} patients)",
                      f"{value:,.0f}{'' if lts['includes_silver'] else ' (Bronze only)'}", value >= 50_000))
-    ratios = [r["engine_neutral"]["ratio_sail_over_spark"].get("total") for r in scales.values()
-              if r.get("engine_neutral")]
+    neutrals = [n for n in (_neutral(r) for r in scales.values()) if n]
+    ratios = [n["ratio_sail_over_spark"].get("total") for n in neutrals]
     ratios = [x for x in ratios if x]
     if ratios:
         rows.append((">= 3x faster than classic Spark (engine-neutral stages)",
@@ -207,8 +227,14 @@ def targets(results: dict[str, Any]) -> list[str]:
 
 
 def write_report(results: dict[str, Any], out_dir: Path, notes: str = "") -> None:
+    """Write BENCHMARKS.json, the scale-curve PNG and BENCHMARKS.md into ``out_dir``.
+
+    ``results`` is what :func:`benchmarks.harness.run_bench` returns, or a BENCHMARKS.json read back (to re-render
+    the report without re-running the benchmark). ``notes`` is appended to BENCHMARKS.md as is.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "BENCHMARKS.json").write_text(json.dumps(to_json(results), indent=2, default=str) + "\n")
     png = "benchmarks-scale.png"
     plot(results, out_dir / png)
-    (out_dir / "BENCHMARKS.md").write_text(to_markdown(results, png) + notes)
+    analysis = Path(os.path.relpath(ANALYSIS, out_dir.resolve())).as_posix()
+    (out_dir / "BENCHMARKS.md").write_text(to_markdown(results, png, analysis) + notes)

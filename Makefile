@@ -28,6 +28,10 @@ test: install
 	  LAKEHOUSE_TEST_LANE=classic $(BIN)/python -m pytest -q -ra -m classic_spark; \
 	else echo "java not found: skipping the classic Spark lane"; fi
 
+# The pure-Python lane: no engine, no CLI process, no dbt/GX/MLflow run (under a minute).
+test-fast: install
+	$(BIN)/python -m pytest -q -m "fast and not classic_spark"
+
 lint: install
 	$(BIN)/ruff check .
 

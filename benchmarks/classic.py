@@ -16,7 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pyspark.sql import functions as F
+
 from bronze import dicom, fhir, hl7v2
+from lakehouse.hl7v2 import explode_segments, hl7_field
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -42,7 +45,6 @@ class NeutralInput:
 
 
 def _files(spark: SparkSession, files: list[tuple[str, str, str]]) -> DataFrame:
-    from pyspark.sql import functions as F
 
     lookup = spark.createDataFrame([(p.lstrip("/"), rel, charset) for p, rel, charset in files],
                                    "key string, source_file string, charset string")
@@ -59,7 +61,6 @@ def _write(df: DataFrame, path: Path) -> int:
 def run_neutral_stages(spark: SparkSession, inputs: NeutralInput, out: Path) -> dict[str, dict[str, Any]]:
     """Bronze parsing (split + parse + quarantine split) per source, written as Parquet; then the HL7 body parse
     (segments and fields) that Silver starts from. Returns {stage: {seconds, rows, quarantined}}."""
-    from pyspark.sql import functions as F
 
 
     results: dict[str, dict[str, Any]] = {}
@@ -77,11 +78,11 @@ def run_neutral_stages(spark: SparkSession, inputs: NeutralInput, out: Path) -> 
         timed("bronze_hl7v2", good, bad.unionByName(other.select("reason", "source_file", "position")))
         start = time.perf_counter()
         parsed = spark.read.parquet(str(out / "bronze_hl7v2" / "good"))
-        segments = hl7v2.explode_segments(parsed).select(
+        segments = explode_segments(parsed).select(
             "content_hash", "segment_index", "segment_id",
-            hl7v2.hl7_field(F.col("fields"), 3, 1, encoding=F.col("encoding_characters"),
+            hl7_field(F.col("fields"), 3, 1, encoding=F.col("encoding_characters"),
                             field_separator=F.col("field_separator")).alias("field3_1"),
-            hl7v2.hl7_field(F.col("fields"), 5, encoding=F.col("encoding_characters"),
+            hl7_field(F.col("fields"), 5, encoding=F.col("encoding_characters"),
                             field_separator=F.col("field_separator")).alias("field5"))
         rows = _write(segments, out / "hl7v2_segments")
         results["hl7v2_segments"] = {"seconds": round(time.perf_counter() - start, 3), "rows": rows,
@@ -100,7 +101,7 @@ def run_neutral_stages(spark: SparkSession, inputs: NeutralInput, out: Path) -> 
 def classic_session() -> SparkSession:
     os.environ.pop("SPARK_REMOTE", None)
     os.environ.pop("SPARK_CONNECT_MODE_ENABLED", None)
-    from pyspark.sql import SparkSession
+    from pyspark.sql import SparkSession  # deferred: after SPARK_REMOTE is gone, so the session is classic
 
     return (SparkSession.builder.master("local[*]").appName("lakehouse-bench-classic")
             .config("spark.sql.session.timeZone", "UTC").config("spark.ui.enabled", "false")

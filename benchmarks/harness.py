@@ -1,4 +1,4 @@
-"""``lakehouse bench``: the whole pipeline at several scales, side by side with classic Spark, into BENCHMARKS.md/.json.
+"""``make bench``: the whole pipeline at several scales, side by side with classic Spark, into BENCHMARKS.md/.json.
 
 Per scale: synthetic data into the landing zone, then landing -> Bronze -> Silver -> Gold, each stage timed with
 rows, throughput, peak RSS of the Sail server and of this client (sampled in a thread) and Delta versions written.
@@ -19,19 +19,24 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import psutil
+import pyarrow as pa
+import pyspark
+from deltalake import DeltaTable
+from pyspark.sql import functions as F
 
 from benchmarks.classic import NeutralInput, run_neutral_stages
 from benchmarks.report import write_report
-from bronze import hl7v2
 from bronze.landing import landing_file, walk
 from bronze.mllp_load import run_load
 from lakehouse import engine
 from lakehouse.catalog import Catalog
 from lakehouse.config import Settings, load_settings, set_settings
+from lakehouse.hl7v2 import explode_segments
 from lakehouse_app import pipeline
 
 BENCH_KEY = "benchmark-pseudonym-key-not-a-secret-0123456789"
@@ -96,7 +101,6 @@ def _versions(settings: Settings) -> dict[str, int]:
 
 
 def _rows(settings: Settings, layer: str) -> dict[str, int]:
-    from deltalake import DeltaTable
 
     catalog = Catalog(engine.get_spark(settings), settings)
     out = {}
@@ -184,8 +188,6 @@ def _sail_neutral(settings: Settings, inputs: NeutralInput, work: Path) -> dict[
 
 def compare_hl7_body_parsing(settings: Settings) -> dict[str, Any]:
     """Segments and fields of every Bronze HL7 message: Spark SQL functions vs a vectorized Arrow UDF."""
-    import pyarrow as pa
-    from pyspark.sql import functions as F
 
 
     spark = engine.get_spark(settings)
@@ -194,7 +196,7 @@ def compare_hl7_body_parsing(settings: Settings) -> dict[str, Any]:
         return {}
     messages = catalog.read("bronze.hl7v2_messages").select(
         "content_hash", "message_control_id", "raw", "field_separator", "encoding_characters")
-    sql = hl7v2.explode_segments(messages).select(
+    sql = explode_segments(messages).select(
         "segment_id", F.get("fields", 3).alias("f3"), F.split_part(F.get("fields", 5), F.lit("^"), F.lit(1)).alias("c"))
 
     def split_segments(batches: Any) -> Any:
@@ -373,7 +375,6 @@ def _neutral(settings: Settings, inputs: NeutralInput, work: Path) -> dict[str, 
 
 
 def machine() -> dict[str, Any]:
-    import pyspark
 
     cpu = platform.processor()
     try:
@@ -384,8 +385,7 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     try:
-        from importlib.metadata import version
-
+    
         sail = version("pysail")
     except Exception:  # noqa: BLE001 - not installed
         sail = "unknown"

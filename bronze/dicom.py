@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
+import pydicom
+from pydicom.uid import UID
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -51,8 +53,6 @@ def _int(value: Any) -> int | None:
 
 def truncation(path: str, size: int) -> str | None:
     """Why the file is incomplete, or None. Reads structure only (values over 1 KiB are deferred)."""
-    import pydicom
-
     ds = pydicom.dcmread(path, defer_size=1024, force=True)
     for tag in list(ds.keys()):
         raw = ds.get_item(tag)
@@ -67,8 +67,6 @@ def truncation(path: str, size: int) -> str | None:
 
 
 def _sop_class_name(ds: Any) -> str:
-    from pydicom.uid import UID
-
     meta = getattr(ds, "file_meta", None)
     uid = ds.get("SOPClassUID") or (meta.get("MediaStorageSOPClassUID") if meta else None)
     return UID(str(uid)).name if uid else ""
@@ -94,8 +92,6 @@ def _pixel_truncation(ds: Any, path: str, size: int) -> str | None:
 
 
 def read_instance(path: str, source_file: str, size: int, content_hash: str) -> dict[str, Any]:
-    import pydicom
-
     row: dict[str, Any] = {"source_file": source_file, "file_size": size, "content_hash": content_hash,
                            "reason": None, "raw": None}
     try:

@@ -25,7 +25,9 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from bronze.fhir_types import R4_RESOURCE_TYPES
-from bronze.quarantine import conform, quarantine_text
+from bronze.quarantine import quarantine_text
+from bronze.schemas import QUARANTINE_SCHEMA
+from lakehouse.catalog import conform
 
 MAX_NESTING = 8
 SPLIT_SCHEMA = ("source_file string, position bigint, entry_index bigint, entry_path string, bundle_type string, "
@@ -346,7 +348,7 @@ def good_and_bad(items: DataFrame, run_id: str) -> tuple[DataFrame, DataFrame]:
     resources = items.filter(F.col("reason").isNull()).drop("reason")
     bad = items.filter(F.col("reason").isNotNull())
     quarantine = conform(bad.select(*quarantine_text(F.col("reason"), F.col("source_file"), F.col("position"),
-                                                     F.col("raw"), run_id)))
+                                                     F.col("raw"), run_id)), QUARANTINE_SCHEMA)
     return resources, quarantine
 
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from bronze.quarantine import conform, quarantine_text
+from bronze.quarantine import quarantine_text
+from bronze.schemas import QUARANTINE_SCHEMA
+from lakehouse.catalog import conform
 from lakehouse.hl7v2 import hl7_timestamp
 
 MARK = "\ue000"  # private-use character, never in HL7 text
@@ -138,5 +140,5 @@ def split_messages(files: DataFrame, run_id: str) -> tuple[DataFrame, DataFrame]
                              F.substring("raw", 1, 3), F.lit(" at byte "), F.col("byte_offset").cast("string")))
     reason = reason.otherwise(F.lit("text before the first MSH segment"))
     bad = conform(others.select(*quarantine_text(reason, F.col("source_file"), F.col("byte_offset"),
-                                                  F.col("orphan"), run_id)))
+                                                  F.col("orphan"), run_id)), QUARANTINE_SCHEMA)
     return messages, bad

@@ -28,7 +28,7 @@ from bronze.landing import (
     pending_files,
     read_manifest,
 )
-from bronze.quarantine import QUARANTINE_KEYS, conform, quarantine_text
+from bronze.quarantine import QUARANTINE_KEYS, quarantine_text
 from bronze.schemas import (
     DICOM_SCHEMA,
     DICOM_TABLE,
@@ -42,7 +42,8 @@ from bronze.schemas import (
     QUARANTINE_SCHEMA,
     QUARANTINE_TABLES,
 )
-from lakehouse.catalog import Catalog
+from lakehouse import progress
+from lakehouse.catalog import Catalog, conform
 from lakehouse.config import Settings
 from lakehouse.engine import get_spark
 from lakehouse.errors import ReconciliationError
@@ -65,10 +66,6 @@ def _read_files(spark: SparkSession, files: list[LandingFile]) -> DataFrame:
     return raw.join(lookup, "key").select("source_file", "charset", "content")
 
 
-def _conform(df: DataFrame, schema: Any) -> DataFrame:
-    return df.select(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in schema.fields])
-
-
 def _counts(df: DataFrame, flag: str) -> dict[bool, int]:
     return {bool(r[flag]): int(r["n"]) for r in df.groupBy(flag).agg(F.count(F.lit(1)).alias("n")).collect()}
 
@@ -80,7 +77,7 @@ class _Writer:
 
     def append(self, df: DataFrame, name: str, schema: Any, keys: tuple[str, ...]) -> int:
         self.catalog.create(name, schema)
-        rows = self.catalog.append_new(_conform(df, schema), name, keys)
+        rows = self.catalog.append_new(conform(df, schema), name, keys)
         if rows:
             self.run.wrote(name, self.catalog.version(name), rows)
         return rows
@@ -99,7 +96,7 @@ def _load_source(writer: _Writer, scratch: Staging | None, source: str, good: Da
 
     ``good`` must already read staged rows; ``bad`` is staged here unless ``scratch`` is None (local rows)."""
     qname = QUARANTINE_TABLES[source]
-    bad = conform(bad)
+    bad = conform(bad, QUARANTINE_SCHEMA)
     if scratch is not None:
         bad = scratch.stage(bad, f"{label or source}_quarantine")
     quarantined = int(bad.count())
@@ -158,36 +155,50 @@ def batches(files: list[LandingFile], max_bytes: int | None = None) -> list[list
 Group = tuple[DataFrame | None, DataFrame]  # (good rows, already staged; quarantine rows)
 
 
-def _load_groups(writer: _Writer, scratch: Staging, source: str, groups: Iterator[tuple[str, Group]]
-                 ) -> dict[str, int]:
+def _group_name(source: str, i: int, groups: int) -> str:
+    """How progress names the i-th of a format's groups of files, e.g. ``hl7v2 2/3``."""
+    return f"{source} {i + 1}/{groups}"
+
+
+def _load_groups(writer: _Writer, scratch: Staging, source: str, groups: Iterator[tuple[str, Group]],
+                 n_groups: int) -> dict[str, int]:
     """Load and reconcile one group of files after the other; the source's report is the sum."""
     total = {"received": 0, "bronze": 0, "quarantined": 0, "duplicates": 0}
-    for label, (good, bad) in groups:
-        for key, value in _load_source(writer, scratch, source, good, bad, label).items():
+    for i, (label, (good, bad)) in enumerate(groups):
+        counts = _load_source(writer, scratch, source, good, bad, label)
+        progress.done("bronze", _group_name(source, i, n_groups), **counts)
+        for key, value in counts.items():
             total[key] += value
     return total
 
 
 def _hl7v2_groups(spark: SparkSession, scratch: Staging, files: list[LandingFile], run_id: str
                   ) -> Iterator[tuple[str, Group]]:
-    for i, group in enumerate(batches(files)):
+    groups = batches(files)
+    for i, group in enumerate(groups):
+        progress.start("bronze", _group_name("hl7v2", i, len(groups)), files=len(group))
         messages, other = hl7v2.split_messages(_read_files(spark, group), run_id)
         messages = scratch.stage(messages, f"hl7v2_{i}")
         bad_msgs = messages.filter(F.col("reason").isNotNull()).select(
             *quarantine_text(F.col("reason"), F.col("source_file"), F.col("position"), F.col("raw"), run_id))
-        yield f"hl7v2_{i}", (messages.filter(F.col("reason").isNull()), conform(bad_msgs).unionByName(other))
+        yield f"hl7v2_{i}", (messages.filter(F.col("reason").isNull()),
+                             conform(bad_msgs, QUARANTINE_SCHEMA).unionByName(other))
 
 
 def _fhir_groups(spark: SparkSession, scratch: Staging, files: list[LandingFile], run_id: str
                  ) -> Iterator[tuple[str, Group]]:
-    for i, group in enumerate(batches(files)):
+    groups = batches(files)
+    for i, group in enumerate(groups):
+        progress.start("bronze", _group_name("fhir", i, len(groups)), files=len(group))
         items = scratch.stage(fhir.annotate(fhir.split_files(_read_files(spark, group)), run_id), f"fhir_{i}")
         yield f"fhir_{i}", fhir.good_and_bad(items, run_id)
 
 
 def _dicom_groups(spark: SparkSession, scratch: Staging, files: list[LandingFile], run_id: str
                   ) -> Iterator[tuple[str, Group]]:
-    for i, group in enumerate(batches(files)):
+    groups = batches(files)
+    for i, group in enumerate(groups):
+        progress.start("bronze", _group_name("dicom", i, len(groups)), files=len(group))
         paths = spark.createDataFrame(
             [(str(f.path.resolve()), f.rel, f.size, f.sha256) for f in group],
             "abs_path string, source_file string, file_size bigint, content_hash string")
@@ -205,10 +216,13 @@ def _load_sources(spark: SparkSession, writer: _Writer, scratch: Staging, by_for
     for source, groups in GROUPS.items():
         if by_format[source]:
             report[source] = _load_groups(writer, scratch, source,
-                                          groups(spark, scratch, by_format[source], run_id))
+                                          groups(spark, scratch, by_format[source], run_id),
+                                          len(batches(by_format[source])))
     if by_format["unknown"]:
+        progress.start("bronze", "unknown", files=len(by_format["unknown"]))
         report["unknown"] = _load_source(writer, None, "unknown", None,
                                          _unknown_rows(spark, by_format["unknown"], run_id))
+        progress.done("bronze", "unknown", **report["unknown"])
 
 
 def ingest(settings: Settings, paths: list[Path], run: Run) -> dict[str, Any]:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column
 from pyspark.sql import functions as F
 
-from bronze.schemas import QUARANTINE_RAW_LIMIT, QUARANTINE_SCHEMA
+from bronze.schemas import QUARANTINE_RAW_LIMIT
 
 # a quarantined item is the same item again when file, position, reason and content agree
 QUARANTINE_KEYS = ("source_file", "position", "reason", "content_hash")
@@ -44,8 +44,3 @@ def quarantine_bytes(reason: Column, source_file: Column, position: Column, cont
         F.lit(run_id).alias("ingest_run_id"),
         F.current_timestamp().alias("quarantined_at"),
     ]
-
-
-def conform(df: DataFrame) -> DataFrame:
-    """Select the quarantine columns in table order with table types."""
-    return df.select(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in QUARANTINE_SCHEMA.fields])

@@ -39,6 +39,7 @@ _context: dict[str, Any] = {}
 def _gx_context(run_id: str) -> Any:
     if _context.get("run_id") != run_id:
         os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+        # deferred: great_expectations takes 10-20 s to import here (measured); only a Silver build validates
         import great_expectations as gx
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -90,6 +91,7 @@ def validate(spark: SparkSession, df: DataFrame, table: str, run_id: str,
     "category", "severity", "row_level", "success", "unexpected_count", "observed"}]}``; skipped referential rules
     appear with ``success`` None.
     """
+    # deferred: great_expectations takes 10-20 s to import here (measured); only a Silver build validates
     import great_expectations as gx
     from great_expectations.core.expectation_suite import ExpectationSuite
     from great_expectations.core.run_identifier import RunIdentifier
@@ -172,12 +174,12 @@ def critical_failures(results: dict[str, Any] | Sequence[dict[str, Any]]) -> lis
             if x["severity"] == "critical" and x["success"] is False]
 
 
-def build_data_docs(root: Path) -> Path:
+def build_data_docs(system_dir: Path) -> Path:
     """Render GX Data Docs of every suite validated in the current run; returns ``index.html``."""
     if "context" not in _context:
         raise LakehouseError("no validation has run in this process: nothing to render as Data Docs")
     context = _context["context"]
-    docs = root / "_system" / "data_docs"
+    docs = system_dir / "data_docs"
     site = {"class_name": "SiteBuilder", "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
             "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs)}}
     if DOCS_SITE in (context.variables.data_docs_sites or {}):
@@ -207,7 +209,7 @@ def write_results(catalog: Catalog, results: dict[str, Any] | Sequence[dict[str,
         if not catalog.exists(DQ_TABLE):
             catalog.create(DQ_TABLE, DQ_SCHEMA)
         catalog.append(df, DQ_TABLE)
-    index = build_data_docs(catalog.settings.root_path)
+    index = build_data_docs(catalog.settings.system_dir)
     failures = critical_failures(runs)
     summary = {"rows": len(rows), "data_docs": str(index), "critical_failures": failures}
     if failures and fail_on_critical:

@@ -10,7 +10,12 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from deltalake import DeltaTable
 
 from gold.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 from lakehouse.catalog import Catalog
@@ -45,6 +50,7 @@ def artifact_location(settings: Settings) -> str:
 
 def use_tracking(settings: Settings, experiment: str = EXPERIMENT) -> str:
     """Point MLflow at the lakehouse's store and experiment; returns the experiment id."""
+    # deferred: mlflow takes 4-8 s to import here (measured); only training and feature logging use it
     import mlflow
 
     uri = tracking_uri(settings)
@@ -69,8 +75,8 @@ def training_set(settings: Settings, label: str = DEFAULT_LABEL, as_of_version: 
     Logs into the active MLflow run, or into a short run of its own when none is active.
     ``df.attrs`` carries ``delta_path``, ``delta_version`` and ``delta_table_id``.
     """
+    # deferred: mlflow takes 4-8 s to import here (measured); only training and feature logging use it
     import mlflow
-    from deltalake import DeltaTable
 
 
     catalog = Catalog(get_spark(settings), settings)
@@ -121,12 +127,12 @@ def model_inputs(pdf: pd.DataFrame) -> pd.DataFrame:
 
 def model_requirements() -> list[str]:
     """Pinned from this environment (MLflow's own inference is slow and picks up test tools)."""
-    from importlib.metadata import version
 
     return [f"{name}=={version(name)}" for name in ("mlflow", "scikit-learn", "numpy", "pandas", "scipy", "skops")]
 
 
 def build_pipeline(c: float, random_state: int) -> Any:
+    # deferred: scikit-learn takes ~2.5 s to import (measured); only training uses it
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
@@ -145,8 +151,6 @@ def build_pipeline(c: float, random_state: int) -> Any:
 
 def calibration_table(y_true: Any, y_prob: Any, bins: int = CALIBRATION_BINS) -> pd.DataFrame:
     """Observed vs predicted rate per probability decile (equal-count bins)."""
-    import numpy as np
-    import pandas as pd
 
     frame = pd.DataFrame({"y": np.asarray(y_true, dtype=float), "p": np.asarray(y_prob, dtype=float)})
     n_bins = max(1, min(bins, frame["p"].nunique()))
@@ -160,8 +164,8 @@ def train(settings: Settings, label: str = DEFAULT_LABEL, as_of_version: int | N
           test_size: float = 0.25, random_state: int = 42, c: float = 1.0,
           register: bool = True) -> dict[str, Any]:
     """Train, evaluate and log a logistic regression for 30-day readmission; register it as ``readmission_30d``."""
+    # deferred: mlflow takes 4-8 s to import here (measured); only training and feature logging use it
     import mlflow
-    import numpy as np
     from mlflow.models import infer_signature
     from sklearn.metrics import brier_score_loss, roc_auc_score
     from sklearn.model_selection import GroupShuffleSplit

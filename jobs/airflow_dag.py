@@ -23,6 +23,7 @@ ORDER: tuple[str, ...] = (*STEPS, "report")
 
 
 def build_dag() -> Any:
+    # deferred: Airflow is optional
     from airflow import DAG
 
     try:

@@ -44,14 +44,19 @@ class Settings(BaseModel):
 
     @property
     def system_dir(self) -> Path:
-        return self.root_path / "_system"
+        return self.layer_path("_system")
 
     @property
     def landing_dir(self) -> Path:
         return self.root_path / "landing"
 
+    def layer_path(self, layer: str) -> Path:
+        """``<root>/<layer>``: the folder of one layer's tables (bronze, silver, gold, quarantine, _system)."""
+        return self.root_path / layer
+
     def table_path(self, layer: str, table: str) -> Path:
-        return self.root_path / layer / table
+        """``<root>/<layer>/<table>``: where the Delta table ``<layer>.<table>`` lives (the one place that says so)."""
+        return self.layer_path(layer) / table
 
     def redacted(self) -> dict[str, object]:
         """Settings as a dict that is safe to log or hash (no secret values)."""

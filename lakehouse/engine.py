@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import atexit
-import ctypes
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from pyspark.sql import SparkSession
 
 from lakehouse.catalog import Catalog
 from lakehouse.config import Settings, get_settings
@@ -36,14 +36,19 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _die_with_parent() -> None:
-    """Runs in the child before exec: SIGTERM it when the parent dies, even by kill -9 (Linux)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: Sail holds no state worth flushing
-    except OSError:
-        pass
-    os.setpgrp()  # keep terminal Ctrl-C for the parent, which then stops the server cleanly
+# Started in front of the server: SIGKILL it when the parent dies, even by kill -9 (Linux), then exec the server.
+# A launcher instead of ``preexec_fn``: forking with code to run in the child is unsafe while gRPC threads of an
+# open Spark Connect session run (seen: the child aborting in epoll_wait).
+_LAUNCHER = """
+import ctypes, os, signal, sys
+try:
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+except OSError:
+    pass
+if os.getppid() != int(sys.argv[1]):
+    sys.exit("the client exited before the engine started")
+os.execv(sys.argv[2], sys.argv[2:])
+"""
 
 
 def find_sail() -> str:
@@ -77,7 +82,8 @@ class SailServer:
 
     def start(self, timeout: float = 60.0, args: tuple[str, ...] = ("spark", "server")) -> SailServer:
         executable = self.executable or find_sail()
-        if not Path(executable).exists() and not shutil.which(executable):
+        resolved = str(Path(executable).absolute()) if Path(executable).exists() else shutil.which(executable)
+        if resolved is None:
             raise ConfigError(f"the Sail executable {executable!r} does not exist: install pysail (`make install`)")
         self.port = self.port or _free_port()
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -86,11 +92,15 @@ class SailServer:
         env = dict(os.environ)
         env["RUST_LOG"] = "info" if self.debug else env.get("RUST_LOG_SAIL", "warn")
         env.pop("SPARK_REMOTE", None)
+        for name in [n for n in env if n.startswith("LAKEHOUSE_")]:  # the engine needs none; some are secrets
+            del env[name]
         with open(self.log_file, "ab") as out:
             self.process = subprocess.Popen(
-                [executable, *args, "--ip", self.ip, "--port", str(self.port), "-C", str(self.workdir)],
+                [sys.executable, "-c", _LAUNCHER, str(os.getpid()), resolved, *args,
+                 "--ip", self.ip, "--port", str(self.port), "-C", str(self.workdir)],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent, env=env,
+                process_group=0,  # keep terminal Ctrl-C for the parent, which then stops the server cleanly
+                env=env,
             )
         self._wait_until_listening(timeout)
         log.info("sail server pid %s listening on %s (log %s)", self.process.pid, self.url, self.log_file)
@@ -143,16 +153,15 @@ def classic_spark_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
         "spark.sql.session.timeZone": "UTC",
-        "spark.sql.warehouse.dir": str(settings.root_path / "_system" / "warehouse"),
-        # keep tables readable by delta-rs (see DESIGN.md)
+        "spark.sql.warehouse.dir": str(settings.system_dir / "warehouse"),
+        # keep tables readable by delta-rs (see docs/engine.md)
         "spark.databricks.delta.properties.defaults.enableDeletionVectors": "false",
     }
 
 
 def _classic_session(settings: Settings) -> SparkSession:
-    from pyspark.sql import SparkSession
 
-    try:
+    try:  # deferred: delta-spark is needed only by engine=spark (classic Spark on a cluster)
         from delta import configure_spark_with_delta_pip
     except ImportError as exc:
         raise ConfigError("engine=spark needs delta-spark: pip install delta-spark") from exc
@@ -163,7 +172,6 @@ def _classic_session(settings: Settings) -> SparkSession:
 
 
 def _connect_session(url: str) -> SparkSession:
-    from pyspark.sql import SparkSession
 
     os.environ["SPARK_REMOTE"] = url
     try:

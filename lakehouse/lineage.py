@@ -5,6 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from openlineage.client import OpenLineageClient
+from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, RunEvent, RunState
+from openlineage.client.event_v2 import Run as OLRun
+from openlineage.client.transport.file import FileConfig, FileTransport
+from openlineage.client.transport.http import HttpConfig, HttpTransport
+
 from lakehouse.config import Settings
 from lakehouse.logs import get_logger
 
@@ -22,13 +28,8 @@ def events_path(settings: Settings) -> str:
 
 
 def _client(settings: Settings) -> Any:
-    from openlineage.client import OpenLineageClient
-
     if settings.openlineage_url:
-        from openlineage.client.transport.http import HttpConfig, HttpTransport
-
         return OpenLineageClient(transport=HttpTransport(HttpConfig(url=settings.openlineage_url)))
-    from openlineage.client.transport.file import FileConfig, FileTransport
 
     (settings.system_dir / "openlineage").mkdir(parents=True, exist_ok=True)
     return OpenLineageClient(transport=FileTransport(FileConfig(log_file_path=events_path(settings), append=True)))
@@ -41,9 +42,6 @@ def _dataset_namespace(settings: Settings) -> str:
 def emit(run: Run, state: str) -> None:
     """Emit START / COMPLETE / FAIL for a run; lineage must never break the pipeline."""
     try:
-        from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, RunEvent, RunState
-        from openlineage.client.event_v2 import Run as OLRun
-
         ns = _dataset_namespace(run.settings)
         inputs = [InputDataset(namespace=ns if i["kind"] == "table" else "file", name=str(i["name"]))
                   for i in run.inputs]

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +68,6 @@ def code_version() -> str:
                                capture_output=True, text=True, timeout=5).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
-        from importlib.metadata import PackageNotFoundError, version
-
         try:
             return "v" + version("clinical-lakehouse")
         except PackageNotFoundError:
@@ -116,7 +115,7 @@ class Run:
 
 
 def runs_path(settings: Settings) -> Path:
-    return settings.system_dir / RUNS_TABLE
+    return settings.table_path("_system", RUNS_TABLE)
 
 
 @contextmanager

@@ -7,7 +7,7 @@ from typing import Any
 
 from deltalake import DeltaTable
 
-from lakehouse.catalog import _LAYER_DIRS, LAYERS, is_delta_table
+from lakehouse.catalog import LAYERS, is_delta_table
 from lakehouse.config import Settings
 
 
@@ -24,7 +24,7 @@ def table_rows(dt: DeltaTable) -> int:
 def table_status(settings: Settings) -> list[dict[str, Any]]:
     out = []
     for layer in LAYERS:
-        layer_dir = settings.root_path / _LAYER_DIRS.get(layer, layer)
+        layer_dir = settings.layer_path(layer)
         if not layer_dir.is_dir():
             continue
         for path in sorted(layer_dir.iterdir()):

@@ -10,6 +10,7 @@ A table changed by hand (restore, delete, a write from elsewhere) changes the ow
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Iterable
 from functools import lru_cache
@@ -51,7 +52,7 @@ def table_versions(settings: Settings, names: Iterable[str]) -> dict[str, int | 
 
 
 def layer_tables(settings: Settings, layer: str, prefix: str = "") -> list[str]:
-    folder = settings.root_path / layer
+    folder = settings.layer_path(layer)
     if not folder.is_dir():
         return []
     return [f"{layer}.{p.name}" for p in sorted(folder.iterdir()) if p.name.startswith(prefix) and is_delta_table(p)]
@@ -60,7 +61,12 @@ def layer_tables(settings: Settings, layer: str, prefix: str = "") -> list[str]:
 def fingerprint(settings: Settings, key: bytes | None, inputs: dict[str, int | None], owned: dict[str, int | None],
                 code_folders: tuple[str, ...]) -> dict[str, Any]:
     return {"inputs": inputs, "owned": owned, "code": code_digest(code_folders), "config": config_digest(settings),
-            "key_id": None if key is None else hashlib.sha256(b"lakehouse-key-id\0" + key).hexdigest()[:16]}
+            "key_id": None if key is None else key_id(key)}
+
+
+def key_id(key: bytes) -> str:
+    """A keyed digest that names the key in run records (an unkeyed hash of a weak key could be brute-forced)."""
+    return hmac.new(key, b"clinical-lakehouse/key-id", hashlib.sha256).hexdigest()[:16]
 
 
 def metric_name(step: str) -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import asdict
 from datetime import UTC, datetime
 from functools import wraps
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.table import Table
 
 from bronze import mllp
@@ -26,7 +27,8 @@ from lakehouse.errors import AuditChainError, LakehouseError, PhiFoundError, err
 from lakehouse.logs import setup_logging
 from lakehouse.runlog import lineage_of, read_runs, run_context, verify_chain
 from lakehouse.status import table_status
-from lakehouse_app import pipeline
+from lakehouse_app import pipeline, render
+from lakehouse_app.progress_lines import ProgressLines
 from lakehouse_app.report import write_report
 from lakehouse_app.unmapped_report import unmapped_codes
 from silver.deid.scan import scan
@@ -87,6 +89,16 @@ def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
+def _show(renderables: Iterable[RenderableType]) -> None:
+    for renderable in renderables:
+        console.print(renderable)
+
+
+def _progress() -> AbstractContextManager[None]:
+    """Progress lines of the steps inside the block, on stderr (stdout may carry --json)."""
+    return ProgressLines(err).shown()
+
+
 # -- pipeline ---------------------------------------------------------------------------------
 
 @app.command()
@@ -100,8 +112,9 @@ def generate(
 ) -> None:
     """Write synthetic HL7 v2, FHIR R4 and DICOM for the same patients into the landing zone."""
 
-    result = pipeline.generate(_settings(), patients, seed, out, bad_rate, ndjson)
-    console.print(result.get("summary", result))
+    with _progress():
+        result = pipeline.generate(_settings(), patients, seed, out, bad_rate, ndjson)
+    _show(render.generate(result))
 
 
 @app.command()
@@ -112,8 +125,9 @@ def ingest(
 ) -> None:
     """Land files (HL7 v2, FHIR, DICOM; detected by content) and ingest what is new into Bronze."""
 
-    result = pipeline.ingest(_settings(), list(paths or []))
-    _print_json(result) if as_json else console.print(result)
+    with _progress():
+        result = pipeline.ingest(_settings(), list(paths or []))
+    _print_json(result) if as_json else _show(render.ingest(result))
 
 
 @app.command()
@@ -122,8 +136,9 @@ def silver(as_json: Annotated[bool, typer.Option("--json")] = False,
            force: Annotated[bool, typer.Option("--force", help="rebuild even when nothing changed")] = False) -> None:
     """Build the Silver tables from Bronze (skipped when Bronze, code, rules and configuration are unchanged)."""
 
-    result = pipeline.silver(_settings(), force=force)
-    _print_json(result) if as_json else console.print(result)
+    with _progress():
+        result = pipeline.silver(_settings(), force=force)
+    _print_json(result) if as_json else _show(render.silver(result))
 
 
 @app.command()
@@ -132,8 +147,9 @@ def gold(as_json: Annotated[bool, typer.Option("--json")] = False,
          force: Annotated[bool, typer.Option("--force", help="rebuild even when nothing changed")] = False) -> None:
     """Build Gold with dbt (dbt build; skipped when Silver, the dbt project and configuration are unchanged)."""
 
-    result = pipeline.gold(_settings(), force=force)
-    _print_json(result) if as_json else console.print(result)
+    with _progress():
+        result = pipeline.gold(_settings(), force=force)
+    _print_json(result) if as_json else _show(render.gold(result))
 
 
 @app.command()
@@ -141,8 +157,9 @@ def gold(as_json: Annotated[bool, typer.Option("--json")] = False,
 def features(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Build gold.features_readmission (point-in-time correct readmission features) from Silver."""
 
-    result = pipeline.features(_settings())
-    _print_json(result) if as_json else console.print(result)
+    with _progress():
+        result = pipeline.features(_settings())
+    _print_json(result) if as_json else _show(render.features(result))
 
 
 @app.command()
@@ -153,11 +170,12 @@ def train(
 ) -> None:
     """Train the 30-day readmission model, log it to MLflow and register it as readmission_30d."""
 
-    result = pipeline.train(_settings(), as_of_version=as_of_version)
+    with _progress():
+        result = pipeline.train(_settings(), as_of_version=as_of_version)
     if as_json:
         _print_json(result)
         return
-    console.print(result)
+    _show(render.train(result))
     console.print(f"Look at it: {mlflow_ui_hint(_settings())}", highlight=False, soft_wrap=True)
 
 
@@ -209,8 +227,9 @@ def run_all(paths: Annotated[list[Path] | None, typer.Argument()] = None,
             as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Run every layer: ingest, silver, gold."""
 
-    result = pipeline.run_all(_settings(), list(paths or []))
-    _print_json(result) if as_json else console.print(result)
+    with _progress():
+        result = pipeline.run_all(_settings(), list(paths or []))
+    _print_json(result) if as_json else _show(render.run(result))
     _write_report_link(_settings())
 
 
@@ -224,13 +243,14 @@ def demo(
 
     settings = _settings()
     console.print(f"[bold]lakehouse root:[/bold] {settings.root_path}")
-    pipeline.generate(settings, patients, seed, None, 0.02)
-    pipeline.run_all(settings, [])
-    pipeline.features(settings)
-    trained = pipeline.train(settings)
+    with _progress():
+        pipeline.generate(settings, patients, seed, None, 0.02)
+        built = pipeline.run_all(settings, [])
+        features_built = pipeline.features(settings)
+        trained = pipeline.train(settings)
+    _show([*render.run(built), *render.features(features_built), *render.train(trained)])
     _status_table(settings)
-    console.print(f"model readmission_30d v{trained['model_version']} (AUROC {trained['metrics']['auroc']:.3f}); "
-                  f"mlflow ui --backend-store-uri {trained['tracking_uri']}", highlight=False)
+    console.print(f"Look at the model: {mlflow_ui_hint(settings)}", highlight=False, soft_wrap=True)
     _write_report_link(settings)
     console.print(f"\nTry: lakehouse --root {settings.root_path} show gold.mart_readmission_30d")
 
@@ -345,8 +365,7 @@ def maintain(
     if as_json:
         _print_json(report)
     else:
-        for r in report:
-            console.print(r)
+        _show(render.maintain(report))
 
 
 @app.command("phi-scan")

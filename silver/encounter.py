@@ -11,7 +11,22 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from silver.common import FHIR, HL7V2, Deid, fhir_timestamp, field, flatten, hl7_time, latest_value, segment_fields
+from silver.common import (
+    FHIR,
+    HL7V2,
+    Deid,
+    collect_lineage,
+    fhir_timestamp,
+    field,
+    flatten,
+    hl7_time,
+    latest_value,
+    patient_key_or_ref,
+    resolve_references,
+    segment_fields,
+    source_lineage,
+    with_index_key,
+)
 from silver.deid import pseudonym
 from silver.patient import hl7_mrn
 
@@ -55,20 +70,16 @@ def fhir_encounter_index(resources: DataFrame, deid: Deid) -> DataFrame:
 def fhir_encounters(resources: DataFrame, patients: DataFrame, encounters: DataFrame, practitioners: DataFrame,
                     deid: Deid) -> DataFrame:
     """FHIR Encounter rows. ``patients``/``encounters``/``practitioners`` are (fhir_id, <x>_key) indexes."""
-    e = flatten(resources, "encounter")
-    e = e.join(encounters.withColumnRenamed("fhir_id", "id"), "id")
-    e = e.join(patients.select(F.col("fhir_id").alias("patient_ref"), "patient_key"), "patient_ref", "left")
-    e = e.join(practitioners.select(F.col("fhir_id").alias("practitioner_ref"), "practitioner_key"),
-               "practitioner_ref", "left")
+    e = with_index_key(flatten(resources, "encounter"), encounters)
+    e = resolve_references(e, patients, practitioners=practitioners)
     return e.select(
-        "encounter_key", F.coalesce("patient_key", pseudonym(F.col("patient_ref"), deid.key, "patient"))
-        .alias("patient_key"),
+        "encounter_key", patient_key_or_ref(deid),
         encounter_class(F.col("class_code")).alias("encounter_class"), "type_code", "type_system", "type_display",
         "status", fhir_timestamp("period_start").alias("admit_at"), fhir_timestamp("period_end").alias("discharge_at"),
         "department", pseudonym(F.col("organization_ref"), deid.key, "organization").alias("organization_key"),
         "practitioner_key", "admit_source", "discharge_disposition", "reason_code", "reason_system",
         F.lit(None).cast("string").alias("adt_event"), fhir_timestamp("last_updated").alias("updated_at"),
-        F.lit(FHIR).alias("source"), "content_hash")
+        *source_lineage(FHIR))
 
 
 def hl7_visit_number() -> Column:
@@ -101,7 +112,7 @@ def hl7_encounters(segs: DataFrame, deid: Deid) -> DataFrame:
         pseudonym(F.col("attending"), deid.key, "practitioner").alias("practitioner_key"),
         "admit_source", F.col("disposition").alias("discharge_disposition"),
         F.lit(None).cast("string").alias("reason_code"), F.lit(None).cast("string").alias("reason_system"),
-        "adt_event", F.col("message_ts").alias("updated_at"), F.lit(HL7V2).alias("source"), "content_hash")
+        "adt_event", F.col("message_ts").alias("updated_at"), *source_lineage(HL7V2))
 
 
 def harmonize(rows: DataFrame) -> DataFrame:
@@ -110,5 +121,4 @@ def harmonize(rows: DataFrame) -> DataFrame:
     return rows.groupBy("encounter_key").agg(
         *[latest_value(f, "updated_at").alias(f) for f in FIELDS],
         latest_value("adt_event", "updated_at").alias("last_adt_event"),
-        F.count(F.when(is_adt, F.col("content_hash"))).cast("int").alias("adt_event_count"),
-        F.collect_set("source").alias("sources"), F.collect_set("content_hash").alias("bronze_hashes"))
+        F.count(F.when(is_adt, F.col("content_hash"))).cast("int").alias("adt_event_count"), *collect_lineage())

@@ -11,7 +11,19 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from silver.common import DICOM, FHIR, Deid, fhir_timestamp, flatten, latest_value
+from silver.common import (
+    DICOM,
+    FHIR,
+    Deid,
+    fhir_timestamp,
+    first_per_partition,
+    flatten,
+    latest_value,
+    merge_lineage,
+    patient_key_or_ref,
+    record_lineage,
+    resolve_references,
+)
 from silver.deid import date_shift_days, deidentify_dicom_column, pseudonym, scrub_text
 
 UID_NS = "dicom-uid"
@@ -34,9 +46,8 @@ def dicom_instances(instances: DataFrame, known: DataFrame, deid: Deid) -> DataF
     # times) reads a column rather than re-parsing the header JSON each time
     d = instances.filter(F.col("sop_instance_uid").isNotNull()) \
                  .withColumn("_series_description", tag("sd", "0008103E")) \
-                 .withColumn("_study_description", tag("st", "00081030")) \
-                 .withColumn("_r", F.row_number().over(latest)).filter("_r = 1").drop("_r") \
-                 .join(hashes, "sop_instance_uid")
+                 .withColumn("_study_description", tag("st", "00081030"))
+    d = first_per_partition(d, latest).join(hashes, "sop_instance_uid")
     d = d.withColumn("patient_key", pseudonym(F.col("patient_id"), deid.key, "patient")).join(known, "patient_key",
                                                                                                 "left")
     shift = date_shift_days(F.col("patient_key"), deid.key, deid.max_shift_days) \
@@ -68,28 +79,24 @@ def _study_uid(prefix: str = "") -> Column:
 
 def fhir_studies(resources: DataFrame, patients: DataFrame, encounters: DataFrame, known: DataFrame,
                  deid: Deid) -> DataFrame:
-    s = flatten(resources, "imaging_study")
-    s = s.join(patients.select(F.col("fhir_id").alias("patient_ref"), "patient_key"), "patient_ref", "left")
-    s = s.join(encounters.select(F.col("fhir_id").alias("encounter_ref"), "encounter_key"), "encounter_ref", "left")
+    s = resolve_references(flatten(resources, "imaging_study"), patients, encounters)
     s = s.join(known, "patient_key", "left")
     return s.select(
         pseudonym(F.coalesce(_study_uid(), F.col("id")), deid.key, UID_NS).alias("imaging_study_key"),
-        F.coalesce("patient_key", pseudonym(F.col("patient_ref"), deid.key, "patient")).alias("patient_key"),
-        "encounter_key", "modalities", fhir_timestamp("started").alias("started_at"),
+        patient_key_or_ref(deid), "encounter_key", "modalities", fhir_timestamp("started").alias("started_at"),
         scrub_text(F.col("description"), F.col("known")).alias("description"), "series_count", "instance_count",
-        F.array(F.lit(FHIR)).alias("sources"), F.array("content_hash").alias("bronze_hashes"))
+        *record_lineage(FHIR))
 
 
 def fhir_series(resources: DataFrame, patients: DataFrame, known: DataFrame, deid: Deid) -> DataFrame:
-    s = flatten(resources, "imaging_series")
-    s = s.join(patients.select(F.col("fhir_id").alias("patient_ref"), "patient_key"), "patient_ref", "left")
+    s = resolve_references(flatten(resources, "imaging_series"), patients)
     s = s.join(known, "patient_key", "left")
     return s.select(
         pseudonym(F.col("series_uid"), deid.key, UID_NS).alias("imaging_series_key"),
         pseudonym(F.coalesce(_study_uid(), F.col("id")), deid.key, UID_NS).alias("imaging_study_key"),
-        F.coalesce("patient_key", pseudonym(F.col("patient_ref"), deid.key, "patient")).alias("patient_key"),
-        "modality", "body_site", "series_number", scrub_text(F.col("description"), F.col("known")).alias("description"),
-        "instance_count", F.array(F.lit(FHIR)).alias("sources"), F.array("content_hash").alias("bronze_hashes"))
+        patient_key_or_ref(deid), "modality", "body_site", "series_number",
+        scrub_text(F.col("description"), F.col("known")).alias("description"), "instance_count",
+        *record_lineage(FHIR))
 
 
 def _merge(rows: DataFrame, key: str, fields: list[str], counts: list[str]) -> DataFrame:
@@ -97,8 +104,7 @@ def _merge(rows: DataFrame, key: str, fields: list[str], counts: list[str]) -> D
     fhir_first = F.timestamp_seconds(F.when(F.array_contains("sources", FHIR), 1).otherwise(0))
     return rows.groupBy(key).agg(
         *[latest_value(f, fhir_first, F.lit("")).alias(f) for f in fields], *[F.max(c).alias(c) for c in counts],
-        F.flatten(F.collect_list("sources")).alias("sources"),
-        F.flatten(F.collect_list("bronze_hashes")).alias("bronze_hashes"))
+        *merge_lineage())
 
 
 def studies(fhir: DataFrame, instances: DataFrame) -> DataFrame:
@@ -107,9 +113,7 @@ def studies(fhir: DataFrame, instances: DataFrame) -> DataFrame:
         F.array_sort(F.collect_set("modality")).alias("modalities"), F.min("started_at").alias("started_at"),
         F.first("study_description", ignorenulls=True).alias("description"),
         F.countDistinct("imaging_series_key").cast("int").alias("series_count"),
-        F.count(F.lit(1)).cast("int").alias("instance_count"),
-        F.flatten(F.collect_list("sources")).alias("sources"),
-        F.flatten(F.collect_list("bronze_hashes")).alias("bronze_hashes"))
+        F.count(F.lit(1)).cast("int").alias("instance_count"), *merge_lineage())
     rows = fhir.unionByName(seen, allowMissingColumns=True)
     return _merge(rows, "imaging_study_key", ["patient_key", "encounter_key", "modalities", "started_at",
                                               "description"], ["series_count", "instance_count"])
@@ -122,9 +126,7 @@ def series(fhir: DataFrame, instances: DataFrame) -> DataFrame:
         F.first("body_site", ignorenulls=True).alias("body_site"),
         F.first("series_number", ignorenulls=True).alias("series_number"),
         F.first("series_description", ignorenulls=True).alias("description"),
-        F.count(F.lit(1)).cast("int").alias("instance_count"),
-        F.flatten(F.collect_list("sources")).alias("sources"),
-        F.flatten(F.collect_list("bronze_hashes")).alias("bronze_hashes"))
+        F.count(F.lit(1)).cast("int").alias("instance_count"), *merge_lineage())
     rows = fhir.unionByName(seen, allowMissingColumns=True)
     return _merge(rows, "imaging_series_key", ["imaging_study_key", "patient_key", "modality", "body_site",
                                                "series_number", "description"], ["instance_count"])

@@ -20,8 +20,8 @@ from pyspark.sql import functions as F
 
 from bronze.schemas import DICOM_SCHEMA, DICOM_TABLE, FHIR_SCHEMA, FHIR_TABLE, HL7V2_SCHEMA, HL7V2_TABLE
 from expectations import latest_plausible_time, quarantine_invalid, validate, write_results
-from lakehouse import uptodate
-from lakehouse.catalog import Catalog
+from lakehouse import progress, uptodate
+from lakehouse.catalog import Catalog, ddl_columns
 from lakehouse.config import Settings
 from lakehouse.engine import get_spark
 from lakehouse.errors import ReconciliationError
@@ -42,8 +42,8 @@ from silver import (
     practitioner,
     procedure,
 )
-from silver.common import Deid, conform, latest_fhir, latest_messages, segments, union_all
-from silver.deid import apply_date_policy, load_key
+from silver.common import Deid, latest_fhir, latest_messages, segments, to_contract, union_all
+from silver.deid import apply_date_policy, load_key, shifted_date_columns
 from silver.schemas import VOLATILE, columns, ddl, natural_key
 
 log = get_logger(__name__)
@@ -54,18 +54,8 @@ QUARANTINE_DDL = ("natural_key STRING, failed_rule STRING, reason STRING, source
 QUARANTINE_KEYS = ("natural_key", "failed_rule", "content_hash")
 CODE_FOLDERS = ("bronze", "silver", "expectations", "lakehouse")
 
-DATE_COLUMNS: dict[str, tuple[str, ...]] = {
-    "patient": ("birth_date", "deceased_date", "source_updated_at"),
-    "encounter": ("admit_at", "discharge_at"),
-    "condition": ("onset_at", "abatement_at", "recorded_at"),
-    "observation": ("effective_at",),
-    "medication_request": ("authored_at",),
-    "procedure": ("performed_start", "performed_end"),
-    "diagnostic_report": ("effective_at", "issued_at"),
-    "imaging_study": ("started_at",),
-    "allergy": ("recorded_at",),
-    "immunization": ("occurrence_at",),
-}
+# the dates the date policy applies to, per table: the shift_date rules of silver/deid/rules.csv
+DATE_COLUMNS: dict[str, tuple[str, ...]] = shifted_date_columns()
 
 DEFINITIONS = {
     "patient": "distinct patient_key (MRN pseudonym, else FHIR id) over latest FHIR Patients and PID segments "
@@ -118,6 +108,7 @@ class _Builder:
 
     def finish(self, table: str, df: DataFrame, bronze_input: int, pre_rejected: DataFrame | None = None) -> None:
         """Date policy, contract shape, row rules, GX, MERGE, quarantine, reconciliation for one domain."""
+        progress.start("silver", table)
         dates = DATE_COLUMNS.get(table, ())
         if dates:
             df = apply_date_policy(df, dates, "patient_key", self.deid.key, self.deid.date_policy,
@@ -127,14 +118,14 @@ class _Builder:
             # computed once: both the rows kept and the rows quarantined come from it
             df = self.stage(df.withColumn("invalid", F.coalesce(F.col("invalid"), F.array().cast("array<string>"))),
                             f"{table}_typed")
-            untyped = conform(
+            untyped = to_contract(
                 df.filter(F.size("invalid") > 0)
                   .withColumn("failed_rule", F.lit(f"{table}.values_typed"))
                   .withColumn("reason", F.concat(F.lit("value sent but not of its FHIR type: "),
                                                  F.array_join(F.array_sort("invalid"), ", "))),
                 table, self.run.run_id, self.now, extra=("failed_rule", "reason"))
             df = df.filter(F.size("invalid") == 0)
-        shaped = self.stage(conform(df, table, self.run.run_id, self.now), f"{table}_shaped")
+        shaped = self.stage(to_contract(df, table, self.run.run_id, self.now), f"{table}_shaped")
         valid, rejected = quarantine_invalid(shaped, table, reference=self.valid, latest_time=self.latest_time)
         valid = self.stage(valid, f"{table}_valid")
         rejected = rejected.select(*columns(table), "failed_rule", "reason")
@@ -164,6 +155,7 @@ class _Builder:
         self.timings[table] = round(time.monotonic() - self.started, 1)
         log.info("silver.%s: bronze input %d = silver %d + quarantined %d", table, bronze_input, n_valid,
                  n_rejected)
+        progress.done("silver", table, rows=n_valid, quarantined=n_rejected, **{k: v for k, v in changes.items() if v})
 
     def _quarantine(self, table: str, rejected: DataFrame) -> int:
         """Append new rejections to quarantine.silver_<table>; returns how many of them the table holds."""
@@ -174,7 +166,7 @@ class _Builder:
             "reason", "sources", "bronze_hashes", F.get(F.col("bronze_hashes"), 0).alias("content_hash"),
             record.alias("record"), F.lit(self.run.run_id).alias("silver_run_id"),
             self.now.alias("quarantined_at"))
-        rows = rows.join(self.files, "content_hash", "left").select(*[c.split()[0] for c in QUARANTINE_DDL.split(", ")])
+        rows = rows.join(self.files, "content_hash", "left").select(*[c for c, _ in ddl_columns(QUARANTINE_DDL)])
         name = f"quarantine.silver_{table}"
         self.catalog.create(name, QUARANTINE_DDL)
         appended = self.catalog.append_new(rows, name, QUARANTINE_KEYS)
@@ -214,11 +206,14 @@ def build_silver(settings: Settings, run: Run, force: bool = False) -> dict[str,
                  previous["run_id"])
         counts = {k.removeprefix("silver_"): v for k, v in previous.items()
                   if k.startswith("silver_") and isinstance(v, dict) and "bronze_input" in v}
+        progress.done("silver", "all domains", status="up to date", since=f"run {previous['run_id'][:8]}")
         return {**counts, "up_to_date": True, "since_run": previous["run_id"]}
+    progress.start("silver", "latest Bronze records, indexes")
     with staging(spark, settings, run.run_id) as scratch:
         b = _Builder(spark, catalog, settings, run, scratch)
         _build_domains(b)
     summary = write_results(catalog, b.dq)
+    progress.done("silver", "data quality results", rows=summary["rows"])
     run.metric(uptodate.metric_name("silver"), _fingerprint(settings))
     run.metric("silver_seconds", round(time.monotonic() - t0, 2))
     run.metric("silver_timings", b.timings)
@@ -323,5 +318,5 @@ def _build_imaging(b: _Builder, res: DataFrame, dicom_raw: DataFrame, pats: Data
     bad = instances.filter(F.col("deid_error").isNotNull())
     bad = bad.withColumn("failed_rule", F.lit("imaging_instance.header_deidentifiable")) \
              .withColumn("reason", F.concat(F.lit("DICOM header cannot be de-identified: "), F.col("deid_error")))
-    pre_rejected = conform(bad, "imaging_instance", b.run.run_id, b.now, extra=("failed_rule", "reason"))
+    pre_rejected = to_contract(bad, "imaging_instance", b.run.run_id, b.now, extra=("failed_rule", "reason"))
     b.finish("imaging_instance", good, instances.count(), pre_rejected)

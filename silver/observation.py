@@ -21,10 +21,15 @@ from silver.common import (
     Deid,
     fhir_timestamp,
     field,
+    first_per_partition,
     flatten,
     hl7_time,
     invalid_values,
+    merge_lineage,
+    patient_key_or_ref,
+    resolve_references,
     segment_fields,
+    source_lineage,
     with_segment_context,
 )
 from silver.deid import pseudonym, scrub_text
@@ -66,9 +71,7 @@ def fhir_observations(resources: DataFrame, patients: DataFrame, encounters: Dat
                       deid: Deid) -> DataFrame:
     """One row per FHIR Observation value: the resource (component_index 0) and each component (1..n)."""
     parents = flatten(resources, "observation").withColumn("component_index", F.lit(0))
-    o = parents.unionByName(flatten(resources, "observation_component"))
-    o = o.join(patients.select(F.col("fhir_id").alias("patient_ref"), "patient_key"), "patient_ref", "left")
-    o = o.join(encounters.select(F.col("fhir_id").alias("encounter_ref"), "encounter_key"), "encounter_ref", "left")
+    o = resolve_references(parents.unionByName(flatten(resources, "observation_component")), patients, encounters)
     # a panel whose values are all in components has no value of its own: its components are the rows
     has_value = F.col("value_quantity").isNotNull() | F.col("value_string").isNotNull() \
         | F.col("value_code").isNotNull()
@@ -79,8 +82,7 @@ def fhir_observations(resources: DataFrame, patients: DataFrame, encounters: Dat
            .otherwise(F.col("id"))
     o = o.join(known, "patient_key", "left")
     return o.select(
-        pseudonym(key, deid.key, "observation").alias("observation_key"),
-        F.coalesce("patient_key", pseudonym(F.col("patient_ref"), deid.key, "patient")).alias("patient_key"),
+        pseudonym(key, deid.key, "observation").alias("observation_key"), patient_key_or_ref(deid),
         "encounter_key", "category", F.col("code_code").alias("code"), F.col("code_system"),
         F.lit(None).cast("string").alias("alt_code"), F.lit(None).cast("string").alias("alt_system"),
         F.col("code_display").alias("display"), F.col("value_quantity").cast("double").alias("value"),
@@ -88,7 +90,7 @@ def fhir_observations(resources: DataFrame, patients: DataFrame, encounters: Dat
         scrub_text(F.col("value_string"), F.col("known")).alias("value_text"), "value_code",
         fhir_timestamp(F.coalesce("effective", "effective_period_start", "issued")).alias("effective_at"),
         "status", "interpretation", F.col("ref_low").cast("double").alias("ref_low"),
-        F.col("ref_high").cast("double").alias("ref_high"), F.lit(FHIR).alias("source"), "content_hash",
+        F.col("ref_high").cast("double").alias("ref_high"), *source_lineage(FHIR),
         invalid_values(
             value=F.col("value_quantity_text").isNotNull() & F.col("value_quantity_text").try_cast("double").isNull(),
             effectiveDateTime=F.col("effective").isNotNull() & fhir_timestamp("effective").isNull(),
@@ -147,7 +149,7 @@ def hl7_observations(segs: DataFrame, known: DataFrame, deid: Deid) -> DataFrame
                    hl7_time(F.col("obr_time_raw"), deid.hl7_utc_offset)).alias("effective_at"),
         F.lower("result_status").alias("status"), "interpretation",
         _range_bound(F.col("range"), True).alias("ref_low"), _range_bound(F.col("range"), False).alias("ref_high"),
-        F.lit(HL7V2).alias("source"), "content_hash")
+        *source_lineage(HL7V2))
 
 
 def standardize(rows: DataFrame) -> DataFrame:
@@ -177,8 +179,7 @@ def harmonized_pairs(rows: DataFrame) -> DataFrame:
         F.col("f.observation_key").alias("fk"), F.col("h.observation_key").alias("hk"), diff.alias("d"))
     by_h = Window.partitionBy("hk").orderBy("d", "fk")
     by_f = Window.partitionBy("fk").orderBy("d", "hk")
-    return pairs.withColumn("r", F.row_number().over(by_h)).filter("r = 1") \
-                .withColumn("r", F.row_number().over(by_f)).filter("r = 1").drop("r", "d")
+    return first_per_partition(first_per_partition(pairs, by_h), by_f).drop("d")
 
 
 def merge_pairs(rows: DataFrame, pairs: DataFrame) -> DataFrame:
@@ -193,9 +194,8 @@ def merge_pairs(rows: DataFrame, pairs: DataFrame) -> DataFrame:
     rank = Window.partitionBy("_group").orderBy(F.coalesce(in_canonical, F.lit(False)).desc(),
                                                 (F.col("source") == FHIR).desc())
     grouped = members.withColumn("_group", group)
-    lineage = grouped.groupBy("_group").agg(F.flatten(F.collect_list("sources")).alias("_sources"),
-                                            F.flatten(F.collect_list("bronze_hashes")).alias("_hashes"))
-    best = grouped.withColumn("_r", F.row_number().over(rank)).filter("_r = 1").join(lineage, "_group")
+    lineage = grouped.groupBy("_group").agg(*merge_lineage("_sources", "_hashes"))
+    best = first_per_partition(grouped, rank).join(lineage, "_group")
     out = best.withColumn("observation_key", F.col("_group")).withColumn("sources", F.col("_sources")) \
               .withColumn("bronze_hashes", F.col("_hashes"))
-    return out.drop("_group", "_r", "_sources", "_hashes", "fk")
+    return out.drop("_group", "_sources", "_hashes", "fk")

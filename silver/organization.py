@@ -5,7 +5,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from silver.common import FHIR, Deid, flatten
+from silver.common import FHIR, Deid, flatten, record_lineage
 from silver.deid import generalize_zip3, pseudonym
 
 
@@ -14,4 +14,4 @@ def fhir_organizations(resources: DataFrame, deid: Deid) -> DataFrame:
     return o.select(
         pseudonym(F.col("id"), deid.key, "organization").alias("organization_key"), "name", "type_code",
         "type_display", generalize_zip3(F.col("postal_code")).alias("zip3"), "state",
-        F.array(F.lit(FHIR)).alias("sources"), F.array("content_hash").alias("bronze_hashes"))
+        *record_lineage(FHIR))

@@ -15,6 +15,7 @@ from silver.common import (
     FHIR,
     HL7V2,
     Deid,
+    collect_lineage,
     cx_typed,
     fhir_date,
     fhir_timestamp,
@@ -24,6 +25,8 @@ from silver.common import (
     invalid_values,
     latest_value,
     segment_fields,
+    source_lineage,
+    with_index_key,
 )
 from silver.deid import (
     birth_date_90plus_rule,
@@ -55,7 +58,7 @@ FHIR_GENDERS = ("male", "female", "other", "unknown")  # AdministrativeGender
 
 def fhir_patients(resources: DataFrame, index: DataFrame) -> DataFrame:
     """One row per FHIR Patient (latest version) with raw attributes, ``updated_at``, lineage."""
-    p = flatten(resources, "patient").join(index.withColumnRenamed("fhir_id", "id"), "id")
+    p = with_index_key(flatten(resources, "patient"), index)
     return p.select(
         "patient_key", F.col("gender"), fhir_date("birth_date").alias("birth_date"),
         F.col("postal_code"), F.col("state"), F.col("country"),
@@ -63,7 +66,7 @@ def fhir_patients(resources: DataFrame, index: DataFrame) -> DataFrame:
         fhir_date("deceased_datetime").alias("deceased_date"),
         F.lit(None).cast("string").alias("race"), F.lit(None).cast("string").alias("ethnicity"),
         F.col("marital_status"), F.col("language"), F.lit(None).cast("string").alias("insurance"),
-        fhir_timestamp("last_updated").alias("updated_at"), F.lit(FHIR).alias("source"), "content_hash",
+        fhir_timestamp("last_updated").alias("updated_at"), *source_lineage(FHIR),
         invalid_values(
             birthDate=F.col("birth_date").isNotNull() & fhir_date("birth_date").isNull(),
             gender=F.col("gender").isNotNull() & ~F.col("gender").isin(*FHIR_GENDERS),
@@ -100,7 +103,7 @@ def hl7_patients(segs: DataFrame, deid: Deid) -> DataFrame:
         F.coalesce("race_text", "race_code").alias("race"),
         F.coalesce("ethnicity_text", "ethnicity_code").alias("ethnicity"), "marital_status", "language",
         F.lit(None).cast("string").alias("insurance"), F.col("message_ts").alias("updated_at"),
-        F.lit(HL7V2).alias("source"), "content_hash")
+        *source_lineage(HL7V2))
 
 
 def harmonize(rows: DataFrame, per_record: bool = False) -> DataFrame:
@@ -111,8 +114,7 @@ def harmonize(rows: DataFrame, per_record: bool = False) -> DataFrame:
     invalid = F.coalesce(F.col("invalid"), F.array().cast("array<string>")) if "invalid" in rows.columns \
         else F.array().cast("array<string>")
     return rows.groupBy("patient_key", *(["content_hash"] if per_record else [])).agg(
-        *aggs, F.max("updated_at").alias("source_updated_at"),
-        F.collect_set("source").alias("sources"), F.collect_set("content_hash").alias("bronze_hashes"),
+        *aggs, F.max("updated_at").alias("source_updated_at"), *collect_lineage(),
         F.array_distinct(F.flatten(F.collect_list(invalid))).alias("invalid"))
 
 
@@ -134,13 +136,13 @@ def deidentify(patients: DataFrame, as_of: Column | None = None) -> DataFrame:
 
 def fhir_known_identifiers(resources: DataFrame, index: DataFrame) -> DataFrame:
     """(patient_key, known) from FHIR Patient: names, identifiers, telecom, address parts (to scrub free text)."""
-    p = flatten(resources, "patient").join(index.withColumnRenamed("fhir_id", "id"), "id")
+    p = with_index_key(flatten(resources, "patient"), index)
     names = p.select("patient_key", known_identifiers_from_arrays(
         NAME=F.concat(F.coalesce("family_names", F.array().cast("array<string>")),
                       F.coalesce("given_names", F.array().cast("array<string>"))),
         ADDRESS=F.concat(F.coalesce("address_lines", F.array().cast("array<string>")),
                          F.coalesce("cities", F.array().cast("array<string>")))).alias("known"))
-    ids = flatten(resources, "patient_identifier").join(index.withColumnRenamed("fhir_id", "id"), "id")
+    ids = with_index_key(flatten(resources, "patient_identifier"), index)
     kind = F.when(F.upper("kind") == "MR", "MRN").when(F.upper("kind") == "SS", "SSN") \
             .when((F.col("kind") == "telecom") & (F.col("system") == "email"), "EMAIL") \
             .when((F.col("kind") == "telecom") & (F.col("system").isin("phone", "fax", "sms")), "PHONE") \

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from silver.common import FHIR, Deid, fhir_timestamp, flatten
+from silver.common import FHIR, Deid, fhir_timestamp, first_per_partition, flatten, with_index_key
 from silver.deid import pseudonym
 from silver.terminology import map_gender
 
@@ -27,10 +27,10 @@ def fhir_practitioner_index(resources: DataFrame, deid: Deid) -> DataFrame:
 
 
 def fhir_practitioners(resources: DataFrame, index: DataFrame) -> DataFrame:
-    p = flatten(resources, "practitioner").join(index.withColumnRenamed("fhir_id", "id"), "id")
+    p = with_index_key(flatten(resources, "practitioner"), index)
     latest = Window.partitionBy("practitioner_key").orderBy(fhir_timestamp("last_updated").desc_nulls_last(),
                                                             "content_hash")
     hashes = p.groupBy("practitioner_key").agg(F.collect_set("content_hash").alias("bronze_hashes"))
-    one = p.withColumn("_r", F.row_number().over(latest)).filter("_r = 1").join(hashes, "practitioner_key")
+    one = first_per_partition(p, latest).join(hashes, "practitioner_key")
     return one.select("practitioner_key", map_gender(F.col("gender")).alias("gender"), "specialty_code",
                       "specialty_display", F.array(F.lit(FHIR)).alias("sources"), "bronze_hashes")

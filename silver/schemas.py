@@ -7,6 +7,8 @@ Column lists are Spark DDL so they can be used in CREATE TABLE and as documentat
 
 from __future__ import annotations
 
+from lakehouse.catalog import ddl_columns
+
 LINEAGE = (
     "sources ARRAY<STRING>, "          # e.g. ['fhir'], ['hl7v2'], ['fhir', 'hl7v2'], ['dicom']
     "bronze_hashes ARRAY<STRING>, "    # content_hash of every Bronze row that contributed
@@ -116,14 +118,5 @@ def natural_key(table: str) -> tuple[str, ...]:
 
 
 def columns(table: str) -> list[str]:
-    """Column names in declared order (top-level commas only: types may contain commas)."""
-    names, depth, start, text = [], 0, 0, ddl(table)
-    for i, ch in enumerate(text + ","):
-        if ch in "<(":
-            depth += 1
-        elif ch in ">)":
-            depth -= 1
-        elif ch == "," and depth == 0:
-            names.append(text[start:i].strip().split()[0].strip("`"))
-            start = i + 1
-    return names
+    """Column names in declared order."""
+    return [name for name, _ in ddl_columns(ddl(table))]

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from ucumvert import PintUcumRegistry, UcumToPintTransformer, parse_ucum
 
 from silver.terminology.seeds import rows
 
@@ -32,7 +33,6 @@ UNITY = "1"
 
 @lru_cache(maxsize=1)
 def _registry() -> Any:
-    from ucumvert import PintUcumRegistry, UcumToPintTransformer
 
     ureg = PintUcumRegistry()
     # parse into this registry (ureg.from_ucum builds its quantities in a second, private registry)
@@ -48,7 +48,6 @@ _MOLAR_RATIOS: list[Any] = []  # [mass]/[substance] and its inverse, filled with
 @cache
 def _ucum(code: str) -> Any:
     """A UCUM code as a pint Quantity (a lone annotation such as ``{INR}`` is the number 1)."""
-    from ucumvert import parse_ucum
 
     ureg = _registry()
     parsed = ureg.ucum_to_pint(parse_ucum(code, ureg._ucum_parser))

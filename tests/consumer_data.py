@@ -51,14 +51,3 @@ def write_silver(catalog: Any, tables: dict[str, list[tuple[Any, ...]]]) -> None
         catalog.create(f"silver.{name}", schemas.ddl(name))
         if rows:
             catalog.append(catalog.spark.createDataFrame(rows, schemas.ddl(name)), f"silver.{name}")
-
-
-def attach(root: Any) -> Any:
-    """Settings for a module-scoped lakehouse root, attached to the session's engine."""
-    from lakehouse import engine
-    from lakehouse.config import load_settings, set_settings
-
-    settings = load_settings(config_file=None, environ={}, root=root)
-    set_settings(settings)
-    engine.get_spark(settings)
-    return settings

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer.main
 from bad_inputs import (
     DICOM,
     FHIR,
@@ -36,6 +37,17 @@ from bad_inputs import (
     write_crafted,
 )
 from deltalake import DeltaTable
+from helpers import attach, new_lakehouse
+
+from bronze.job import ingest
+from bronze.mllp import BackgroundListener, ListenerConfig
+from gold.serving import FlightSqlServer
+from lakehouse import metrics
+from lakehouse.config import set_settings
+from lakehouse.runlog import run_context
+from lakehouse_app import pipeline
+from lakehouse_app.cli import app
+from synthetic import generate
 
 KEY = "bad-input-key-5b1f0e7d2c9a4468"
 SEED = 23
@@ -77,16 +89,8 @@ class Lake:
 @pytest.fixture(scope="module")
 def lake(spark: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lake]:
     """One landing with every bad input, ingested once (and built into Silver once, if Silver exists)."""
-    from lakehouse import engine, metrics
-    from lakehouse.config import load_settings, set_settings
-    from lakehouse.runlog import run_context
-    from lakehouse_app import pipeline
-    from synthetic import generate
-
     root = tmp_path_factory.mktemp("bad-input") / "lh"
-    settings = load_settings(config_file=None, environ={}, root=root, pseudonym_key=KEY)
-    set_settings(settings)
-    engine.get_spark(settings)
+    settings = new_lakehouse(root, pseudonym_key=KEY)
     generated = settings.landing_dir / "generated"
     generate(patients=6, seed=SEED, out=generated, bad_rate=0.3)
     truth = json.loads((generated / "_generator" / "manifest.json").read_text())
@@ -103,8 +107,6 @@ def lake(spark: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[La
     root_logger.addHandler(handler)
     try:
         lake = Lake(settings, generated.relative_to(settings.root_path).as_posix() + "/", truth, crafted, {})
-        from bronze.job import ingest
-
         with run_context("ingest", settings) as run:
             lake.report = ingest(settings, [], run)
         lake.runs.append(run)
@@ -126,10 +128,10 @@ def lake(spark: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[La
 
 
 @pytest.fixture(autouse=True)
-def _attached(lake: Lake) -> None:
-    from lakehouse import engine
-
-    engine.get_spark(lake.settings)  # another module's test may have attached the engine to its own root
+def _attached(request: pytest.FixtureRequest) -> None:
+    """Tests that read the lake: another module's test may have attached the engine to its own root."""
+    if "lake" in request.fixturenames:
+        attach(request.getfixturevalue("lake").settings)
 
 
 def _rows_of_file(lake: Lake, table: str, source_file: str) -> list[dict[str, Any]]:
@@ -324,12 +326,6 @@ def _listening_on(port: int) -> set[str]:
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads listening sockets from /proc/net/tcp")
 def test_listen_and_serve_bind_to_loopback_by_default(lake: Lake) -> None:
     """`lakehouse listen` (MLLP) and `lakehouse serve` (Flight SQL) listen on 127.0.0.1 only, unless told."""
-    import typer.main
-
-    from bronze.mllp import BackgroundListener, ListenerConfig
-    from gold.serving import FlightSqlServer
-    from lakehouse_app.cli import app
-
     commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
     for name in ("listen", "serve"):
         host = next(p for p in commands[name].params if p.name == "host")
@@ -343,20 +339,14 @@ def test_listen_and_serve_bind_to_loopback_by_default(lake: Lake) -> None:
 @pytest.mark.xfail(strict=True, reason="`lakehouse serve` has no TLS: `sail flight server` has no TLS options "
                                        "(only --ip/--port); gold/SERVING.md says to use an SSH tunnel or a "
                                        "TLS-terminating proxy")
+@pytest.mark.fast
 def test_serve_offers_tls() -> None:
-    import typer.main
-
-    from lakehouse_app.cli import app
-
     commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
     assert {"tls_cert", "tls_key"} <= {p.name for p in commands["serve"].params}
 
 
+@pytest.mark.fast
 def test_listen_offers_tls() -> None:
-    import typer.main
-
-    from lakehouse_app.cli import app
-
     commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
     assert {"tls_cert", "tls_key"} <= {p.name for p in commands["listen"].params}
 

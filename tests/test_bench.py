@@ -1,4 +1,4 @@
-"""Smoke test of ``lakehouse bench``: a tiny scale end to end, the JSON shape, and equal row counts on both engines."""
+"""Smoke test of ``make bench``: a tiny scale end to end, the JSON shape, and equal row counts on both engines."""
 
 from __future__ import annotations
 
@@ -8,13 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.harness import run_bench
 from lakehouse.config import get_settings, set_settings
 
 
 @pytest.mark.skipif(shutil.which("java") is None, reason="classic Spark needs java")
 def test_bench_tiny_scale_writes_report_and_engines_agree(spark, tmp_path: Path) -> None:
-    from benchmarks.harness import run_bench
-
     previous = get_settings()
     try:
         results = run_bench([3], tmp_path / "out", tmp_path / "work", quick=True, classic=True, mllp_seconds=0,

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pydicom
+import pytest
 from pydicom.data import get_testdata_file
 
 from bronze.job import ingest
@@ -40,6 +41,7 @@ def test_dicom_instances_and_truncated_file(settings, catalog, tmp_path: Path) -
     assert "fake" in bad
 
 
+@pytest.mark.fast
 def test_detection_from_content() -> None:
     ct = Path(get_testdata_file("CT_small.dcm")).read_bytes()
     assert detect_format(ct[:65536]).format == "dicom"

@@ -8,23 +8,21 @@ from collections import Counter
 import pytest
 from pyspark.sql import functions as F
 
+import bronze.job
 import synthetic
 from bronze.job import ingest
+from bronze.landing import pending_files, read_manifest
 from lakehouse.runlog import Run
 
 
 @pytest.mark.parametrize("batch_bytes", [None, 40_000], ids=["one-batch", "many-small-batches"])
 def test_generated_landing_matches_ground_truth(settings, catalog, batch_bytes, monkeypatch) -> None:
-    import bronze.job
-
     if batch_bytes:  # files read in many byte-bounded groups must land exactly like one group
         monkeypatch.setattr(bronze.job, "BATCH_BYTES", batch_bytes)
     out = settings.landing_dir / "synthetic"
     synthetic.generate(patients=10, seed=11, out=out, bad_rate=0.2)
     truth = json.loads((out / "_generator" / "manifest.json").read_text())
     if batch_bytes:
-        from bronze.landing import pending_files, read_manifest
-
         pending, _ = pending_files(settings, read_manifest(settings, catalog.path("_system.landing_manifest")))
         groups = bronze.job.batches([f for f in pending if f.format == "fhir"])
         assert len(groups) > 3 and all(sum(f.size for f in g) <= batch_bytes or len(g) == 1 for g in groups)

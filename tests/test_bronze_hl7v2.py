@@ -7,8 +7,8 @@ from pathlib import Path
 
 from pyspark.sql import functions as F
 
-from bronze import hl7v2
 from bronze.job import ingest
+from lakehouse import hl7v2
 from lakehouse.runlog import Run
 
 

@@ -30,19 +30,22 @@ def test_rerun_writes_nothing_changed_file_dedups_and_copy_in_skips(settings, ca
     (inbox / ".partial.tmp").write_text(MSG.format(cid="tmp"))
     (inbox / "_generator").mkdir()
     (inbox / "_generator" / "manifest.json").write_text("{}")
+    # the bundles and SOURCE.md of the fixture folder, and adt.hl7; hidden and _ names are ignored
+    files = len([p for p in (inbox / "fhir").iterdir() if p.is_file() and not p.name.startswith((".", "_"))]) + 1
+    assert files > 2
     first = _ingest(settings, [inbox])
     assert first["hl7v2"] == {"received": 2, "bronze": 2, "quarantined": 0, "duplicates": 0}
-    assert first["files"]["copied"] == 7  # 5 bundles, SOURCE.md, adt.hl7; hidden and _ names ignored
+    assert first["files"]["copied"] == files
     assert first["unknown"]["quarantined"] == 1  # SOURCE.md is not a clinical format
     landed = settings.landing_dir / "imports"
     assert [p.name for p in landed.rglob("adt.hl7")] == ["adt.hl7"]
     assert not list(landed.rglob(".partial.tmp")) and not list(landed.rglob("_generator"))
-    assert catalog.read("_system.landing_manifest").count() == 7
+    assert catalog.read("_system.landing_manifest").count() == files
 
     before = _versions(catalog)
     second = _ingest(settings, [inbox])  # same inputs again: already landed, nothing new
     assert _versions(catalog) == before
-    assert second["files"] == {"new": 0, "skipped": 7, "copied": 0, "already_landed": 7,
+    assert second["files"] == {"new": 0, "skipped": files, "copied": 0, "already_landed": files,
                                "by_format": {"hl7v2": 0, "fhir": 0, "dicom": 0, "unknown": 0}}
     assert all(second[s]["received"] == 0 for s in ("hl7v2", "fhir", "dicom", "unknown"))
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from lakehouse import catalog as catalog_module
 from lakehouse.catalog import Catalog
 from lakehouse.engine import SailServer
 from lakehouse.errors import LakehouseError
@@ -105,8 +106,6 @@ def test_tables_are_registered_again_after_a_server_restart(catalog: Catalog, sp
     try:
         other = SparkSession.builder.remote(fresh.url).create()
         assert other.sql("SHOW TABLES IN default").count() == 0
-        from lakehouse import catalog as catalog_module
-
         saved = dict(catalog_module._registered)
         catalog_module._registered.clear()
         try:
@@ -142,8 +141,6 @@ def test_merge_ignores_volatile_columns(catalog: Catalog, spark) -> None:  # typ
 
 def test_registered_tables_describe_their_columns(catalog: Catalog, spark) -> None:  # type: ignore[no-untyped-def]
     catalog.append(_df(spark, [(1, "a", 1.0)]), "silver.described")
-    from lakehouse import catalog as catalog_module
-
     catalog_module._registered.pop("silver.described")
     spark.sql("DROP TABLE IF EXISTS silver.described")
     catalog.register("silver.described")
@@ -154,8 +151,6 @@ def test_registered_tables_describe_their_columns(catalog: Catalog, spark) -> No
 def test_tables_with_array_columns_register(catalog: Catalog, spark) -> None:  # type: ignore[no-untyped-def]
     catalog.append(spark.createDataFrame([(1, ["fhir", "hl7v2"])], "id BIGINT, sources ARRAY<STRING>"),
                    "silver.arrays")
-    from lakehouse import catalog as catalog_module
-
     catalog_module._registered.pop("silver.arrays")
     spark.sql("DROP TABLE IF EXISTS silver.arrays")
     catalog.register("silver.arrays")

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
+
+from helpers import clean_env
 
 from lakehouse.catalog import Catalog
 from lakehouse.runlog import run_context
 
 
 def lakehouse(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LAKEHOUSE_", "SPARK_REMOTE"))}
-    env["LAKEHOUSE_PSEUDONYM_KEY"] = "cli-test-key-0123456789"
+    env = clean_env(LAKEHOUSE_PSEUDONYM_KEY="cli-test-key-0123456789")
     return subprocess.run([sys.executable, "-m", "lakehouse_app.cli", "--root", str(root), *args],
                           capture_output=True, text=True, env=env, timeout=180)
 
@@ -65,5 +65,31 @@ def test_errors_are_one_line_with_non_zero_exit(tmp_path: Path) -> None:
     assert bad.returncode != 0
     assert bad.stderr.strip().count("\n") == 0 and "does not exist" in bad.stderr
     env_bad = subprocess.run([sys.executable, "-m", "lakehouse_app.cli", "status"], capture_output=True, text=True,
-                             env={**os.environ, "LAKEHOUSE_ENGINE": "cloud"}, timeout=60)
+                             env=clean_env(LAKEHOUSE_ENGINE="cloud"), timeout=60)
     assert env_bad.returncode == 2 and "LAKEHOUSE_ENGINE" in env_bad.stderr
+
+
+def test_steps_print_progress_on_stderr_and_tables_not_dicts(tmp_path: Path) -> None:
+    root = tmp_path / "lh"
+    first, second = tmp_path / "first", tmp_path / "second"
+    for out, seed in ((first, "1"), (second, "2")):
+        gen = lakehouse(root, "generate", "--patients", "2", "--seed", seed, "--out", str(out))
+        assert gen.returncode == 0, gen.stderr
+        assert "FHIR resources" in gen.stdout and "{'" not in gen.stdout  # a table, not a dict repr
+        assert "] generate" in gen.stderr
+
+    ingest = lakehouse(root, "ingest", str(first))
+    assert ingest.returncode == 0, ingest.stderr
+    # one progress line per group of files, with the elapsed time: "  [    2.5s] bronze   hl7v2 1/1   12 received ..."
+    progress = [line.strip() for line in ingest.stderr.splitlines() if "] bronze" in line]
+    assert any(line.startswith("[") and "s] bronze" in line and "hl7v2 1/1" in line and "received" in line
+               for line in progress), ingest.stderr
+    assert "received" in ingest.stdout and "quarantined" in ingest.stdout and "hl7v2" in ingest.stdout
+    assert "{'" not in ingest.stdout and "'received':" not in ingest.stdout
+    assert "] bronze" not in ingest.stdout  # progress goes to stderr only
+
+    as_json = lakehouse(root, "ingest", "--json", str(second))
+    assert as_json.returncode == 0, as_json.stderr
+    report = json.loads(as_json.stdout)  # stdout is only the JSON; progress is on stderr
+    assert {"received", "bronze", "quarantined"} <= set(report["fhir"]) and report["fhir"]["received"] > 0
+    assert "] bronze" in as_json.stderr

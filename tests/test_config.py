@@ -5,6 +5,8 @@ import pytest
 from lakehouse.config import load_settings
 from lakehouse.errors import ConfigError
 
+pytestmark = pytest.mark.fast
+
 
 def test_defaults_need_no_configuration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 from pyspark.sql import functions as F
 
+import silver.deid
 from silver.deid.dates import (
     age_90plus,
     apply_date_policy,
@@ -85,17 +87,15 @@ def test_zip3_generalization(spark) -> None:
     assert len(restricted_zip3()) == 17 and "036" in restricted_zip3()
 
 
+@pytest.mark.fast
 def test_rules_cover_all_18_safe_harbor_classes() -> None:
     assert set(SAFE_HARBOR) == set("ABCDEFGHIJKLMNOPQR")
     assert classes_covered() == set(SAFE_HARBOR)
     assert {r.domain for r in load_rules()} >= {"patient", "encounter", "observation", "imaging_instance", "*"}
 
 
+@pytest.mark.fast
 def test_policy_page_lists_every_rule() -> None:
-    from pathlib import Path
-
-    import silver.deid
-
     policy = (Path(silver.deid.__file__).parent / "POLICY.md").read_text()
     for r in load_rules():
         assert f"| {r.domain} | {r.column_or_field} | {r.action} |" in policy, r

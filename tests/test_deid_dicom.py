@@ -64,6 +64,7 @@ def shifted() -> dict:
     return json.loads(deidentify_dicom_json(json.dumps(header()), KEY, days))
 
 
+@pytest.mark.fast
 def test_profile_table_is_the_standard_one() -> None:
     assert action_for("00100010") == "Z" and action_for("00100030") == "Z"
     assert action_for("0020000D") == "U" and action_for("00081030") == "X"
@@ -71,6 +72,7 @@ def test_profile_table_is_the_standard_one() -> None:
     assert action_for("00280010") is None  # Rows: kept
 
 
+@pytest.mark.fast
 def test_identifiers_removed_everywhere_including_sequences(shifted: dict) -> None:
     text = json.dumps(shifted)
     for phi in ("Smith", "Maria", "Deep^Name", "MRN00482913", "19520704", "ACC998877", "House", "Elm", "RP-77"):
@@ -80,10 +82,12 @@ def test_identifiers_removed_everywhere_including_sequences(shifted: dict) -> No
     assert shifted["00100020"]["Value"] == [pseudonym_py("MRN00482913", KEY, "patient")]
 
 
+@pytest.mark.fast
 def test_private_tags_removed_at_every_depth(shifted: dict) -> None:
     assert not [tag for tag, _ in walk(shifted) if int(tag[:4], 16) % 2 == 1]
 
 
+@pytest.mark.fast
 def test_uids_remapped_consistently_and_classes_kept(shifted: dict) -> None:
     assert shifted["0020000D"]["Value"] == [dicom_uid_py(STUDY, KEY)]
     assert shifted["00080018"]["Value"][0].startswith("2.25.") and len(shifted["00080018"]["Value"][0]) <= 64
@@ -94,6 +98,7 @@ def test_uids_remapped_consistently_and_classes_kept(shifted: dict) -> None:
     assert other["0020000D"]["Value"] != shifted["0020000D"]["Value"]
 
 
+@pytest.mark.fast
 def test_dates_shifted_times_kept_and_method_recorded(shifted: dict) -> None:
     days = date_shift_days_py(pseudonym_py("MRN00482913", KEY, "patient") or "", KEY, 365)
     import datetime as dt
@@ -106,6 +111,7 @@ def test_dates_shifted_times_kept_and_method_recorded(shifted: dict) -> None:
     assert codes == ["113100", "113107"] and shifted["00280303"]["Value"] == ["MODIFIED"]
 
 
+@pytest.mark.fast
 def test_without_shift_dates_follow_the_profile() -> None:
     out = json.loads(deidentify_dicom_json(json.dumps(header()), KEY, None, patient_pseudonym="abc"))
     assert out["00080020"] == {"vr": "DA"} and out["00100020"]["Value"] == ["abc"]
@@ -113,6 +119,7 @@ def test_without_shift_dates_follow_the_profile() -> None:
 
 
 @pytest.mark.parametrize("bad", ["not json", "[1, 2]", '{"0010": {"vr": "PN"}}', '{"00100010": "x"}'])
+@pytest.mark.fast
 def test_bad_headers_raise_with_a_reason(bad: str) -> None:
     with pytest.raises(ValueError):
         deidentify_dicom_json(bad, KEY, None)

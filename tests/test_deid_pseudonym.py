@@ -68,18 +68,24 @@ def test_reid_mapping_maps_back_only_with_the_key(spark) -> None:
     assert reid_table_name("patient") == "_system.reid_patient"
 
 
+@pytest.mark.fast
 def test_load_key_from_setting_and_file(tmp_path: Path) -> None:
     s = load_settings(config_file=None, environ={}, root=tmp_path / "lh", pseudonym_key="a-secret-of-enough-length")
     assert load_key(s) == b"a-secret-of-enough-length"
     key_file = tmp_path / "k.key"
     key_file.write_bytes(b"file-secret-0123456789\n")
     s = load_settings(config_file=None, environ={}, root=tmp_path / "lh", pseudonym_key_file=key_file)
+    key_file.chmod(0o644)
+    with pytest.raises(ConfigError, match="chmod 600"):  # a key anyone on the host can read is refused
+        load_key(s)
+    key_file.chmod(0o600)
     assert load_key(s) == b"file-secret-0123456789"
     short = load_settings(config_file=None, environ={}, root=tmp_path / "lh", pseudonym_key="short")
     with pytest.raises(ConfigError):
         load_key(short)
 
 
+@pytest.mark.fast
 def test_demo_key_generated_once_outside_root_with_0600(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                        caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))

@@ -11,7 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import clean_env, new_lakehouse
 
+from lakehouse import engine
 from lakehouse.config import load_settings
 from lakehouse.engine import SailServer, classic_spark_conf
 from lakehouse.errors import ConfigError, EngineError
@@ -43,11 +45,13 @@ def test_server_start_stop_and_log(tmp_path: Path) -> None:
     assert not _port_open(server.port)  # type: ignore[arg-type]
 
 
+@pytest.mark.fast
 def test_missing_sail_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="install pysail"):
         SailServer(tmp_path, executable=str(tmp_path / "no-such-sail")).start()
 
 
+@pytest.mark.fast
 def test_port_that_never_opens_is_a_clear_error(tmp_path: Path) -> None:
     fake = tmp_path / "fake-sail"
     fake.write_text("#!/bin/sh\nsleep 30\n")
@@ -56,6 +60,7 @@ def test_port_that_never_opens_is_a_clear_error(tmp_path: Path) -> None:
         SailServer(tmp_path, executable=str(fake)).start(timeout=1.5)
 
 
+@pytest.mark.fast
 def test_server_that_exits_is_a_clear_error(tmp_path: Path) -> None:
     fake = tmp_path / "crashing-sail"
     fake.write_text("#!/bin/sh\necho boom >&2\nexit 3\n")
@@ -74,8 +79,7 @@ def test_kill_9_of_the_client_stops_the_server(tmp_path: Path) -> None:
         "print(engine.server().process.pid, flush=True)\n"
         "time.sleep(120)\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != "SPARK_REMOTE"}
-    client = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=env)
+    client = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=clean_env())
     try:
         line = client.stdout.readline()  # type: ignore[union-attr]
         server_pid = int(line.strip())
@@ -101,6 +105,14 @@ def test_kill_9_of_the_client_stops_the_server(tmp_path: Path) -> None:
             client.kill()
 
 
+@pytest.mark.fast
+def test_a_fast_test_cannot_start_the_engine(tmp_path: Path) -> None:
+    """The fast lane's guard (tests/conftest.py): starting the engine in a test marked fast fails that test."""
+    with pytest.raises(pytest.fail.Exception, match="marked fast but started the engine"):
+        engine.get_spark(new_lakehouse(tmp_path / "lh", attach_engine=False))
+
+
+@pytest.mark.fast
 def test_classic_spark_conf_configures_delta(tmp_path: Path) -> None:
     conf = classic_spark_conf(load_settings(environ={}, root=tmp_path, engine="spark", spark_master="yarn"))
     assert conf["spark.master"] == "yarn"

@@ -16,6 +16,9 @@ from pathlib import Path
 
 import pytest
 from deltalake import DeltaTable
+from helpers import clean_env
+
+from synthetic import generate
 
 KEY = "fault-test-key-7f3a9c1e5b"
 TABLES = ("bronze/hl7v2_messages", "bronze/fhir_resources", "bronze/dicom_instances", "quarantine/hl7v2",
@@ -23,9 +26,7 @@ TABLES = ("bronze/hl7v2_messages", "bronze/fhir_resources", "bronze/dicom_instan
 
 
 def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LAKEHOUSE_", "SPARK_REMOTE"))}
-    env["LAKEHOUSE_PSEUDONYM_KEY"] = KEY
-    return env
+    return clean_env(LAKEHOUSE_PSEUDONYM_KEY=KEY)
 
 
 def _cli(root: Path, *args: str) -> list[str]:
@@ -58,8 +59,6 @@ def _snapshot(root: Path) -> dict[str, list[tuple[object, ...]]]:
 
 @pytest.fixture(scope="module")
 def landing(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from synthetic import generate
-
     out = tmp_path_factory.mktemp("fault-landing") / "landing"
     generate(patients=8, seed=7, out=out, bad_rate=0.1, ndjson=False)
     return out

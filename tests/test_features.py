@@ -7,6 +7,9 @@ from typing import Any
 
 import pytest
 
+from gold.charlson import mapping_frame, quan_mapping
+from gold.features import FEATURE_TABLE, QUARANTINE_TABLE, build_features, readmission_features
+from lakehouse.runlog import read_runs, run_context
 from silver import schemas
 
 T = datetime
@@ -110,9 +113,6 @@ def silver_frames(spark: Any) -> dict[str, Any]:
 
 
 def build(spark: Any, frames: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    from gold.charlson import mapping_frame
-    from gold.features import readmission_features
-
     df = readmission_features(frames["encounter"], frames["patient"], frames["condition"], frames["observation"],
                               mapping_frame(spark))
     return {r["encounter_key"]: r.asDict() for r in df.collect()}
@@ -181,9 +181,8 @@ def test_data_after_discharge_is_not_used(spark: Any, silver_frames: dict[str, A
     assert after["E2"]["lab_hemoglobin"] == 5.0
 
 
+@pytest.mark.fast
 def test_charlson_mapping_is_quan_2005() -> None:
-    from gold.charlson import quan_mapping
-
     rows = quan_mapping()
     weights = {cat: w for cat, w, _ in rows}
     assert len(weights) == 17
@@ -192,9 +191,6 @@ def test_charlson_mapping_is_quan_2005() -> None:
 
 
 def test_build_features_job_writes_merges_and_quarantines(catalog: Any, settings: Any) -> None:
-    from gold.features import FEATURE_TABLE, QUARANTINE_TABLE, build_features
-    from lakehouse.runlog import read_runs, run_context
-
     for name, rows in (("encounter", ENCOUNTERS), ("patient", PATIENTS), ("observation", OBSERVATIONS),
                        ("condition", CONDITIONS)):
         catalog.create(f"silver.{name}", schemas.ddl(name))

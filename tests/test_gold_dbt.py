@@ -16,8 +16,11 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from helpers import attach, new_lakehouse
 
+from gold.dbt_runner import _runner, build_gold, dbt_args, docs_generate, gold_versions
 from lakehouse.catalog import Catalog
+from lakehouse.config import set_settings
 from lakehouse.errors import LakehouseError
 from lakehouse.runlog import Run
 from silver.schemas import TABLES, columns, ddl, natural_key
@@ -116,13 +119,7 @@ def _mart(catalog: Catalog) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def gold(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GoldBuilds]:
-    from gold.dbt_runner import build_gold, gold_versions
-    from lakehouse import engine
-    from lakehouse.config import load_settings, set_settings
-
-    settings = load_settings(config_file=None, environ={}, root=tmp_path_factory.mktemp("gold") / "lh")
-    set_settings(settings)
-    engine.get_spark(settings)
+    settings = new_lakehouse(tmp_path_factory.mktemp("gold") / "lh")
     catalog = Catalog(spark, settings)  # type: ignore[arg-type]
     for table in TABLES:
         catalog.create(f"silver.{table}", ddl(table))
@@ -260,8 +257,6 @@ def test_time_travel_returns_the_old_report(gold: GoldBuilds) -> None:
 
 
 def _compiled_sql(settings: Any, inline: str) -> str:
-    from gold.dbt_runner import _runner, dbt_args
-
     result = _runner().invoke(dbt_args(settings, ["compile", "--quiet", "--inline", inline]))
     assert result.success, result.exception
     return str(result.result.results[0].node.compiled_code)
@@ -288,14 +283,8 @@ def test_scd2_generic_test_catches_overlaps_and_double_current_rows(gold: GoldBu
 
 
 def test_build_failure_names_the_failing_test(gold: GoldBuilds, spark: Any, tmp_path: Path) -> None:
-    from gold.dbt_runner import build_gold
-    from lakehouse import engine
-    from lakehouse.config import load_settings, set_settings
-
-    settings = load_settings(config_file=None, environ={}, root=tmp_path / "lh")
-    set_settings(settings)
     try:
-        engine.get_spark(settings)
+        settings = new_lakehouse(tmp_path / "lh")
         catalog = Catalog(spark, settings)  # type: ignore[arg-type]
         for table in TABLES:
             catalog.create(f"silver.{table}", ddl(table))
@@ -304,13 +293,10 @@ def test_build_failure_names_the_failing_test(gold: GoldBuilds, spark: Any, tmp_
         with pytest.raises(LakehouseError, match=r"test source_unique_silver_patient_patient_key fail: 1 failing"):
             build_gold(settings, Run("gold", settings), select=["source:silver.patient"])
     finally:
-        set_settings(gold.settings)
-        engine.get_spark(gold.settings)
+        attach(gold.settings)
 
 
 def test_docs_generate_writes_the_site_with_gold_columns(gold: GoldBuilds) -> None:
-    from gold.dbt_runner import docs_generate
-
     index = docs_generate(gold.settings)
     assert index.name == "index.html" and index.stat().st_size > 0
     assert index.is_relative_to(gold.settings.root_path / "_system" / "dbt")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -13,6 +12,14 @@ from typing import Any
 
 import pytest
 import yaml
+from consumer_data import synthetic_silver, write_silver
+from helpers import clean_env
+from typer.testing import CliRunner
+
+from jobs.airflow_dag import COMMANDS, ORDER, dag
+from jobs.run import CALLS, STEPS, main, parser
+from lakehouse.errors import ExitCode
+from lakehouse_app.cli import app
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -23,9 +30,8 @@ def _bundle() -> dict[str, Any]:
     return yaml.safe_load((JOBS / "databricks.yml").read_text())
 
 
+@pytest.mark.fast
 def test_bundle_defines_the_pipeline_as_one_job_in_order() -> None:
-    from jobs.run import STEPS
-
     bundle = _bundle()
     assert bundle["bundle"]["name"] and "dev" in bundle["targets"]
     (job,) = bundle["resources"]["jobs"].values()
@@ -42,9 +48,8 @@ def test_bundle_defines_the_pipeline_as_one_job_in_order() -> None:
         assert task["job_cluster_key"] in {c["job_cluster_key"] for c in job["job_clusters"]}
 
 
+@pytest.mark.fast
 def test_entry_point_parses_every_step() -> None:
-    from jobs.run import CALLS, STEPS, main, parser
-
     assert set(CALLS) == set(STEPS)
     for step in STEPS:
         assert parser().parse_known_args([step, "--root", "/x", "--extra", "y"])[0].step == step
@@ -53,14 +58,8 @@ def test_entry_point_parses_every_step() -> None:
     assert exc.value.code == 0
 
 
-def _script_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("LAKEHOUSE_") and k != "SPARK_REMOTE"}
-
-
+@pytest.mark.fast
 def test_entry_point_reports_a_missing_layer_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from jobs.run import main
-    from lakehouse.errors import ExitCode
-
     assert main(["features", "--root", str(tmp_path / "lh")]) == ExitCode.ERROR
     assert capsys.readouterr().err.strip() == (
         "error: silver.encounter does not exist: run `lakehouse silver` before building features")
@@ -68,24 +67,18 @@ def test_entry_point_reports_a_missing_layer_in_one_line(tmp_path: Path, capsys:
 
 def test_entry_point_as_a_script_builds_features(catalog: Any, settings: Any, tmp_path: Path) -> None:
     """spark-submit runs the file as a script, with jobs/ as sys.path[0]."""
-    from consumer_data import synthetic_silver, write_silver
-
     write_silver(catalog, synthetic_silver(patients=5))
     proc = subprocess.run([sys.executable, str(JOBS / "run.py"), "features", "--root", str(settings.root_path),
                            "--engine", "local", "--unknown-databricks-arg", "x"],
-                          capture_output=True, text=True, env=_script_env(), cwd=tmp_path, timeout=180)
+                          capture_output=True, text=True, env=clean_env(), cwd=tmp_path, timeout=180)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["table"] == "gold.features_readmission"
     assert result["rows"] == catalog.read("silver.encounter").count() > 0
 
 
+@pytest.mark.fast
 def test_airflow_commands_are_real_cli_commands_in_pipeline_order() -> None:
-    from typer.testing import CliRunner
-
-    from jobs.airflow_dag import COMMANDS, ORDER
-    from lakehouse_app.cli import app
-
     assert ORDER == ("ingest", "silver", "gold", "features", "train", "report")
     for step in ORDER:
         argv = shlex.split(COMMANDS[step])
@@ -97,9 +90,8 @@ def test_airflow_commands_are_real_cli_commands_in_pipeline_order() -> None:
 
 @pytest.mark.skipif(importlib.util.find_spec("airflow") is None,
                     reason="Apache Airflow is not installed (optional lane: pip install apache-airflow)")
+@pytest.mark.fast
 def test_airflow_dag_task_graph() -> None:
-    from jobs.airflow_dag import ORDER, dag
-
     assert dag is not None and dag.dag_id == "clinical_lakehouse"
     assert [t.task_id for t in dag.topological_sort()] == list(ORDER)
     for previous, step in zip(ORDER, ORDER[1:], strict=False):

@@ -6,24 +6,25 @@ from __future__ import annotations
 import json
 import re
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from lakehouse import metrics
-from lakehouse.config import Settings, load_settings
+from lakehouse.config import Settings
 from lakehouse.runlog import Run
 
 REPO = Path(__file__).resolve().parent.parent
 DASHBOARD = REPO / "monitoring" / "grafana-dashboard.json"
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.fast]
 
 
 @pytest.fixture()
-def lh(tmp_path: Path) -> Settings:
-    return load_settings(config_file=None, environ={}, root=tmp_path / "lh")
+def lh(make_lakehouse: Callable[..., Settings]) -> Settings:
+    return make_lakehouse(attach_engine=False)
 
 
 def samples(path: Path) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

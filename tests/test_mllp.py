@@ -14,11 +14,12 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import hl7
 import pytest
+from helpers import clean_env
 
 from bronze.mllp import BackgroundListener, FollowIngest, ListenerConfig
 from bronze.mllp_load import ack_fields, run_load
@@ -36,7 +37,7 @@ from bronze.mllp_protocol import (
     split_landed,
 )
 from lakehouse import metrics
-from lakehouse.config import Settings, load_settings
+from lakehouse.config import Settings
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -47,8 +48,8 @@ def message(control_id: str, version: str = "2.5.1", extra: str = "") -> bytes:
 
 
 @pytest.fixture()
-def lh(tmp_path: Path) -> Settings:
-    return load_settings(config_file=None, environ={}, root=tmp_path / "lh")
+def lh(make_lakehouse: Callable[..., Settings]) -> Settings:
+    return make_lakehouse(attach_engine=False)
 
 
 @pytest.fixture()
@@ -87,6 +88,7 @@ def metric(name: str, **labels: str) -> float:
 
 # -- framing and ACK (no sockets) ----------------------------------------------------------------
 
+@pytest.mark.fast
 def test_framer_handles_split_end_block_garbage_restart_and_oversize() -> None:
     framer = MllpFramer(max_bytes=100, keep_head=20)
     assert framer.feed(b"\r\n" + SB + b"MSH|one\x1c") == []   # whitespace between frames is not garbage
@@ -102,11 +104,13 @@ def test_framer_handles_split_end_block_garbage_restart_and_oversize() -> None:
     assert framer.in_frame and framer.cut("disconnected") == Cut(b"MSH|partial", "disconnected")
 
 
+@pytest.mark.fast
 def test_split_landed_recovers_exact_messages() -> None:
     one, two = message("A1"), b"MSH|^~\\&|X|Y|||1||ORU^R01|A2|P|2.3\r\nOBX|1|TX|||a\r\n"
     assert split_landed(one + b"\n" + two + b"\n") == [one, two]
 
 
+@pytest.mark.fast
 def test_ack_swaps_sender_and_receiver_and_adds_err_per_version() -> None:
     msh = parse_msh(message("CTRL-9"))
     ack = hl7.parse(build_ack(msh, "AA").decode())
@@ -130,6 +134,7 @@ def test_ack_swaps_sender_and_receiver_and_adds_err_per_version() -> None:
 
 # -- over sockets ---------------------------------------------------------------------------------
 
+@pytest.mark.fast
 def test_concurrent_senders_all_acked_and_landed_exactly_once(listener: BackgroundListener, lh: Settings) -> None:
     sent: dict[str, bytes] = {}
 
@@ -147,12 +152,14 @@ def test_concurrent_senders_all_acked_and_landed_exactly_once(listener: Backgrou
     assert not list((lh.landing_dir / "mllp").rglob(".*.tmp"))
 
 
+@pytest.mark.fast
 def test_many_simultaneous_connections(listener: BackgroundListener, lh: Settings) -> None:
     result = run_load("127.0.0.1", listener.port, senders=200, seconds=30, max_messages=2)
     assert result["errors"] == [] and result["ack_codes"] == {"AA": 400}
     assert len(landed(lh)) == 400 == len(set(landed(lh)))
 
 
+@pytest.mark.fast
 def test_garbage_outside_frames_is_discarded_and_connection_keeps_working(listener: BackgroundListener,
                                                                           lh: Settings) -> None:
     before = metric("lakehouse_mllp_malformed_frames_total", kind="outside_frame")
@@ -168,6 +175,7 @@ def test_garbage_outside_frames_is_discarded_and_connection_keeps_working(listen
     assert [p.read_bytes() for p in rejected_files(lh)] == [message("CUT1")[:40]]
 
 
+@pytest.mark.fast
 def test_client_that_disconnects_mid_message_is_never_acked_or_landed(listener: BackgroundListener,
                                                                       lh: Settings) -> None:
     with connect(listener.port) as sock:
@@ -182,6 +190,7 @@ def test_client_that_disconnects_mid_message_is_never_acked_or_landed(listener: 
     assert [p.name.endswith("-incomplete.bin") for p in rejected_files(lh)] == [True]
 
 
+@pytest.mark.fast
 def test_slow_client_mid_message_is_timed_out(lh: Settings) -> None:
     with BackgroundListener(lh, ListenerConfig(port=0, read_timeout=0.3)) as server, connect(server.port) as sock:
         sock.sendall(SB + message("SLOW")[:30])
@@ -191,6 +200,7 @@ def test_slow_client_mid_message_is_timed_out(lh: Settings) -> None:
     assert landed(lh) == []
 
 
+@pytest.mark.fast
 def test_stop_closes_idle_connections_at_once(lh: Settings) -> None:
     server = BackgroundListener(lh, ListenerConfig(port=0)).__enter__()
     with connect(server.port) as sock:
@@ -209,6 +219,7 @@ def test_stop_closes_idle_connections_at_once(lh: Settings) -> None:
     (b"MSH|^~\\&|EPIC|H|||2026||ADT^A01||P|2.5\r", "AR", "", "no_control_id"),
     (message("BIG", extra="x" * 70_000), "AR", "BIG", "oversize"),
 ])
+@pytest.mark.fast
 def test_unacceptable_messages_get_ar_and_are_not_landed(listener: BackgroundListener, lh: Settings,
                                                          payload: bytes, code: str, control_id: str,
                                                          reason: str) -> None:
@@ -247,6 +258,7 @@ def _self_signed(tmp: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
+@pytest.mark.fast
 def test_tls_round_trip(lh: Settings, tmp_path: Path) -> None:
     cert, key = _self_signed(tmp_path)
     client = ssl.create_default_context(cafile=str(cert))
@@ -261,9 +273,8 @@ def test_tls_round_trip(lh: Settings, tmp_path: Path) -> None:
 
 
 def _lakehouse_listen(root: Path, *args: str) -> tuple[subprocess.Popen[str], int]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LAKEHOUSE_", "SPARK_REMOTE"))}
     proc = subprocess.Popen([sys.executable, "-m", "lakehouse_app.cli", "--root", str(root), "listen", "--port", "0",
-                             *args], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+                             *args], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=clean_env())
     assert proc.stderr is not None
     lines = []
     for line in proc.stderr:                               # log lines, then "listening for MLLP on HOST:PORT"
@@ -336,12 +347,12 @@ def test_listen_on_a_busy_port_is_a_clear_error(tmp_path: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("LAKEHOUSE_", "SPARK_REMOTE"))}
         done = subprocess.run([sys.executable, "-m", "lakehouse_app.cli", "--root", str(tmp_path), "listen", "--port",
-                               str(busy.getsockname()[1])], capture_output=True, text=True, env=env, timeout=30)
+                               str(busy.getsockname()[1])], capture_output=True, text=True, env=clean_env(), timeout=30)
     assert done.returncode == 2 and "cannot listen on 127.0.0.1" in done.stderr, done.stderr
 
 
+@pytest.mark.fast
 def test_landing_failure_gets_ae_and_a_retry_succeeds(listener: BackgroundListener, lh: Settings) -> None:
     day = lh.landing_dir / "mllp" / dt.datetime.now(dt.UTC).strftime("%Y%m%d")
     day.parent.mkdir(parents=True)

@@ -6,21 +6,24 @@ import os
 from pathlib import Path
 from typing import Any
 
+import jupytext
 import pytest
+from helpers import clean_env, new_lakehouse
+from nbclient import NotebookClient
+
+from lakehouse_app import pipeline
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.py"))
+
+
 def execute_notebook(path: Path, root: Path, workdir: Path, timeout: int = 600) -> Any:
     """Convert a jupytext percent script and run every cell in a fresh kernel with LAKEHOUSE_ROOT=root."""
-    import jupytext
-    from nbclient import NotebookClient
-
     nb = jupytext.read(path)
-    saved = dict(os.environ)
+    saved, kernel_env = dict(os.environ), clean_env(LAKEHOUSE_ROOT=str(root))
     try:
-        for key in [k for k in os.environ if k.startswith("LAKEHOUSE_") or k == "SPARK_REMOTE"]:
-            del os.environ[key]  # the kernel inherits this process's environment
-        os.environ["LAKEHOUSE_ROOT"] = str(root)
+        os.environ.clear()  # the kernel inherits this process's environment
+        os.environ.update(kernel_env)
         NotebookClient(nb, timeout=timeout, kernel_name="python3",
                        resources={"metadata": {"path": str(workdir)}}).execute()
     finally:
@@ -31,23 +34,15 @@ def execute_notebook(path: Path, root: Path, workdir: Path, timeout: int = 600) 
 
 @pytest.fixture(scope="module")
 def demo_root(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from lakehouse import engine
-    from lakehouse.config import load_settings, set_settings
-    from lakehouse_app import pipeline
-
     root = tmp_path_factory.mktemp("notebooks") / "lh"
-    settings = load_settings(config_file=None, environ={}, root=root,
-                             pseudonym_key="notebook-test-key-0123456789abcdef")
-    set_settings(settings)
-    engine.get_spark(settings)
+    settings = new_lakehouse(root, pseudonym_key="notebook-test-key-0123456789abcdef")
     pipeline.generate(settings, patients=60, seed=11, out=None, bad_rate=0.02)
     pipeline.run_all(settings, [])
     return root
 
 
+@pytest.mark.fast
 def test_notebooks_are_jupytext_percent_scripts() -> None:
-    import jupytext
-
     assert [p.name for p in NOTEBOOKS] == ["01_data_scientist.py", "02_time_travel_and_audit.py", "03_ml_engineer.py"]
     for path in NOTEBOOKS:
         nb = jupytext.read(path)

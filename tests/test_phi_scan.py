@@ -5,13 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+import pytest
 from pyspark.sql import functions as F
 from typer.testing import CliRunner
 
 from lakehouse_app.cli import app
 from silver.deid.keys import load_key
 from silver.deid.pseudonym import pseudonym_py
-from silver.deid.scan import known_from_bronze, scan
+from silver.deid.scan import KnownIdentifiers, _FileScan, known_from_bronze, scan
 
 PATIENT = {"resourceType": "Patient", "id": "pat-1",
            "identifier": [{"type": {"coding": [{"code": "MR"}]}, "value": "MRN7730012"},
@@ -103,16 +104,15 @@ def test_cli_exit_code_and_json(settings, catalog, spark, monkeypatch) -> None:
     catalog.append(_clean(spark, key).withColumn("note", F.lit("MRN7730012")), "silver.patient_demo")
     bad = runner.invoke(app, ["--root", str(settings.root_path), "phi-scan", "--layer", "silver", "--json"], env=env)
     assert bad.exit_code == 7
-    report = json.loads(bad.output)
+    report = json.loads(bad.stdout)  # stdout is the JSON; the error line goes to stderr
     assert [(r["column"], r["kind"]) for r in report] == [("note", "known_mrn")]
     assert "MRN7730012" not in bad.output
     wrong = runner.invoke(app, ["--root", str(settings.root_path), "phi-scan", "--layer", "bronze"], env=env)
     assert wrong.exit_code != 0 and "not bronze" in wrong.output
 
 
+@pytest.mark.fast
 def test_a_clinician_who_shares_a_patients_family_name_is_not_a_leak() -> None:
-    from silver.deid.scan import KnownIdentifiers, _FileScan
-
     known = KnownIdentifiers()
     known.add_name(["Adaeze"], "Okonkwo")
     check = _FileScan("silver/observation/part-0.parquet", known, year_policy=False)

@@ -9,23 +9,25 @@ import json
 from typing import Any
 
 import pytest
+from helpers import attach, new_lakehouse
 
 from lakehouse import engine
-from lakehouse.config import Settings, load_settings, set_settings
+from lakehouse.catalog import Catalog
+from lakehouse.config import Settings
+from lakehouse.runlog import read_runs, verify_chain
 from lakehouse.status import table_status
 from lakehouse_app import pipeline
+from silver.deid import generalize_zip3_py, pseudonym_py
+from silver.deid.scan import scan
+from synthetic import MANIFEST_PATH, generate, generate_address_changes
 
 KEY = "pipeline-test-key-0f1e2d3c4b5a"
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory, spark: Any) -> dict[str, Any]:
-    from synthetic import MANIFEST_PATH, generate
-
     root = tmp_path_factory.mktemp("pipeline") / "lh"
-    settings = load_settings(config_file=None, environ={}, root=root, pseudonym_key=KEY)
-    set_settings(settings)
-    engine.get_spark(settings)
+    settings = new_lakehouse(root, pseudonym_key=KEY)
     generate(patients=25, seed=11, out=settings.landing_dir, bad_rate=0.03)
     generated = json.loads((settings.landing_dir / MANIFEST_PATH).read_text())
     first = pipeline.run_all(settings, [])
@@ -35,10 +37,7 @@ def built(tmp_path_factory: pytest.TempPathFactory, spark: Any) -> dict[str, Any
 
 @pytest.fixture()
 def settings(built: dict[str, Any]) -> Settings:
-    s: Settings = built["settings"]
-    set_settings(s)
-    engine.get_spark(s)
-    return s
+    return attach(built["settings"])  # another module's test may have attached the engine to its own root
 
 
 def test_every_layer_has_data(built: dict[str, Any], settings: Settings) -> None:
@@ -51,15 +50,11 @@ def test_every_layer_has_data(built: dict[str, Any], settings: Settings) -> None
 
 
 def test_no_phi_in_silver_or_gold(settings: Settings) -> None:
-    from silver.deid.scan import scan
-
     findings = scan(settings, ["silver", "gold"])
     assert findings == [], "\n".join(f.line() for f in findings[:20])
 
 
 def test_audit_chain_verifies(settings: Settings) -> None:
-    from lakehouse.runlog import read_runs, verify_chain
-
     ok, message = verify_chain(read_runs(settings))
     assert ok, message
 
@@ -74,10 +69,6 @@ def test_rerun_with_no_new_input_writes_nothing(built: dict[str, Any], settings:
 
 
 def test_address_change_makes_a_second_dim_patient_row(built: dict[str, Any], settings: Settings) -> None:
-    from lakehouse.catalog import Catalog
-    from silver.deid import generalize_zip3_py, pseudonym_py
-    from synthetic import generate_address_changes
-
     manifest = built["generated"]
     changes = generate_address_changes(settings.landing_dir, manifest, count=2, seed=5)
     pipeline.run_all(settings, [])

@@ -61,6 +61,7 @@ def patients(spark: Any) -> DataFrame:
                                              {"patient_key": "p2", "gender": "male"}])
 
 
+@pytest.mark.fast
 def test_one_suite_per_silver_table_with_tags_and_contract_columns() -> None:
     assert tables() == sorted(TABLES)
     for table in tables():

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 from deltalake import write_deltalake
+from typer.testing import CliRunner
+
+from lakehouse.config import Settings
+from lakehouse.runlog import run_context
+from lakehouse_app.cli import app
+from lakehouse_app.report import readmission_by_month, write_report
+
+pytestmark = pytest.mark.fast
 
 
 @pytest.fixture()
-def lakehouse(tmp_path: Path) -> object:
-    from lakehouse.config import load_settings
-    from lakehouse.runlog import run_context
-
-    settings = load_settings(config_file=None, environ={}, root=tmp_path / "lh")
+def lakehouse(make_lakehouse: Callable[..., Settings]) -> Settings:
+    settings = make_lakehouse(attach_engine=False)
     root = settings.root_path
 
     def table(rel: str, data: dict) -> None:
@@ -47,8 +53,6 @@ def lakehouse(tmp_path: Path) -> object:
 
 
 def test_report_has_counts_quarantine_dq_runs_and_charts(lakehouse) -> None:  # type: ignore[no-untyped-def]
-    from lakehouse_app.report import readmission_by_month, write_report
-
     path = write_report(lakehouse)
     assert path.parent == lakehouse.system_dir / "reports" and re.fullmatch(r"run-\d{8}T\d{12}Z\.html", path.name)
     text = path.read_text()
@@ -72,8 +76,6 @@ def test_report_has_counts_quarantine_dq_runs_and_charts(lakehouse) -> None:  # 
 
 
 def test_report_prefers_the_gold_mart(lakehouse) -> None:  # type: ignore[no-untyped-def]
-    from lakehouse_app.report import readmission_by_month
-
     # the mart's grain is month x department: a month's rate weights each department by its discharges
     write_deltalake(str(lakehouse.root_path / "gold" / "mart_readmission_30d"), pa.table({
         "discharge_month": [date(2024, 3, 1), date(2024, 3, 1), date(2024, 4, 1)], "year_month": ["2024-03"] * 2
@@ -85,10 +87,6 @@ def test_report_prefers_the_gold_mart(lakehouse) -> None:  # type: ignore[no-unt
 
 
 def test_report_on_an_empty_lakehouse_and_the_cli(tmp_path: Path) -> None:
-    from typer.testing import CliRunner
-
-    from lakehouse_app.cli import app
-
     result = CliRunner().invoke(app, ["--root", str(tmp_path / "empty"), "report", "html"])
     assert result.exit_code == 0, result.output
     uri = re.search(r"file://\S+\.html", result.output.replace("\n", ""))

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pyarrow as pa
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
+from lakehouse.config import Settings
 from lakehouse.runlog import read_runs, run_context, runs_path, verify_chain
+
+pytestmark = pytest.mark.fast
+
+
+@pytest.fixture()
+def settings(make_lakehouse: Callable[..., Settings]) -> Settings:
+    """The run log is delta-rs only: a lakehouse without the engine."""
+    return make_lakehouse(attach_engine=False)
 
 
 def test_runs_are_recorded_and_chained(settings) -> None:  # type: ignore[no-untyped-def]

@@ -1,4 +1,4 @@
-"""One regression test per Sail rule in DESIGN.md, each asserting today's behaviour.
+"""One regression test per Sail rule in docs/engine.md, each asserting today's behaviour.
 
 When one of these fails, Sail changed: simplify the workaround the rule asks for, then update the test.
 """

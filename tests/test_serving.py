@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
 import pyarrow as pa
 from deltalake import write_deltalake
+from helpers import clean_env
+
+from gold.serving import FlightSqlServer, connect
+from lakehouse.config import Settings
 
 MART = pa.table({
     "discharge_month": [date(2024, 1, 1), date(2024, 2, 1), date(2024, 3, 1)],
@@ -22,23 +27,18 @@ MART = pa.table({
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
 def test_lakehouse_serve_answers_flight_sql_with_the_mart(tmp_path: Path) -> None:
-    from gold.serving import connect
-
     root = tmp_path / "lh"
     write_deltalake(str(root / "gold" / "mart_readmission_30d"), MART)
     write_deltalake(str(root / "silver" / "patient"), pa.table({"patient_key": ["p1"]}))  # not served
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LAKEHOUSE_") and k != "SPARK_REMOTE"}
     port = _free_port()
     cmd = [sys.executable, "-m", "lakehouse_app.cli", "--root", str(root), "serve", "--port", str(port)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=clean_env(),
                             cwd=tmp_path)
     try:
         assert proc.stdout is not None
@@ -64,11 +64,8 @@ def test_lakehouse_serve_answers_flight_sql_with_the_mart(tmp_path: Path) -> Non
             proc.wait()
 
 
-def test_refresh_registers_tables_built_after_start(tmp_path: Path) -> None:
-    from gold.serving import FlightSqlServer, connect
-    from lakehouse.config import load_settings
-
-    settings = load_settings(config_file=None, environ={}, root=tmp_path / "lh")
+def test_refresh_registers_tables_built_after_start(make_lakehouse: Callable[..., Settings]) -> None:
+    settings = make_lakehouse(attach_engine=False)
     write_deltalake(str(settings.root_path / "gold" / "dim_patient"), pa.table({"patient_key": ["a", "b"]}))
     with FlightSqlServer(settings) as server:
         assert server.tables == ["gold.dim_patient"]

@@ -9,23 +9,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import new_lakehouse
+
+from bronze.job import ingest
+from lakehouse.catalog import Catalog
+from lakehouse.config import set_settings
+from lakehouse.runlog import run_context
+from silver.deid import pseudonym_py
+from silver.deid.scan import scan
+from silver.job import build_silver
+from silver.schemas import TABLES
 
 KEY = "fixture-key-not-secret-0123456789abcdef"
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory, spark: object, fixtures_dir: Path) -> Iterator[dict[str, Any]]:
-    from bronze.job import ingest
-    from lakehouse import engine
-    from lakehouse.catalog import Catalog
-    from lakehouse.config import load_settings, set_settings
-    from lakehouse.runlog import run_context
-    from silver.job import build_silver
-
     root = tmp_path_factory.mktemp("silver-fixtures") / "lh"
-    settings = load_settings(config_file=None, environ={}, root=root, pseudonym_key=KEY)
-    set_settings(settings)
-    engine.get_spark(settings)
+    settings = new_lakehouse(root, pseudonym_key=KEY)
     bundles = sorted((fixtures_dir / "synthea-bundles").glob("*.json"))
     hl7 = sorted((fixtures_dir / "hl7v2").rglob("*.hl7"))
     with run_context("ingest", settings) as run:
@@ -37,14 +38,13 @@ def built(tmp_path_factory: pytest.TempPathFactory, spark: object, fixtures_dir:
         for entry in json.loads(path.read_text())["entry"]:
             if entry["resource"]["resourceType"] == "Patient":
                 patients.append(entry["resource"])
-    yield {"settings": settings, "catalog": Catalog(engine.get_spark(settings), settings), "report": report,
+    yield {"settings": settings, "catalog": Catalog(spark, settings),  # type: ignore[arg-type]
+           "report": report,
            "patients": patients}
     set_settings(None)
 
 
 def test_synthea_values_present_and_deidentified(built: dict[str, Any]) -> None:
-    from silver.deid import pseudonym_py
-
     catalog, key = built["catalog"], KEY.encode()
     rows = {r["patient_key"]: r.asDict() for r in catalog.read("silver.patient").collect()}
     for p in built["patients"]:
@@ -73,9 +73,6 @@ def test_hl7_fixture_patients_and_results_arrive(built: dict[str, Any]) -> None:
 
 
 def test_fixture_reconciliation_and_no_phi(built: dict[str, Any]) -> None:
-    from silver.deid.scan import scan
-    from silver.schemas import TABLES
-
     for table in TABLES:
         counts = built["report"][table]
         assert counts["silver"] + counts["quarantined"] == counts["bronze_input"], table

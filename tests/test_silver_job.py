@@ -11,7 +11,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import new_lakehouse
 from pydantic import SecretStr
+
+from bronze.job import ingest
+from lakehouse import uptodate
+from lakehouse.catalog import Catalog
+from lakehouse.config import set_settings
+from lakehouse.runlog import run_context
+from silver.deid import pseudonym_py
+from silver.deid.scan import scan
+from silver.job import _fingerprint, build_silver
+from silver.schemas import TABLES
+from synthetic import generate
 
 KEY = "test-key-not-secret-0123456789abcdef"
 UNKNOWN_PATIENT = "00000000-aaaa-4bbb-8ccc-000000000001"
@@ -52,18 +64,8 @@ def _plant_bad_rows(landing: Path, manifest: dict[str, Any]) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory, spark: object) -> Iterator[dict[str, Any]]:
-    from bronze.job import ingest
-    from lakehouse import engine
-    from lakehouse.catalog import Catalog
-    from lakehouse.config import load_settings, set_settings
-    from lakehouse.runlog import run_context
-    from silver.job import build_silver
-    from synthetic import generate
-
     root = tmp_path_factory.mktemp("silver") / "lh"
-    settings = load_settings(config_file=None, environ={}, root=root, pseudonym_key=KEY, hl7_utc_offset="-05:00")
-    set_settings(settings)
-    engine.get_spark(settings)
+    settings = new_lakehouse(root, pseudonym_key=KEY, hl7_utc_offset="-05:00")
     generate(patients=15, seed=11, out=root / "landing", bad_rate=0.05)
     manifest = json.loads((root / "landing" / "_generator" / "manifest.json").read_text())
     planted = _plant_bad_rows(root / "landing", manifest)
@@ -71,7 +73,7 @@ def built(tmp_path_factory: pytest.TempPathFactory, spark: object) -> Iterator[d
         ingest(settings, [], run)
     with run_context("silver", settings) as run:
         report = build_silver(settings, run)
-    catalog = Catalog(engine.get_spark(settings), settings)
+    catalog = Catalog(spark, settings)  # type: ignore[arg-type]
     yield {"settings": settings, "catalog": catalog, "manifest": manifest, "report": report, "planted": planted,
            "run": run}
     set_settings(None)
@@ -82,8 +84,6 @@ def _rows(built: dict[str, Any], table: str) -> list[dict[str, Any]]:
 
 
 def test_reconciliation_per_domain(built: dict[str, Any]) -> None:
-    from silver.schemas import TABLES
-
     report = built["report"]
     assert set(TABLES) <= set(report)
     for table in TABLES:
@@ -110,8 +110,6 @@ def test_counts_match_the_generator(built: dict[str, Any]) -> None:
 
 
 def test_one_patient_key_across_sources(built: dict[str, Any]) -> None:
-    from silver.deid import pseudonym_py
-
     key = KEY.encode()
     rows = {r["patient_key"]: r for r in _rows(built, "silver.patient")}
     for person in built["manifest"]["patients"]:
@@ -122,8 +120,6 @@ def test_one_patient_key_across_sources(built: dict[str, Any]) -> None:
 
 
 def test_lab_by_hl7_and_fhir_is_one_row_in_canonical_units(built: dict[str, Any]) -> None:
-    from silver.deid import pseudonym_py
-
     key = KEY.encode()
     rows = {r["observation_key"]: r for r in _rows(built, "silver.observation")}
     pairs = built["manifest"]["harmonization_pairs"]
@@ -166,10 +162,6 @@ def test_units_and_codes_are_standardized(built: dict[str, Any]) -> None:
 
 
 def test_rebuild_writes_nothing(built: dict[str, Any]) -> None:
-    from lakehouse.runlog import run_context
-    from silver.job import build_silver
-    from silver.schemas import TABLES
-
     catalog = built["catalog"]
     names = [f"silver.{t}" for t in TABLES] + [n for n in catalog.list_tables()
                                                if n.startswith("quarantine.silver_")]
@@ -181,8 +173,6 @@ def test_rebuild_writes_nothing(built: dict[str, Any]) -> None:
 
 
 def test_silver_holds_no_phi(built: dict[str, Any]) -> None:
-    from silver.deid.scan import scan
-
     findings = scan(built["settings"], ["silver"], key=KEY.encode())
     assert findings == [], [f.line() for f in findings[:10]]
     text = "\n".join(json.dumps(r, default=str) for t in ("patient", "observation", "encounter")
@@ -202,10 +192,6 @@ def test_run_records_tables(built: dict[str, Any]) -> None:
 
 
 def test_unchanged_input_skips_the_build_and_any_change_does_not(built: dict[str, Any]) -> None:
-    from lakehouse import uptodate
-    from lakehouse.runlog import run_context
-    from silver.job import _fingerprint, build_silver
-
     settings = built["settings"]
     with run_context("silver", settings) as run:
         report = build_silver(settings, run)

@@ -28,6 +28,8 @@ SUPERSET_TYPES = {"DocumentReference"}
 URN_UUID = re.compile(r"^urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 ENVELOPE = ("FHS", "BHS", "BTS", "FTS")
 
+pytestmark = pytest.mark.fast
+
 
 @pytest.fixture(scope="module", params=[generator.COHORT_SIZE, 7], ids=["one-cohort", "cohorts-of-7"])
 def landing(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import csv
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from helpers import clean_env
 from pyspark.sql import functions as F
 
+import synthetic.vocab as synthetic
 from silver import terminology as term
+from silver.schemas import columns, ddl
 from silver.terminology.seeds import SCHEMAS, SEED_DIR
 
-pytestmark = pytest.mark.usefixtures("spark")
 
-
+@pytest.mark.fast
 def test_seeds_parse_have_unique_keys_and_a_readme_entry() -> None:
     readme = (SEED_DIR / "README.md").read_text(encoding="utf-8")
     keys = {"lab_local_to_loinc": (0, 1), "loinc": (0,), "snomed_to_icd10cm": (0,), "rxnorm": (0,),
@@ -32,13 +37,14 @@ def test_seeds_parse_have_unique_keys_and_a_readme_entry() -> None:
     assert len(preferred) == len(set(preferred)), "one preferred SNOMED CT code per ICD-10-CM code"
 
 
+@pytest.mark.fast
 def test_every_icd10cm_target_in_the_map_is_a_billable_code() -> None:
     valid = set(term.billable_codes())
     assert [r[2] for r in term.rows("snomed_to_icd10cm") if r[2] not in valid] == []
 
 
+@pytest.mark.fast
 def test_generator_local_lab_codes_are_mapped() -> None:
-    import synthetic.vocab as synthetic
     mapped = {(str(s).upper(), str(c).upper()): loinc for s, c, loinc, _ in term.rows("lab_local_to_loinc")}
     for test in synthetic.LAB_TESTS.values():
         for system in ("L", "99GHL"):
@@ -115,6 +121,7 @@ def test_unmapped_report_counts_per_code(spark) -> None:
                       ("observation", "ABC", "99GHL", 1)]
 
 
+@pytest.mark.fast
 def test_readme_states_licences() -> None:
     text = Path(SEED_DIR / "README.md").read_text(encoding="utf-8")
     for needle in ("Regenstrief", "SNOMED", "public domain", "simple-icd-10-cm"):
@@ -124,13 +131,6 @@ def test_readme_states_licences() -> None:
 
 
 def test_cli_report_unmapped_lists_codes_of_the_silver_tables(spark, catalog, settings) -> None:
-    import json
-    import os
-    import subprocess
-    import sys
-
-    from silver.schemas import columns, ddl
-
     def frame(table: str, rows: list[dict]):
         return spark.createDataFrame([tuple(r.get(c) for c in columns(table)) for r in rows],
                                      ddl(table).replace(" NOT NULL", ""))
@@ -146,9 +146,8 @@ def test_cli_report_unmapped_lists_codes_of_the_silver_tables(spark, catalog, se
     catalog.append(frame("condition", [dict(r.asDict(), patient_key="p1") for r in conds.collect()]),
                    "silver.condition")
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LAKEHOUSE_", "SPARK_REMOTE"))}
     proc = subprocess.run([sys.executable, "-m", "lakehouse_app.cli", "--root", str(settings.root_path), "report",
-                           "unmapped", "--json"], capture_output=True, text=True, env=env, timeout=180)
+                           "unmapped", "--json"], capture_output=True, text=True, env=clean_env(), timeout=180)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == [{"domain": "observation", "code": "XYZ", "system": "L", "count": 2},
                                        {"domain": "condition", "code": "X1", "system": "LOCALDX", "count": 1}]

@@ -6,17 +6,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from consumer_data import attach, synthetic_silver, write_silver
+from consumer_data import synthetic_silver, write_silver
+from helpers import new_lakehouse
+
+from gold.features import FEATURE_TABLE, build_features
+from gold.training import model_inputs, train, training_set
+from lakehouse.catalog import Catalog
+from lakehouse.errors import LakehouseError
+from lakehouse.runlog import run_context
+from silver import schemas
 
 
 @pytest.fixture(scope="module")
 def lakehouse(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """Silver -> features twice: version v0 (first half of the patients), then all patients at a later version."""
-    from gold.features import FEATURE_TABLE, build_features
-    from lakehouse.catalog import Catalog
-    from lakehouse.runlog import run_context
-
-    settings = attach(tmp_path_factory.mktemp("training") / "lh")
+    settings = new_lakehouse(tmp_path_factory.mktemp("training") / "lh")
     catalog = Catalog(spark, settings)
     tables = synthetic_silver(patients=120)
     first = {name: [r for r in rows if r[_patient_col(name)] < "P0060"] for name, rows in tables.items()}
@@ -33,23 +37,16 @@ def lakehouse(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 def _patient_col(table: str) -> int:
-    from silver import schemas
-
     return schemas.columns(table).index("patient_key")
 
 
 @pytest.fixture(scope="module")
 def trained(lakehouse: dict[str, Any]) -> list[dict[str, Any]]:
-    from gold.training import train
-
     return [train(lakehouse["settings"]), train(lakehouse["settings"])]
 
 
 def test_training_set_is_pinned_and_logged(lakehouse: dict[str, Any]) -> None:
     import mlflow
-
-    from gold.features import FEATURE_TABLE
-    from gold.training import training_set
 
     settings, catalog = lakehouse["settings"], lakehouse["catalog"]
     latest = catalog.version(FEATURE_TABLE)
@@ -69,9 +66,6 @@ def test_training_set_is_pinned_and_logged(lakehouse: dict[str, Any]) -> None:
 
 
 def test_training_set_rejects_a_missing_version(lakehouse: dict[str, Any]) -> None:
-    from gold.training import training_set
-    from lakehouse.errors import LakehouseError
-
     with pytest.raises(LakehouseError, match="does not exist"):
         training_set(lakehouse["settings"], as_of_version=999)
 
@@ -99,8 +93,6 @@ def test_training_is_reproducible_and_registered(lakehouse: dict[str, Any], trai
 
 def test_registered_model_predicts_with_its_signature(lakehouse: dict[str, Any], trained: list[dict[str, Any]]) -> None:
     import mlflow
-
-    from gold.training import model_inputs, training_set
 
     model = mlflow.pyfunc.load_model("models:/readmission_30d/2")
     assert model.metadata.signature is not None

@@ -13,6 +13,7 @@ def _normalize(spark, data: list[tuple], **kwargs):
     return {r.id: r for r in units.normalize_units(df, **kwargs).collect()}
 
 
+@pytest.mark.fast
 def test_unit_spellings_are_unambiguous_and_every_target_parses() -> None:
     lowered: dict[str, str] = {}
     for text, ucum in rows("unit_synonyms"):

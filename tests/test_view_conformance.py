@@ -23,7 +23,6 @@ from silver.views.conformance import passing_case_ids
 
 REPO = Path(__file__).resolve().parent.parent
 SUITE = REPO / "silver" / "views" / "sql_on_fhir_tests"  # vendored, present on every checkout
-SYNTHEA = REPO.parent / "shared" / "fixtures" / "synthea-bundles"
 FLOOR = REPO / "silver" / "views" / "conformance_floor.json"
 
 
@@ -49,6 +48,7 @@ def test_conformance_suite_never_loses_a_passing_case(spark: Any, tmp_path: Path
     ("$index", UnsupportedFhirPathError),
     ("name.given.where(", FhirPathSyntaxError),
 ])
+@pytest.mark.fast
 def test_unsupported_fhirpath_fails_at_compile_time_naming_the_expression(path: str, error: type) -> None:
     view = {"resource": "Patient", "select": [{"column": [{"name": "c", "path": path}]}]}
     with pytest.raises(error) as caught:
@@ -79,15 +79,16 @@ def test_resources_without_the_foreach_element_are_skipped_before_parsing_withou
     assert sorted((r["id"], float(r["v"])) for r in rows) == [("escaped", 4.0), ("panel", 2.0), ("panel", 3.0)]
 
 
+@pytest.mark.fast
 def test_unknown_view_name_lists_the_known_views() -> None:
     with pytest.raises(ViewDefinitionError, match="patient"):
         load_view("no_such_view")
 
 
-def _synthea_resources() -> list[tuple[str, str, str, str]]:
+def _synthea_resources(fixtures_dir: Path) -> list[tuple[str, str, str, str]]:
     """(resource_type, raw, content_hash, source_file) per resource of the Synthea fixture bundles."""
     rows = []
-    for path in sorted(SYNTHEA.glob("*.json")):
+    for path in sorted((fixtures_dir / "synthea-bundles").glob("*.json")):
         bundle = json.loads(path.read_text(encoding="utf-8"))
         for entry in bundle.get("entry", []):
             raw = json.dumps(entry["resource"], separators=(",", ":"))
@@ -95,8 +96,9 @@ def _synthea_resources() -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def test_every_project_view_compiles_and_flattens_the_synthea_bundles(spark: Any) -> None:
-    rows = _synthea_resources()
+def test_every_project_view_compiles_and_flattens_the_synthea_bundles(spark: Any, fixtures_dir: Path) -> None:
+    rows = _synthea_resources(fixtures_dir)
+    assert rows, "no resources in the Synthea fixture bundles"
     present = {r[0] for r in rows}
     resources = spark.createDataFrame([r[1:] for r in rows], "raw STRING, content_hash STRING, source_file STRING")
     flattened = None
@@ -113,9 +115,9 @@ def test_every_project_view_compiles_and_flattens_the_synthea_bundles(spark: Any
             assert counts.get(name, 0) > 0, f"view {name} gave no rows over the Synthea bundles"
 
 
-def test_observation_view_values_match_the_bundles(spark: Any) -> None:
+def test_observation_view_values_match_the_bundles(spark: Any, fixtures_dir: Path) -> None:
     """Values, not only counts: every Observation's id, subject key and valueQuantity as the JSON says."""
-    rows = _synthea_resources()
+    rows = _synthea_resources(fixtures_dir)
     expected = set()
     for resource_type, raw, _, _ in rows:
         if resource_type == "Observation":

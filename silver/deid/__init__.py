@@ -20,7 +20,7 @@ from silver.deid.dicom import deidentify_dicom_column, deidentify_dicom_json, di
 from silver.deid.geo import generalize_zip3, generalize_zip3_py, restricted_zip3
 from silver.deid.keys import load_key
 from silver.deid.pseudonym import pseudonym, pseudonym_py, reid_mapping, reid_table_name
-from silver.deid.rules import load_rules, rules_for
+from silver.deid.rules import load_rules, rules_for, shifted_date_columns
 from silver.deid.text import known_identifiers, known_identifiers_from_arrays, scrub_text
 
 __all__ = [
@@ -28,5 +28,5 @@ __all__ = [
     "date_shift_days_py", "deidentify_dicom_column", "deidentify_dicom_json", "dicom_uid_py", "generalize_zip3",
     "generalize_zip3_py", "is_90_plus", "known_identifiers", "known_identifiers_from_arrays", "load_key",
     "load_rules", "pseudonym", "pseudonym_py", "reid_mapping", "reid_table_name", "restricted_zip3", "rules_for",
-    "scrub_text", "shift_date", "shift_timestamp", "year_floor", "year_only",
+    "scrub_text", "shift_date", "shift_timestamp", "shifted_date_columns", "year_floor", "year_only",
 ]

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+from pyspark.sql import functions as F
+from pyspark.sql.functions import pandas_udf
 
 from silver.deid.patterns import RECOGNIZERS
 from silver.deid.pseudonym import pseudonym_py
@@ -231,9 +233,6 @@ def deidentify_dicom_column(header_col: Column, key: bytes, patient_pseudonym_co
     A row whose header cannot be de-identified gets ``header_json = NULL`` and the reason in ``deid_error``:
     quarantine it. The key travels to the engine inside the UDF, like the HMAC pads do in SQL.
     """
-    from pyspark.sql import functions as F
-    from pyspark.sql.functions import pandas_udf
-
     @pandas_udf("header_json string, deid_error string")  # type: ignore[call-overload]
     def _deid(headers: pd.Series, pseudos: pd.Series, days: pd.Series) -> pd.DataFrame:
         rows = list(_deid_rows(zip(headers, pseudos, days, strict=True), key))

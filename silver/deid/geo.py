@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,7 +37,6 @@ def generalize_zip3(zip_col: Column) -> Column:
 
 
 def generalize_zip3_py(zip_value: str | None) -> str | None:
-    import re
 
     if zip_value is None:
         return None

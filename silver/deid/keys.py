@@ -26,8 +26,13 @@ def default_key_file() -> Path:
 
 
 def _read_key_file(path: Path) -> bytes:
+    path = path.expanduser()
     try:
-        data = path.expanduser().read_bytes().strip()
+        mode = path.stat().st_mode
+        if mode & 0o077:
+            raise ConfigError(f"the pseudonym key file {path} is readable by group or others "
+                              f"(mode {mode & 0o777:04o}); run `chmod 600 {path}`")
+        data = path.read_bytes().strip()
     except OSError as exc:
         raise ConfigError(f"cannot read the pseudonym key file {path} ({exc.strerror}); "
                           "fix LAKEHOUSE_PSEUDONYM_KEY_FILE or remove it to use the demo key") from None

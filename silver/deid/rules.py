@@ -1,4 +1,8 @@
-"""The de-identification policy as data: ``rules.csv`` (one row per domain and field, with its Safe Harbor class)."""
+"""The de-identification policy as data: ``rules.csv`` (one row per domain and field, with its Safe Harbor class).
+
+``silver_columns`` names the Silver contract columns a rule acts on (space-separated); the Silver job shifts the
+dates of exactly the ``shift_date`` rules' columns (:func:`shifted_date_columns`).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import csv
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+
+from silver.schemas import TABLES, columns
 
 RULES_CSV = Path(__file__).with_name("rules.csv")
 ACTIONS = frozenset({"drop", "pseudonymize", "generalize_zip3", "shift_date", "year_only", "age_90plus", "scrub_text",
@@ -29,6 +35,7 @@ class Rule:
     action: str
     safe_harbor_class: str
     notes: str
+    silver_columns: str = ""
 
 
 @cache
@@ -38,12 +45,26 @@ def load_rules() -> tuple[Rule, ...]:
     for r in rules:
         if r.action not in ACTIONS:
             raise ValueError(f"rules.csv: unknown action {r.action!r} for {r.domain}.{r.column_or_field}")
+        if r.action == "shift_date" and r.domain != "*" and not r.silver_columns:
+            raise ValueError(f"rules.csv: shift_date rule {r.domain}.{r.column_or_field} names no silver_columns")
+        unknown = [c for c in r.silver_columns.split() if r.domain not in TABLES or c not in columns(r.domain)]
+        if unknown:
+            raise ValueError(f"rules.csv: {r.domain}.{r.column_or_field}: {unknown} not in silver.{r.domain}")
     return rules
 
 
 def rules_for(domain: str) -> list[Rule]:
     """The rules of one Silver table plus the rules for every table (domain ``*``)."""
     return [r for r in load_rules() if r.domain in (domain, "*")]
+
+
+def shifted_date_columns() -> dict[str, tuple[str, ...]]:
+    """Silver table -> the DATE/TIMESTAMP columns the date policy applies to: the ``shift_date`` rules' columns."""
+    out: dict[str, tuple[str, ...]] = {}
+    for r in load_rules():
+        if r.action == "shift_date" and r.silver_columns:
+            out[r.domain] = out.get(r.domain, ()) + tuple(r.silver_columns.split())
+    return out
 
 
 def classes_covered() -> set[str]:

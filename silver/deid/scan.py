@@ -27,6 +27,10 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+import hl7
+import pyarrow.parquet as pq
+from deltalake import DeltaTable
+
 from lakehouse.catalog import is_delta_table
 from lakehouse.config import Settings
 from lakehouse.errors import LakehouseError
@@ -149,7 +153,6 @@ def mask(value: str) -> str:
 # -- known identifiers from Bronze -------------------------------------------------------------
 
 def _bronze_rows(settings: Settings, table: str, columns: list[str]) -> Iterator[dict[str, Any]]:
-    from deltalake import DeltaTable
 
 
     path = settings.table_path("bronze", table)
@@ -182,7 +185,6 @@ def add_fhir_patient(known: KnownIdentifiers, resource: dict[str, Any], key: byt
 
 
 def add_hl7_pid(known: KnownIdentifiers, raw: str, key: bytes | None) -> None:
-    import hl7
 
     message = hl7.parse(raw.replace("\r\n", "\r").replace("\n", "\r"))
     for segment in message.segments("PID"):
@@ -372,14 +374,13 @@ class _FileScan:
 def parquet_files(settings: Settings, layers: Iterable[str]) -> list[Path]:
     files: list[Path] = []
     for layer in layers:
-        base = settings.root_path / layer
+        base = settings.layer_path(layer)
         if base.is_dir():
             files.extend(p for p in sorted(base.rglob("*.parquet")) if "_delta_log" not in p.parts)
     return files
 
 
 def scan_file(path: Path, rel: str, known: KnownIdentifiers, year_policy: bool = False) -> list[Finding]:
-    import pyarrow.parquet as pq
 
     state = _FileScan(rel, known, year_policy)
     offset = 0

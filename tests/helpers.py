@@ -1,0 +1,43 @@
+"""Helpers shared by the tests and by fixtures of every scope (``from helpers import ...``; tests/ is on sys.path).
+
+``new_lakehouse`` is the one way a test builds "a lakehouse root with settings and an attached engine";
+``clean_env`` is the one way a test builds the environment of a child process.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from lakehouse import engine
+from lakehouse.config import Settings, load_settings, set_settings
+
+TEST_KEY = "test-key-not-secret-0123456789abcdef"
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without ``LAKEHOUSE_*`` and ``SPARK_REMOTE``, plus ``extra``.
+
+    For a child process (CLI, job script, notebook kernel) that must see only what the test gives it and start its
+    own engine instead of talking to the test session's one."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAKEHOUSE_") and k != "SPARK_REMOTE"}
+    env.update(extra)
+    return env
+
+
+def attach(settings: Settings) -> Settings:
+    """Make ``settings`` current and attach the engine to its root (registers the tables under it).
+
+    Starts the embedded engine if none runs yet: in a test, depend on the ``spark`` fixture first."""
+    set_settings(settings)
+    engine.get_spark(settings)
+    return settings
+
+
+def new_lakehouse(root: Path, *, attach_engine: bool = True, **overrides: object) -> Settings:
+    """Settings for a lakehouse at ``root`` from no environment (``environ={}``) and the fixed test pseudonym key
+    (``pseudonym_key=None`` for none, or another key), with ``overrides``; made current and attached to the engine
+    unless ``attach_engine=False`` (then nothing global changes and no engine is needed)."""
+    overrides.setdefault("pseudonym_key", TEST_KEY)
+    settings = load_settings(config_file=None, environ={}, root=root, **overrides)
+    return attach(settings) if attach_engine else settings

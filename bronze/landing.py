@@ -46,10 +46,6 @@ class LandingFile:
     reason: str | None = None
 
 
-def is_ignored(rel_parts: Iterable[str]) -> bool:
-    return any(part.startswith(("_", ".")) for part in rel_parts)
-
-
 def _looks_like_dicom_without_preamble(head: bytes) -> bool:
     """Raw DICOM (no 128-byte preamble): first tag little-endian in group 0002 or 0008, element <= 0x0020,
     followed either by an explicit VR (two upper-case letters) or a plausible implicit-VR 32-bit length."""

@@ -26,21 +26,3 @@ def quarantine_text(reason: Column, source_file: Column, position: Column, raw: 
         F.lit(run_id).alias("ingest_run_id"),
         F.current_timestamp().alias("quarantined_at"),
     ]
-
-
-def quarantine_bytes(reason: Column, source_file: Column, position: Column, content: Column,
-                     run_id: str) -> list[Column]:
-    """Columns of a quarantine row for a binary item (DICOM file, unknown file): base64 of the first bytes."""
-    size = F.length(content)
-    return [
-        reason.alias("reason"),
-        source_file.alias("source_file"),
-        position.cast("bigint").alias("position"),
-        F.base64(F.substring(content, 1, QUARANTINE_RAW_LIMIT)).alias("raw"),
-        F.lit("base64").alias("raw_encoding"),
-        size.cast("bigint").alias("raw_size"),
-        (F.coalesce(size, F.lit(0)) > QUARANTINE_RAW_LIMIT).alias("raw_truncated"),
-        F.sha2(F.coalesce(content, F.lit(b"")), 256).alias("content_hash"),
-        F.lit(run_id).alias("ingest_run_id"),
-        F.current_timestamp().alias("quarantined_at"),
-    ]

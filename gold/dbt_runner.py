@@ -286,10 +286,3 @@ def docs_generate(settings: Settings) -> Path:
     if not index.exists():
         raise LakehouseError(f"dbt docs generate wrote no {index}")
     return index
-
-
-def run_operation(settings: Settings, macro: str, args: dict[str, Any] | None = None) -> Any:
-    """``dbt run-operation`` (maintenance macros) on the lakehouse's session."""
-    get_spark(settings)
-    command = ["run-operation", macro] + (["--args", json.dumps(args)] if args else [])
-    return _runner().invoke(dbt_args(settings, command))

@@ -156,6 +156,8 @@ def classic_spark_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.warehouse.dir": str(settings.system_dir / "warehouse"),
         # keep tables readable by delta-rs (see docs/engine.md)
         "spark.databricks.delta.properties.defaults.enableDeletionVectors": "false",
+        # local master: the Python UDF workers (pseudonyms, DICOM) run this interpreter, which has the project
+        **({"spark.pyspark.python": sys.executable} if settings.spark_master.startswith("local") else {}),
     }
 
 

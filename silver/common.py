@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 
 from lakehouse.catalog import conform
 from lakehouse.hl7v2 import explode_segments, hl7_field, hl7_timestamp
-from silver.deid import pseudonym
+from silver.deid import EngineKey, pseudonym
 from silver.schemas import columns, ddl
 from silver.views import load_view, run_view
 
@@ -25,9 +25,9 @@ FHIR, HL7V2, DICOM = "fhir", "hl7v2", "dicom"
 
 @dataclass(frozen=True)
 class Deid:
-    """What the de-identifying transforms need: the pseudonym key and the date policy."""
+    """What the de-identifying transforms need: where the engine reads the pseudonym key, and the date policy."""
 
-    key: bytes
+    key: EngineKey
     date_policy: Literal["shift", "year"] = "shift"
     max_shift_days: int = 365
     # HL7 v2 timestamps without an offset are facility local time at this UTC offset ("-0500")
@@ -149,13 +149,6 @@ def with_segment_context(segs: DataFrame, parent: str, alias: str) -> DataFrame:
     return segs.withColumn(f"{alias}_index", F.max(parent_index).over(w))
 
 
-def first_segment(segs: DataFrame, segment_id: str, cols: dict[str, Column]) -> DataFrame:
-    """The first ``segment_id`` segment of each message as (content_hash, *cols)."""
-    w = Window.partitionBy("content_hash").orderBy("segment_index")
-    return (first_per_partition(segs.filter(F.col("segment_id") == segment_id), w)
-            .select("content_hash", *[c.alias(name) for name, c in cols.items()]))
-
-
 # -- references -------------------------------------------------------------------------------------------------
 def resolve_references(rows: DataFrame, patients: DataFrame | None = None, encounters: DataFrame | None = None,
                        practitioners: DataFrame | None = None) -> DataFrame:
@@ -183,10 +176,6 @@ def with_index_key(rows: DataFrame, index: DataFrame) -> DataFrame:
 
 
 # -- lineage and contract ---------------------------------------------------------------------------------------
-def sources_of(*names: str) -> Column:
-    return F.array(*[F.lit(n) for n in names])
-
-
 def source_lineage(source: str) -> list[Column]:
     """Lineage of a source row before harmonization: its ``source`` and the Bronze ``content_hash``."""
     return [F.lit(source).alias("source"), F.col("content_hash")]

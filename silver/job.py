@@ -43,7 +43,7 @@ from silver import (
     procedure,
 )
 from silver.common import Deid, latest_fhir, latest_messages, segments, to_contract, union_all
-from silver.deid import apply_date_policy, load_key, shifted_date_columns
+from silver.deid import apply_date_policy, engine_key, keyed_lineage, load_key, shifted_date_columns
 from silver.schemas import VOLATILE, columns, ddl, natural_key
 
 log = get_logger(__name__)
@@ -79,7 +79,7 @@ for _table, _type in FHIR_TYPES.items():
 class _Builder:
     def __init__(self, spark: SparkSession, catalog: Catalog, settings: Settings, run: Run, scratch: Staging) -> None:
         self.spark, self.catalog, self.settings, self.run, self.scratch = spark, catalog, settings, run, scratch
-        self.deid = Deid(key=load_key(settings), date_policy=settings.date_policy,
+        self.deid = Deid(key=engine_key(settings), date_policy=settings.date_policy,
                          max_shift_days=settings.max_shift_days, hl7_utc_offset=settings.hl7_utc_offset)
         self.latest_time: datetime = latest_plausible_time(settings)
         self.valid: dict[str, DataFrame] = {}
@@ -113,6 +113,9 @@ class _Builder:
         if dates:
             df = apply_date_policy(df, dates, "patient_key", self.deid.key, self.deid.date_policy,
                                    self.deid.max_shift_days)
+            if "birth_date" in dates and "birth_year" in df.columns:
+                # the year of the published birth date: a real year beside shifted dates would narrow the shift
+                df = df.withColumn("birth_year", F.year("birth_date"))
         untyped = None
         if "invalid" in df.columns:  # values that were sent but cannot be typed: quarantined, never NULL
             # computed once: both the rows kept and the rows quarantined come from it
@@ -142,7 +145,9 @@ class _Builder:
         self.timings[f"{table}_gx"] = round(time.monotonic() - t_gx, 1)
         name = f"silver.{table}"
         self.catalog.create(name, ddl(table))
-        changes = self.catalog.merge(valid, name, keys, delete_missing=True, ignore_changes=VOLATILE)
+        # Silver keeps lineage through keyed hashes: a plain hash of a raw message would link a copy of it to its row
+        published = valid.withColumn("bronze_hashes", keyed_lineage(F.col("bronze_hashes"), self.deid.key))
+        changes = self.catalog.merge(published, name, keys, delete_missing=True, ignore_changes=VOLATILE)
         if any(changes.values()):
             self.run.wrote(name, self.catalog.version(name), n_valid)
         n_quarantined = self._quarantine(table, rejected) if n_rejected else 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,6 +37,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.engine)
     # The classic-Spark lane needs its own process (a Connect session switches pyspark into remote mode).
     if os.environ.get("LAKEHOUSE_TEST_LANE") == "classic":
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # Python UDF workers: this venv, not PATH's python
         return
     skip = pytest.mark.skip(reason="classic Spark lane runs in its own process (make test runs it when java exists)")
     for item in items:

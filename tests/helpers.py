@@ -7,12 +7,22 @@
 from __future__ import annotations
 
 import os
+import tempfile
+from functools import cache
 from pathlib import Path
 
 from lakehouse import engine
 from lakehouse.config import Settings, load_settings, set_settings
+from silver.deid.keys import EngineKey, write_key_file
 
 TEST_KEY = "test-key-not-secret-0123456789abcdef"
+
+
+@cache
+def engine_key(key: bytes) -> EngineKey:
+    """An :class:`EngineKey` for ``key``: the key in a private 0600 file the engine reads (one per key and run)."""
+    folder = Path(tempfile.mkdtemp(prefix="lakehouse-test-key-"))  # mkdtemp: mode 0700
+    return write_key_file(folder / "pseudonym.key", key)
 
 
 def clean_env(**extra: str) -> dict[str, str]:

@@ -24,6 +24,7 @@ def classic() -> Iterator[object]:
 
 
 def test_transforms_agree_with_python_on_classic_spark(classic) -> None:
+    from helpers import engine_key
     from pyspark.sql import functions as F
 
     from silver.deid import (
@@ -42,8 +43,9 @@ def test_transforms_agree_with_python_on_classic_spark(classic) -> None:
           "617-555-0142", " 03601-1234", dt.datetime(2020, 1, 1, 8, 0))],
         "pid string, note string, given string, family string, phone string, zip string, ts timestamp")
     ids = known_identifiers(NAME=[F.col("given"), F.col("family")], PHONE=F.col("phone"))
-    days = date_shift_days(F.col("pid"), KEY, 365)
-    row = df.select(pseudonym(F.col("pid"), KEY, "patient"), scrub_text(F.col("note"), ids),
+    ek = engine_key(KEY)
+    days = date_shift_days(F.col("pid"), ek, 365)
+    row = df.select(pseudonym(F.col("pid"), ek, "patient"), scrub_text(F.col("note"), ids),
                     generalize_zip3(F.col("zip")), shift_timestamp(F.col("ts"), days).alias("ts")).first()
     assert row.patient_key == pseudonym_py("P1", KEY, "patient")
     assert row.scrubbed_text == "[NAME] [NAME] called [PHONE] on [DATE], [MRN]"

@@ -6,6 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+from helpers import engine_key
 from pyspark.sql import functions as F
 
 import silver.deid
@@ -31,7 +32,8 @@ def _events(spark):
 
 
 def test_shift_is_per_patient_in_range_and_matches_python(spark) -> None:
-    rows = _events(spark).select("patient_key", date_shift_days(F.col("patient_key"), KEY, 30)).distinct().collect()
+    shift = date_shift_days(F.col("patient_key"), engine_key(KEY), 30)
+    rows = _events(spark).select("patient_key", shift).distinct().collect()
     days = {r.patient_key: r.date_shift_days for r in rows}
     assert len(days) == 40  # one offset per patient
     assert all(-30 <= d <= 30 and d != 0 for d in days.values())
@@ -42,7 +44,7 @@ def test_shift_is_per_patient_in_range_and_matches_python(spark) -> None:
 
 def test_shift_preserves_every_interval_of_a_patient(spark) -> None:
     df = _events(spark)
-    shifted = apply_date_policy(df, ["d", "ts"], "patient_key", KEY, "shift", 365)
+    shifted = apply_date_policy(df, ["d", "ts"], "patient_key", engine_key(KEY), "shift", 365)
     assert shifted.schema == df.schema
     before = df.orderBy("patient_key", "d").collect()
     after = shifted.orderBy("patient_key", "d").collect()
@@ -57,10 +59,11 @@ def test_shift_preserves_every_interval_of_a_patient(spark) -> None:
 
 
 def test_year_policy_keeps_only_the_year(spark) -> None:
-    out = apply_date_policy(_events(spark), ["d", "ts"], "patient_key", KEY, "year", 365).collect()
+    out = apply_date_policy(_events(spark), ["d", "ts"], "patient_key", engine_key(KEY), "year", 365).collect()
     assert all(r.d == dt.date(r.d.year, 1, 1) and (r.ts.month, r.ts.day, r.ts.hour) == (1, 1, 0) for r in out)
     with pytest.raises(TypeError):
-        apply_date_policy(_events(spark).withColumn("s", F.lit("2020-01-01")), ["s"], "patient_key", KEY, "shift", 9)
+        apply_date_policy(_events(spark).withColumn("s", F.lit("2020-01-01")), ["s"], "patient_key",
+                          engine_key(KEY), "shift", 9)
 
 
 def test_ages_over_89_become_90_and_lose_the_birth_year(spark) -> None:

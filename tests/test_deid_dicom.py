@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers import engine_key
 from pyspark.sql import functions as F
 
 from silver.deid.dates import date_shift_days_py
@@ -129,7 +130,7 @@ def test_spark_column_matches_python_and_reports_errors(spark) -> None:
     good = json.dumps(header())
     df = spark.createDataFrame([(good, "pk1", 12), ("not json", "pk2", None), (None, None, None)],
                                "h string, pk string, days int")
-    rows = df.select(deidentify_dicom_column(F.col("h"), KEY, F.col("pk"), F.col("days"))).collect()
+    rows = df.select(deidentify_dicom_column(F.col("h"), engine_key(KEY), F.col("pk"), F.col("days"))).collect()
     assert rows[0][0].header_json == deidentify_dicom_json(good, KEY, 12, "pk1") and rows[0][0].deid_error is None
     assert rows[1][0].header_json is None and "not JSON" in rows[1][0].deid_error
     assert rows[2][0].header_json is None and rows[2][0].deid_error is None

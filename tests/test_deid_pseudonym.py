@@ -10,6 +10,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from helpers import engine_key
 from pyspark.sql import functions as F
 
 from lakehouse.config import load_settings
@@ -23,7 +24,7 @@ VALUES = ["MRN-000123", "", "Zoë Ñandú 患者", "x" * 300, "12345"]
 
 def test_spark_hmac_equals_python_hmac(spark) -> None:
     df = spark.createDataFrame([(v,) for v in VALUES] + [(None,)], "v string")
-    rows = df.select("v", pseudonym(F.col("v"), KEY, "patient")).collect()
+    rows = df.select("v", pseudonym(F.col("v"), engine_key(KEY), "patient")).collect()
     for r in rows:
         if r.v is None:
             assert r.patient_key is None
@@ -35,16 +36,17 @@ def test_spark_hmac_equals_python_hmac(spark) -> None:
 def test_long_key_is_hashed_like_rfc2104(spark) -> None:
     long_key = b"k" * 100
     ns_key = namespace_key(long_key, "encounter")
-    row = spark.createDataFrame([("E1",)], "v string").select(pseudonym(F.col("v"), long_key, "encounter")).first()
+    row = spark.createDataFrame([("E1",)], "v string").select(
+        pseudonym(F.col("v"), engine_key(long_key), "encounter")).first()
     assert row[0] == hmac.new(ns_key, b"E1", hashlib.sha256).hexdigest()
 
 
 def test_deterministic_namespaced_and_unlinkable_across_keys(spark) -> None:
     df = spark.createDataFrame([("P1",), ("P2",)], "v string")
-    run1 = [r[0] for r in df.select(pseudonym(F.col("v"), KEY, "patient")).orderBy("v").collect()]
-    run2 = [r[0] for r in df.select(pseudonym(F.col("v"), KEY, "patient")).orderBy("v").collect()]
-    other_ns = [r[0] for r in df.select(pseudonym(F.col("v"), KEY, "encounter")).orderBy("v").collect()]
-    other_key = [r[0] for r in df.select(pseudonym(F.col("v"), b"another-key-0123456789", "patient"))
+    run1 = [r[0] for r in df.select(pseudonym(F.col("v"), engine_key(KEY), "patient")).orderBy("v").collect()]
+    run2 = [r[0] for r in df.select(pseudonym(F.col("v"), engine_key(KEY), "patient")).orderBy("v").collect()]
+    other_ns = [r[0] for r in df.select(pseudonym(F.col("v"), engine_key(KEY), "encounter")).orderBy("v").collect()]
+    other_key = [r[0] for r in df.select(pseudonym(F.col("v"), engine_key(b"another-key-0123456789"), "patient"))
                  .orderBy("v").collect()]
     assert run1 == run2 and len(set(run1)) == 2
     assert not set(run1) & set(other_ns)
@@ -53,17 +55,17 @@ def test_deterministic_namespaced_and_unlinkable_across_keys(spark) -> None:
 
 def test_pads_never_reach_column_names(spark) -> None:
     df = spark.createDataFrame([("P1",)], "v string")
-    assert df.select(pseudonym(F.col("v"), KEY, "patient")).columns == ["patient_key"]
-    assert df.select(pseudonym(F.col("v"), KEY, "patient", alias="pk")).columns == ["pk"]
+    assert df.select(pseudonym(F.col("v"), engine_key(KEY), "patient")).columns == ["patient_key"]
+    assert df.select(pseudonym(F.col("v"), engine_key(KEY), "patient", alias="pk")).columns == ["pk"]
 
 
 def test_reid_mapping_maps_back_only_with_the_key(spark) -> None:
     raw = spark.createDataFrame([("P1", "patient"), ("E9", "encounter"), ("P1", "patient"), (None, "patient")],
                                 "raw_id string, namespace string")
-    rows = {(r.namespace, r.raw_id): r.pseudonym for r in reid_mapping(raw, KEY).collect()}
+    rows = {(r.namespace, r.raw_id): r.pseudonym for r in reid_mapping(raw, engine_key(KEY)).collect()}
     assert rows == {("patient", "P1"): pseudonym_py("P1", KEY, "patient"),
                     ("encounter", "E9"): pseudonym_py("E9", KEY, "encounter")}
-    single = reid_mapping(raw.where("namespace = 'patient'"), KEY, namespace="patient").collect()
+    single = reid_mapping(raw.where("namespace = 'patient'"), engine_key(KEY), namespace="patient").collect()
     assert [(r.raw_id, r.pseudonym) for r in single] == [("P1", pseudonym_py("P1", KEY, "patient"))]
     assert reid_table_name("patient") == "_system.reid_patient"
 

@@ -84,6 +84,17 @@ def test_planted_leak_is_found_in_an_old_version_and_masked(settings, catalog, s
         assert "219-09-9999" not in f.line() and "Okonkwo" not in f.line() and "1961-02-17" not in f.line()
 
 
+def test_a_raw_content_hash_is_a_finding(settings, catalog, spark) -> None:
+    raw_hash = "b" * 64
+    catalog.append(spark.createDataFrame([("Patient", "pat-9", json.dumps(PATIENT), raw_hash)],
+                                         "resource_type string, resource_id string, raw string, content_hash string"),
+                   "bronze.fhir_resources")
+    key = load_key(settings)
+    catalog.append(_clean(spark, key).withColumn("content_hash", F.lit(raw_hash)), "silver.patient_demo")
+    kinds = {(f.column, f.kind) for f in scan(settings, ["silver"])}
+    assert ("content_hash", "raw_content_hash") in kinds
+
+
 def test_pattern_leaks_without_bronze(settings, catalog, spark) -> None:
     df = spark.createDataFrame([("Pt called from 555-123-4567 about labs", "x@y.org", "02139", "fine text here")],
                                "note string, contact string, postal_code string, other string")

@@ -183,6 +183,14 @@ def test_silver_holds_no_phi(built: dict[str, Any]) -> None:
         assert person["phi"]["birth_date"] not in text
 
 
+def test_birth_year_is_the_year_of_the_published_birth_date(built: dict[str, Any]) -> None:
+    rows = _rows(built, "silver.patient")
+    with_both = [r for r in rows if r["birth_date"] is not None]
+    assert with_both and all(r["birth_year"] == r["birth_date"].year for r in with_both)
+    # 90+ patients publish neither
+    assert all(r["birth_year"] is None for r in rows if r["birth_date"] is None)
+
+
 def test_run_records_tables(built: dict[str, Any]) -> None:
     run = built["run"]
     read = {i["name"] for i in run.inputs}

@@ -18,12 +18,13 @@ from silver.deid.dates import (
 )
 from silver.deid.dicom import deidentify_dicom_column, deidentify_dicom_json, dicom_uid_py
 from silver.deid.geo import generalize_zip3, generalize_zip3_py, restricted_zip3
-from silver.deid.keys import load_key
-from silver.deid.pseudonym import pseudonym, pseudonym_py, reid_mapping, reid_table_name
+from silver.deid.keys import EngineKey, engine_key, load_key, write_key_file
+from silver.deid.pseudonym import keyed_lineage, pseudonym, pseudonym_py, reid_mapping, reid_table_name
 from silver.deid.rules import load_rules, rules_for, shifted_date_columns
 from silver.deid.text import known_identifiers, known_identifiers_from_arrays, scrub_text
 
 __all__ = [
+    "EngineKey", "engine_key", "keyed_lineage", "write_key_file",
     "age_90plus", "apply_date_policy", "birth_date_90plus_rule", "birth_year_90plus_rule", "date_shift_days",
     "date_shift_days_py", "deidentify_dicom_column", "deidentify_dicom_json", "dicom_uid_py", "generalize_zip3",
     "generalize_zip3_py", "is_90_plus", "known_identifiers", "known_identifiers_from_arrays", "load_key",

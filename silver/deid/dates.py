@@ -7,10 +7,13 @@ import hmac
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
+import pandas as pd
 from pyspark.sql import functions as F
+from pyspark.sql.functions import pandas_udf
 from pyspark.sql.types import DateType, TimestampNTZType, TimestampType
 
-from silver.deid.pseudonym import hmac_sha256_hex, namespace_key
+from silver.deid.keys import EngineKey
+from silver.deid.pseudonym import NAMESPACES_USED, namespace_key
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -20,30 +23,35 @@ MICROS_PER_DAY = 86_400_000_000
 AGE_CAP = 90
 
 
-def _offset(n: int | Column, max_days: int, allow_zero: bool) -> int | Column:
+def _offset(n: int, max_days: int, allow_zero: bool) -> int:
     # n is uniform in [0, 2^32); map it onto [-max, max] (or the same range without 0)
     if allow_zero:
         return n % (2 * max_days + 1) - max_days
     m = n % (2 * max_days)
-    if isinstance(m, int):
-        return m - max_days if m < max_days else m - max_days + 1
-    return F.when(m < max_days, m - max_days).otherwise(m - max_days + 1)
+    return m - max_days if m < max_days else m - max_days + 1
 
 
-def date_shift_days(patient_pseudonym_col: Column, key: bytes, max_days: int, allow_zero: bool = False) -> Column:
-    """Days to add to every date of this patient: from the key, in [-max_days, max_days], 0 excluded by default."""
+def date_shift_days(patient_pseudonym_col: Column, key: EngineKey, max_days: int, allow_zero: bool = False) -> Column:
+    """Days to add to every date of this patient: from the key, in [-max_days, max_days], 0 excluded by default.
+    Computed on the engine where the key is read (see silver.deid.pseudonym): no key material in the plan."""
     if max_days < 1:
         raise ValueError("max_days must be at least 1")
-    digest = hmac_sha256_hex(patient_pseudonym_col, namespace_key(key, DATE_SHIFT_NAMESPACE))
-    n = F.conv(F.substring(digest, 1, 8), 16, 10).cast("long")
-    return _offset(n, max_days, allow_zero).cast("int").alias("date_shift_days")  # type: ignore[union-attr]
+    NAMESPACES_USED.add(DATE_SHIFT_NAMESPACE)
+
+    @pandas_udf("int")  # type: ignore[call-overload]
+    def _days(pseudonyms: pd.Series) -> pd.Series:
+        k = key.load()
+        return pseudonyms.map(lambda p: None if p is None or p is pd.NA
+                              else date_shift_days_py(str(p), k, max_days, allow_zero)).astype("Int32")
+
+    return _days(patient_pseudonym_col.cast("string")).alias("date_shift_days")
 
 
 def date_shift_days_py(patient_pseudonym: str, key: bytes, max_days: int, allow_zero: bool = False) -> int:
     """Python twin of :func:`date_shift_days` (for DICOM headers)."""
     digest = hmac.new(namespace_key(key, DATE_SHIFT_NAMESPACE), patient_pseudonym.encode("utf-8"),
                       hashlib.sha256).hexdigest()
-    return int(_offset(int(digest[:8], 16), max_days, allow_zero))
+    return _offset(int(digest[:8], 16), max_days, allow_zero)
 
 
 def shift_date(col: Column, days_col: Column) -> Column:
@@ -65,7 +73,7 @@ def year_floor(col: Column, is_timestamp: bool = False) -> Column:
     return F.date_trunc("year", col) if is_timestamp else F.trunc(col, "year")
 
 
-def apply_date_policy(df: DataFrame, columns: Sequence[str], patient_key_col: str, key: bytes,
+def apply_date_policy(df: DataFrame, columns: Sequence[str], patient_key_col: str, key: EngineKey,
                       policy: Literal["shift", "year"], max_days: int) -> DataFrame:
     """Apply the date policy to DATE/TIMESTAMP ``columns`` of ``df`` in place (same names and types).
 

@@ -18,6 +18,7 @@ import pandas as pd
 from pyspark.sql import functions as F
 from pyspark.sql.functions import pandas_udf
 
+from silver.deid.keys import EngineKey
 from silver.deid.patterns import RECOGNIZERS
 from silver.deid.pseudonym import pseudonym_py
 
@@ -226,16 +227,16 @@ def _deid_rows(headers: Iterator[tuple[Any, Any, Any]], key: bytes) -> Iterator[
             yield None, str(exc)
 
 
-def deidentify_dicom_column(header_col: Column, key: bytes, patient_pseudonym_col: Column | None = None,
+def deidentify_dicom_column(header_col: Column, key: EngineKey, patient_pseudonym_col: Column | None = None,
                             date_shift_days_col: Column | None = None) -> Column:
     """Spark column ``struct<header_json: string, deid_error: string>`` (a pandas UDF around the function above).
 
     A row whose header cannot be de-identified gets ``header_json = NULL`` and the reason in ``deid_error``:
-    quarantine it. The key travels to the engine inside the UDF, like the HMAC pads do in SQL.
+    quarantine it. The UDF reads the key on the engine (:class:`EngineKey`): no key material in the plan.
     """
     @pandas_udf("header_json string, deid_error string")  # type: ignore[call-overload]
     def _deid(headers: pd.Series, pseudos: pd.Series, days: pd.Series) -> pd.DataFrame:
-        rows = list(_deid_rows(zip(headers, pseudos, days, strict=True), key))
+        rows = list(_deid_rows(zip(headers, pseudos, days, strict=True), key.load()))
         return pd.DataFrame(rows, columns=["header_json", "deid_error"])
 
     pseudo = patient_pseudonym_col if patient_pseudonym_col is not None else F.lit(None).cast("string")

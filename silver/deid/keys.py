@@ -1,17 +1,22 @@
 """The pseudonym key: from settings, from a key file, or (demo only) generated once outside the lakehouse root.
 
-The key never appears in a log, an exception message or a DataFrame column name.
+The key never appears in a log, an exception message, a DataFrame column name or a query plan: the engine gets an
+:class:`EngineKey` (where to read the key, and its keyed id), and reads the key itself when it computes pseudonyms.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import secrets
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from lakehouse.config import Settings
 from lakehouse.errors import ConfigError
 from lakehouse.logs import get_logger
+from lakehouse.uptodate import key_id
 
 log = get_logger(__name__)
 
@@ -79,3 +84,57 @@ def load_key(settings: Settings) -> bytes:
     if path.exists():
         return _read_key_file(path)
     return _generate_demo_key(path)
+
+
+@dataclass(frozen=True)
+class EngineKey:
+    """Where the engine reads the pseudonym key (a file only its owner can read) and the keyed id the key must
+    have. It holds no key material, so it may travel in query plans; :meth:`load` runs where pseudonyms are
+    computed (the engine's Python workers) and refuses a different key."""
+
+    path: str
+    key_id: str
+
+    def load(self) -> bytes:
+        return _load_engine_key(self.path, self.key_id)
+
+
+@lru_cache(maxsize=8)
+def _load_engine_key(path: str, expected_id: str) -> bytes:
+    key = _read_key_file(Path(path))
+    if key_id(key) != expected_id:
+        raise ConfigError(f"the pseudonym key at {path} is not the key this run uses (key id {expected_id}); "
+                          "give every engine node the same key file")
+    return key
+
+
+def engine_key(settings: Settings) -> EngineKey:
+    """The :class:`EngineKey` of the configured key. A key given as a value (``LAKEHOUSE_PSEUDONYM_KEY``) is put
+    into a private file (0600, in a 0700 folder outside the lakehouse, removed at exit) for the engine to read.
+    On a cluster, set ``pseudonym_key_file`` to a path every engine node can read."""
+    key = load_key(settings)
+    if settings.pseudonym_key is None:
+        path = settings.pseudonym_key_file or default_key_file()
+        return EngineKey(str(Path(path).expanduser().resolve()), key_id(key))
+    return EngineKey(str(_private_key_file(key)), key_id(key))
+
+
+@lru_cache(maxsize=8)
+def _private_key_file(key: bytes) -> Path:
+    base = Path(os.environ.get("XDG_RUNTIME_DIR") or Path.home() / ".cache") / "clinical-lakehouse"
+    base.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(base, 0o700)
+    path = base / f"engine-key-{key_id(key)}-{os.getpid()}"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key + b"\n")
+    atexit.register(path.unlink, missing_ok=True)
+    return path
+
+
+def write_key_file(path: Path, key: bytes) -> EngineKey:
+    """Write ``key`` to ``path`` (mode 0600) and return its :class:`EngineKey` (tests, key rotation tooling)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key + b"\n")
+    return EngineKey(str(path.resolve()), key_id(key))

@@ -1,9 +1,13 @@
-"""Keyed pseudonyms: RFC 2104 HMAC-SHA256 in plain Spark SQL (Sail has no ``hmac`` function) and in Python.
+"""Keyed pseudonyms: RFC 2104 HMAC-SHA256, computed where the key is.
 
-``pseudonym(col, key, ns)`` in Spark and ``pseudonym_py(value, key, ns)`` in Python give the same 64-hex string.
-Namespaces ("patient", "encounter", ...) use derived keys, so the same raw value gives unrelated pseudonyms in
-different namespaces. The inner/outer pads are literals in the query plan and can reveal the derived key: every
-column built here is aliased, and query plans of these columns must never be logged.
+``pseudonym(col, key, ns)`` on the engine and ``pseudonym_py(value, key, ns)`` in Python give the same 64-hex
+string. Namespaces ("patient", "encounter", ...) use derived keys, so the same raw value gives unrelated
+pseudonyms in different namespaces.
+
+On the engine the HMAC runs in a vectorized (Arrow) Python UDF that reads the key from an
+:class:`~silver.deid.keys.EngineKey`: the query plan carries the key file's path and key id, never the key or a
+derived key (an HMAC spelled in SQL would put its inner and outer pads into every plan, where the Spark UI, event
+logs and query history keep them).
 """
 
 from __future__ import annotations
@@ -12,38 +16,66 @@ import hashlib
 import hmac
 from typing import TYPE_CHECKING
 
+import pandas as pd
 from pyspark.sql import functions as F
+from pyspark.sql.functions import pandas_udf
+
+from silver.deid.keys import EngineKey
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
-BLOCK = 64  # SHA-256 block size in bytes
+NAMESPACE_PREFIX = "clinical-lakehouse/"
+LINEAGE_NAMESPACE = "lineage"
+# every namespace an engine-side keyed hash was built for in this process (the key-custody test checks them all)
+NAMESPACES_USED: set[str] = set()
 
 
 def namespace_key(key: bytes, namespace: str) -> bytes:
     """The key for one namespace: HMAC(key, "clinical-lakehouse/" + namespace)."""
     if not namespace:
         raise ValueError("a pseudonym namespace must not be empty")
-    return hmac.new(key, f"clinical-lakehouse/{namespace}".encode(), hashlib.sha256).digest()
+    return hmac.new(key, f"{NAMESPACE_PREFIX}{namespace}".encode(), hashlib.sha256).digest()
 
 
-def _pads(key: bytes) -> tuple[str, str]:
-    if len(key) > BLOCK:
-        key = hashlib.sha256(key).digest()
-    key = key.ljust(BLOCK, b"\0")
-    return bytes(b ^ 0x36 for b in key).hex(), bytes(b ^ 0x5C for b in key).hex()
+def _hmac_hex(values: pd.Series, ns_key: bytes) -> pd.Series:
+    return values.map(lambda v: None if v is None or v is pd.NA
+                      else hmac.new(ns_key, str(v).encode("utf-8"), hashlib.sha256).hexdigest())
 
 
-def hmac_sha256_hex(col: Column, key: bytes) -> Column:
-    """HMAC-SHA256(key, UTF-8 of col) as lower-case hex; NULL stays NULL. Un-aliased: wrap it before use."""
-    ipad, opad = _pads(key)
-    inner = F.sha2(F.concat(F.unhex(F.lit(ipad)), F.encode(col.cast("string"), "UTF-8")), 256)
-    return F.sha2(F.concat(F.unhex(F.lit(opad)), F.unhex(inner)), 256)
+def keyed_hex(col: Column, key: EngineKey, namespace: str) -> Column:
+    """HMAC-SHA256(namespace key, UTF-8 of col) as lower-case hex, on the engine; NULL stays NULL. Un-aliased."""
+    if not namespace:
+        raise ValueError("a pseudonym namespace must not be empty")
+    NAMESPACES_USED.add(namespace)
+
+    @pandas_udf("string")  # type: ignore[call-overload]
+    def _keyed(values: pd.Series) -> pd.Series:
+        return _hmac_hex(values, namespace_key(key.load(), namespace))
+
+    return _keyed(col.cast("string"))
 
 
-def pseudonym(col: Column, key: bytes, namespace: str, alias: str | None = None) -> Column:
+def keyed_lineage(hashes: Column, key: EngineKey) -> Column:
+    """An array of Bronze content hashes as keyed hashes (namespace "lineage"), sorted; NULL stays NULL.
+
+    Whoever holds the key can still follow a Silver row back to its Bronze records (:func:`pseudonym_py` of each
+    ``content_hash``); whoever holds only a copy of a source message cannot find its row."""
+
+    NAMESPACES_USED.add(LINEAGE_NAMESPACE)
+
+    @pandas_udf("array<string>")  # type: ignore[call-overload]
+    def _keyed(arrays: pd.Series) -> pd.Series:
+        ns_key = namespace_key(key.load(), LINEAGE_NAMESPACE)
+        return arrays.map(lambda a: None if a is None else sorted(
+            hmac.new(ns_key, str(h).encode("utf-8"), hashlib.sha256).hexdigest() for h in a))
+
+    return _keyed(hashes)
+
+
+def pseudonym(col: Column, key: EngineKey, namespace: str, alias: str | None = None) -> Column:
     """The pseudonym of ``col`` in ``namespace`` (64 hex chars), aliased ``<namespace>_key`` unless told."""
-    return hmac_sha256_hex(col, namespace_key(key, namespace)).alias(alias or f"{namespace}_key")
+    return keyed_hex(col, key, namespace).alias(alias or f"{namespace}_key")
 
 
 def pseudonym_py(value: str | None, key: bytes, namespace: str) -> str | None:
@@ -53,7 +85,7 @@ def pseudonym_py(value: str | None, key: bytes, namespace: str) -> str | None:
     return hmac.new(namespace_key(key, namespace), str(value).encode("utf-8"), hashlib.sha256).hexdigest()
 
 
-def reid_mapping(df_of_raw_ids: DataFrame, key: bytes, id_col: str = "raw_id", namespace_col: str = "namespace",
+def reid_mapping(df_of_raw_ids: DataFrame, key: EngineKey, id_col: str = "raw_id", namespace_col: str = "namespace",
                  namespace: str | None = None) -> DataFrame:
     """(namespace, pseudonym, raw_id) rows: the re-identification table.
 
@@ -68,8 +100,7 @@ def reid_mapping(df_of_raw_ids: DataFrame, key: bytes, id_col: str = "raw_id", n
         ns_col = F.col(namespace_col)
         pseudo = F.lit(None).cast("string")
         for ns in sorted(namespaces):
-            hashed = hmac_sha256_hex(F.col(id_col), namespace_key(key, ns))
-            pseudo = F.when(ns_col == F.lit(ns), hashed).otherwise(pseudo)
+            pseudo = F.when(ns_col == F.lit(ns), keyed_hex(F.col(id_col), key, ns)).otherwise(pseudo)
         pseudo = pseudo.alias("pseudonym")
     return (df_of_raw_ids.where(F.col(id_col).isNotNull())
             .select(ns_col.alias("namespace"), pseudo, F.col(id_col).cast("string").alias("raw_id"))

@@ -85,6 +85,7 @@ class KnownIdentifiers:
     address_lines: set[str] = field(default_factory=set)       # lower case, for free text
     birth_dates: set[date] = field(default_factory=set)
     birth_date_by_pseudonym: dict[str, date] = field(default_factory=dict)
+    content_hashes: set[str] = field(default_factory=set)  # Bronze content_hash: a plain hash of raw PHI
     patients: int = 0
 
     def add(self, kind: str, value: str | None) -> None:
@@ -153,12 +154,14 @@ def mask(value: str) -> str:
 # -- known identifiers from Bronze -------------------------------------------------------------
 
 def _bronze_rows(settings: Settings, table: str, columns: list[str]) -> Iterator[dict[str, Any]]:
-
-
     path = settings.table_path("bronze", table)
     if not is_delta_table(path):
         return
-    yield from DeltaTable(str(path)).to_pyarrow_table(columns=columns).to_pylist()
+    table = DeltaTable(str(path))
+    present = set(table.schema().to_arrow().names)
+    if not set(columns) <= present:  # a table written by hand (tests, notebooks) may lack lineage columns
+        return
+    yield from table.to_pyarrow_table(columns=columns).to_pylist()
 
 
 def add_fhir_patient(known: KnownIdentifiers, resource: dict[str, Any], key: bytes | None) -> None:
@@ -237,6 +240,9 @@ def known_from_bronze(settings: Settings, key: bytes | None) -> KnownIdentifiers
             bad += 1
     if bad:
         log.warning("phi-scan: %d Bronze patient records could not be parsed for known identifiers", bad)
+    for table in ("fhir_resources", "hl7v2_messages", "dicom_instances"):
+        known.content_hashes.update(r["content_hash"] for r in _bronze_rows(settings, table, ["content_hash"])
+                                    if r["content_hash"])
     return known
 
 
@@ -291,6 +297,9 @@ class _FileScan:
 
     def string(self, column: str, s: str, row: int, patient_key: str | None) -> None:
         s = s.strip()
+        if s in self.known.content_hashes:  # links the row to a copy of the raw message, file or resource
+            self.add(column, "raw_content_hash", s, row)
+            return
         if len(s) < 2 or HEX_RE.fullmatch(s) or UID_RE.fullmatch(s):
             return
         if s[0] in "{[":

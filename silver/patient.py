@@ -119,7 +119,7 @@ def harmonize(rows: DataFrame, per_record: bool = False) -> DataFrame:
 
 
 def deidentify(patients: DataFrame, as_of: Column | None = None) -> DataFrame:
-    """Safe Harbor shape of silver.patient (dates still real: the job applies the date policy)."""
+    """De-identified shape of silver.patient: ZIP3, 90+ (dates still real: the job applies the date policy)."""
     ref = as_of if as_of is not None else F.current_date()
     over_89 = is_90_plus(F.col("birth_date"), F.coalesce(F.col("deceased_date"), ref))
     ref_date = F.coalesce(F.col("deceased_date"), ref)

@@ -1,4 +1,4 @@
-"""HIPAA Safe Harbor de-identification building blocks (engine-side, pure) and the PHI scan.
+"""De-identification building blocks (engine-side, pure) and the PHI scan; which HIPAA method: POLICY.md.
 
 The policy is ``rules.csv`` (rendered in ``POLICY.md``); Silver jobs apply these functions before every write.
 """

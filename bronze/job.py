@@ -172,12 +172,12 @@ def _load_groups(writer: _Writer, scratch: Staging, source: str, groups: Iterato
     return total
 
 
-def _hl7v2_groups(spark: SparkSession, scratch: Staging, files: list[LandingFile], run_id: str
+def _hl7v2_groups(spark: SparkSession, scratch: Staging, files: list[LandingFile], run_id: str, settings: Settings
                   ) -> Iterator[tuple[str, Group]]:
     groups = batches(files)
     for i, group in enumerate(groups):
         progress.start("bronze", _group_name("hl7v2", i, len(groups)), files=len(group))
-        messages, other = hl7v2.split_messages(_read_files(spark, group), run_id)
+        messages, other = hl7v2.split_messages(_read_files(spark, group), run_id, settings.facility_timezone)
         messages = scratch.stage(messages, f"hl7v2_{i}")
         bad_msgs = messages.filter(F.col("reason").isNotNull()).select(
             *quarantine_text(F.col("reason"), F.col("source_file"), F.col("position"), F.col("raw"), run_id))
@@ -185,7 +185,7 @@ def _hl7v2_groups(spark: SparkSession, scratch: Staging, files: list[LandingFile
                              conform(bad_msgs, QUARANTINE_SCHEMA).unionByName(other))
 
 
-def _fhir_groups(spark: SparkSession, scratch: Staging, files: list[LandingFile], run_id: str
+def _fhir_groups(spark: SparkSession, scratch: Staging, files: list[LandingFile], run_id: str, settings: Settings
                  ) -> Iterator[tuple[str, Group]]:
     groups = batches(files)
     for i, group in enumerate(groups):
@@ -194,7 +194,7 @@ def _fhir_groups(spark: SparkSession, scratch: Staging, files: list[LandingFile]
         yield f"fhir_{i}", fhir.good_and_bad(items, run_id)
 
 
-def _dicom_groups(spark: SparkSession, scratch: Staging, files: list[LandingFile], run_id: str
+def _dicom_groups(spark: SparkSession, scratch: Staging, files: list[LandingFile], run_id: str, settings: Settings
                   ) -> Iterator[tuple[str, Group]]:
     groups = batches(files)
     for i, group in enumerate(groups):
@@ -216,7 +216,7 @@ def _load_sources(spark: SparkSession, writer: _Writer, scratch: Staging, by_for
     for source, groups in GROUPS.items():
         if by_format[source]:
             report[source] = _load_groups(writer, scratch, source,
-                                          groups(spark, scratch, by_format[source], run_id),
+                                          groups(spark, scratch, by_format[source], run_id, writer.catalog.settings),
                                           len(batches(by_format[source])))
     if by_format["unknown"]:
         progress.start("bronze", "unknown", files=len(by_format["unknown"]))

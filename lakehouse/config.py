@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from lakehouse.errors import ConfigError
 
@@ -32,11 +33,22 @@ class Settings(BaseModel):
     pseudonym_key_file: Path | None = Field(default=None, description="file holding the HMAC key")
     date_policy: DatePolicy = "shift"
     max_shift_days: int = Field(default=365, ge=1, le=3650)
-    hl7_utc_offset: str = Field(default="+00:00", pattern=r"^[+-][0-9]{2}:?[0-9]{2}$",
-                                description="UTC offset of HL7 v2 timestamps that carry none (facility local time)")
+    facility_timezone: str = Field(
+        default="UTC", description="IANA time zone of HL7 v2 timestamps that carry no offset (the facility's local "
+        "time, daylight saving included), e.g. America/New_York; a fixed UTC-5 is Etc/GMT+5")
     dbt_target: str = "local"
     mlflow_tracking_uri: str | None = None
     openlineage_url: str | None = None
+
+    @field_validator("facility_timezone")
+    @classmethod
+    def _iana_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone name (e.g. America/New_York, Etc/GMT+5, UTC)") \
+                from None
+        return value
 
     @property
     def root_path(self) -> Path:

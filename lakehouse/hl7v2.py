@@ -29,6 +29,14 @@ def hl7_timestamp(value: Column) -> Column:
     return F.when(valid, F.timestamp_micros(micros))
 
 
+def hl7_time(value: Column, zone: str | Column) -> Column:
+    """HL7 DTM -> UTC timestamp: a value with its own offset is exact; one without is the facility's local wall
+    time in the IANA ``zone`` (daylight saving included). The one rule for Bronze (MSH-7) and Silver."""
+    has_offset = value.rlike(r"^[0-9.]+[+-][0-9]{4}$")
+    return F.when(has_offset, hl7_timestamp(value)).otherwise(
+        F.to_utc_timestamp(hl7_timestamp(value), zone if isinstance(zone, Column) else F.lit(zone)))
+
+
 def explode_segments(messages: DataFrame) -> DataFrame:
     """Messages (content_hash, message_control_id, raw, field_separator, encoding_characters) -> one row per
     segment: content_hash, message_control_id, segment_index, segment_id, fields (array<string>, fields[n] is

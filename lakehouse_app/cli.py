@@ -245,6 +245,9 @@ def demo(
     console.print(f"[bold]lakehouse root:[/bold] {settings.root_path}")
     with _progress():
         pipeline.generate(settings, patients, seed, None, 0.02)
+        settings = pipeline.with_generator_timezone(settings)
+        set_settings(settings)
+        console.print(f"facility time zone: {settings.facility_timezone}", highlight=False)
         built = pipeline.run_all(settings, [])
         features_built = pipeline.features(settings)
         trained = pipeline.train(settings)

@@ -6,6 +6,7 @@ a larger run (``run_all``) records into that run instead of opening its own.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,16 @@ def _in_run(command: str, settings: Settings, run: Run | None, step: Callable[[R
         return step(run)
     with run_context(command, settings) as own:
         return step(own)
+
+
+def with_generator_timezone(settings: Settings) -> Settings:
+    """``settings`` with the facility time zone the generator recorded in its manifest, unless one is configured
+    (the demo runs correctly with no configuration)."""
+    manifest = settings.landing_dir / "_generator" / "manifest.json"
+    if "facility_timezone" in settings.model_fields_set or not manifest.is_file():
+        return settings
+    zone = json.loads(manifest.read_text(encoding="utf-8")).get("facility_timezone")
+    return settings.model_copy(update={"facility_timezone": zone}) if zone else settings
 
 
 def generate(settings: Settings, patients: int, seed: int, out: Path | None, bad_rate: float,

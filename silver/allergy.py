@@ -5,6 +5,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from lakehouse.hl7v2 import hl7_time
 from silver.common import (
     FHIR,
     HL7V2,
@@ -13,7 +14,6 @@ from silver.common import (
     field,
     first_per_partition,
     flatten,
-    hl7_time,
     patient_key_or_ref,
     record_lineage,
     resolve_references,
@@ -58,7 +58,7 @@ def hl7_allergies(segs: DataFrame, deid: Deid) -> DataFrame:
         "mrn", "content_hash", "message_ts", "code", normalize_system(F.col("system_raw")).alias("code_system"),
         "display", _mapped(F.col("type_raw"), AL1_CATEGORY).alias("category"),
         _mapped(F.col("severity_raw"), AL1_CRITICALITY).alias("criticality"),
-        hl7_time(F.col("identified_raw"), deid.hl7_utc_offset).alias("recorded_at"),
+        hl7_time(F.col("identified_raw"), deid.facility_timezone).alias("recorded_at"),
         F.concat_ws("|", "mrn", F.upper("code")).alias("_ident"))
     hashes = rows.groupBy("_ident").agg(F.collect_set("content_hash").alias("bronze_hashes"))
     latest = Window.partitionBy("_ident").orderBy(F.col("message_ts").desc(), "content_hash")

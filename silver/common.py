@@ -15,7 +15,7 @@ from pyspark.sql import Column, DataFrame, Window, WindowSpec
 from pyspark.sql import functions as F
 
 from lakehouse.catalog import conform
-from lakehouse.hl7v2 import explode_segments, hl7_field, hl7_timestamp
+from lakehouse.hl7v2 import explode_segments, hl7_field
 from silver.deid import EngineKey, pseudonym
 from silver.schemas import columns, ddl
 from silver.views import load_view, run_view
@@ -30,8 +30,8 @@ class Deid:
     key: EngineKey
     date_policy: Literal["shift", "year"] = "shift"
     max_shift_days: int = 365
-    # HL7 v2 timestamps without an offset are facility local time at this UTC offset ("-0500")
-    hl7_utc_offset: str = "+0000"
+    # HL7 v2 timestamps without an offset are the facility's local time in this IANA zone
+    facility_timezone: str = "UTC"
 
 
 def first_per_partition(df: DataFrame, window: WindowSpec) -> DataFrame:
@@ -127,12 +127,6 @@ def segment_fields(segs: DataFrame, segment_id: str, cols: dict[str, Column]) ->
     base = ("content_hash", "message_control_id", "segment_index", "message_type", "trigger_event", "message_ts",
             "source_file")
     return segs.filter(F.col("segment_id") == segment_id).select(*base, *[c.alias(n) for n, c in cols.items()])
-
-
-def hl7_time(value: Column, utc_offset: str) -> Column:
-    """HL7 DTM -> UTC timestamp; a value without its own offset is local time at ``utc_offset`` (e.g. -0500)."""
-    has_offset = value.rlike(r"^[0-9.]+[+-][0-9]{4}$")
-    return hl7_timestamp(F.when(has_offset, value).otherwise(F.concat(value, F.lit(utc_offset.replace(":", "")))))
 
 
 def cx_typed(n: int, type_code: str, max_repetitions: int = 6) -> Column:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from lakehouse.hl7v2 import hl7_time
 from silver.common import (
     FHIR,
     HL7V2,
@@ -18,7 +19,6 @@ from silver.common import (
     field,
     first_per_partition,
     flatten,
-    hl7_time,
     merge_lineage,
     patient_key_or_ref,
     resolve_references,
@@ -65,7 +65,7 @@ def hl7_conditions(segs: DataFrame, deid: Deid) -> DataFrame:
     rows = dg1.select(
         "mrn", "code", F.coalesce("code_system_raw", "coding_method").alias("code_system"),
         F.coalesce("display_raw", "description").alias("display"),
-        hl7_time(F.col("onset_raw"), deid.hl7_utc_offset).alias("onset_at"), "message_ts", "visit", "content_hash",
+        hl7_time(F.col("onset_raw"), deid.facility_timezone).alias("onset_at"), "message_ts", "visit", "content_hash",
         F.when(dtype == "A", "admitting").when(dtype == "W", "working").when(dtype == "F", "final").alias("dg1_type"))
     ident = F.concat_ws("|", "mrn", F.upper(F.trim("code")), F.coalesce(F.col("onset_at").cast("string"), F.lit("")))
     latest = Window.partitionBy("_ident").orderBy(F.col("message_ts").desc(), F.col("content_hash"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from lakehouse.hl7v2 import hl7_time
 from silver.common import (
     FHIR,
     HL7V2,
@@ -19,7 +20,6 @@ from silver.common import (
     fhir_timestamp,
     field,
     flatten,
-    hl7_time,
     latest_value,
     patient_key_or_ref,
     resolve_references,
@@ -106,8 +106,8 @@ def hl7_encounters(segs: DataFrame, deid: Deid) -> DataFrame:
         F.lit(None).cast("string").alias("type_code"), F.lit(None).cast("string").alias("type_system"),
         F.lit(None).cast("string").alias("type_display"),
         F.when(status.isin(*EVENT_STATUS.values()), status).alias("status"),
-        hl7_time(F.col("admit"), deid.hl7_utc_offset).alias("admit_at"),
-        hl7_time(F.col("discharge"), deid.hl7_utc_offset).alias("discharge_at"),
+        hl7_time(F.col("admit"), deid.facility_timezone).alias("admit_at"),
+        hl7_time(F.col("discharge"), deid.facility_timezone).alias("discharge_at"),
         "department", F.lit(None).cast("string").alias("organization_key"),
         pseudonym(F.col("attending"), deid.key, "practitioner").alias("practitioner_key"),
         "admit_source", F.col("disposition").alias("discharge_disposition"),

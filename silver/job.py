@@ -80,7 +80,7 @@ class _Builder:
     def __init__(self, spark: SparkSession, catalog: Catalog, settings: Settings, run: Run, scratch: Staging) -> None:
         self.spark, self.catalog, self.settings, self.run, self.scratch = spark, catalog, settings, run, scratch
         self.deid = Deid(key=engine_key(settings), date_policy=settings.date_policy,
-                         max_shift_days=settings.max_shift_days, hl7_utc_offset=settings.hl7_utc_offset)
+                         max_shift_days=settings.max_shift_days, facility_timezone=settings.facility_timezone)
         self.latest_time: datetime = latest_plausible_time(settings)
         self.valid: dict[str, DataFrame] = {}
         self.report: dict[str, dict[str, int]] = {}

@@ -15,6 +15,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from lakehouse.hl7v2 import hl7_time
 from silver.common import (
     FHIR,
     HL7V2,
@@ -23,7 +24,6 @@ from silver.common import (
     field,
     first_per_partition,
     flatten,
-    hl7_time,
     invalid_values,
     merge_lineage,
     patient_key_or_ref,
@@ -145,8 +145,8 @@ def hl7_observations(segs: DataFrame, known: DataFrame, deid: Deid) -> DataFrame
                F.col("sn_number").try_cast("double")).alias("value"), "unit_in",
         scrub_text(F.nullif(text, F.lit("")), F.col("known")).alias("value_text"),
         F.when(F.col("vtype").isin("CE", "CWE", "CNE"), F.col("value_code_raw")).alias("value_code"),
-        F.coalesce(hl7_time(F.col("obs_time_raw"), deid.hl7_utc_offset),
-                   hl7_time(F.col("obr_time_raw"), deid.hl7_utc_offset)).alias("effective_at"),
+        F.coalesce(hl7_time(F.col("obs_time_raw"), deid.facility_timezone),
+                   hl7_time(F.col("obr_time_raw"), deid.facility_timezone)).alias("effective_at"),
         F.lower("result_status").alias("status"), "interpretation",
         _range_bound(F.col("range"), True).alias("ref_low"), _range_bound(F.col("range"), False).alias("ref_high"),
         *source_lineage(HL7V2))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from lakehouse.hl7v2 import hl7_time
 from silver.common import (
     FHIR,
     HL7V2,
@@ -21,7 +22,6 @@ from silver.common import (
     fhir_timestamp,
     field,
     flatten,
-    hl7_time,
     invalid_values,
     latest_value,
     segment_fields,
@@ -99,7 +99,7 @@ def hl7_patients(segs: DataFrame, deid: Deid) -> DataFrame:
         F.to_date(F.try_to_timestamp(F.substring("birth", 1, 8), F.lit("yyyyMMdd"))).alias("birth_date"),
         "postal_code", "state", "country",
         F.when(flag == "Y", True).when(flag == "N", False).when(F.col("death").isNotNull(), True).alias("deceased"),
-        F.to_date(hl7_time(F.col("death"), deid.hl7_utc_offset)).alias("deceased_date"),
+        F.to_date(hl7_time(F.col("death"), deid.facility_timezone)).alias("deceased_date"),
         F.coalesce("race_text", "race_code").alias("race"),
         F.coalesce("ethnicity_text", "ethnicity_code").alias("ethnicity"), "marital_status", "language",
         F.lit(None).cast("string").alias("insurance"), F.col("message_ts").alias("updated_at"),

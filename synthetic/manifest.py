@@ -158,6 +158,8 @@ class ManifestWriter:
         return {
             "generator": "synthetic", "format_version": FORMAT_VERSION, "seed": self.seed,
             "patient_count": self.patient_count, "bad_rate": self.bad_rate, "base_time": fhir.ts(model.BASE_TIME),
+            # the zone of every timestamp written without an offset (HL7 v2.3/2.4): set facility_timezone to it
+            "facility_timezone": model.LOCAL_TZ_NAME,
             "identifiers": _identifiers(pool),
             "organizations": [{"id": o.id, "name": o.name, "oid": o.identifier}
                               for o in [pool.hospital, *pool.clinics]],

@@ -15,6 +15,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from synthetic import people, vocab
 
 LOCAL_TZ = timezone(timedelta(hours=-5))  # the sending facility's local time; HL7 2.3/2.4 timestamps carry no offset
+LOCAL_TZ_NAME = "Etc/GMT+5"  # LOCAL_TZ as an IANA zone name (POSIX sign: UTC-05:00, no daylight saving)
 BASE_TIME = datetime(2025, 6, 30, 12, 0, tzinfo=LOCAL_TZ)  # "now" of the synthetic world: nothing happens after it
 HISTORY_DAYS = 3 * 365
 

@@ -65,7 +65,7 @@ def _plant_bad_rows(landing: Path, manifest: dict[str, Any]) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory, spark: object) -> Iterator[dict[str, Any]]:
     root = tmp_path_factory.mktemp("silver") / "lh"
-    settings = new_lakehouse(root, pseudonym_key=KEY, hl7_utc_offset="-05:00")
+    settings = new_lakehouse(root, pseudonym_key=KEY, facility_timezone="Etc/GMT+5")
     generate(patients=15, seed=11, out=root / "landing", bad_rate=0.05)
     manifest = json.loads((root / "landing" / "_generator" / "manifest.json").read_text())
     planted = _plant_bad_rows(root / "landing", manifest)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from lakehouse.config import Settings, load_settings, set_settings
+from lakehouse.config import Settings, load_settings, restrict_new_files, set_settings
 from lakehouse.errors import run_entry_point
 from lakehouse.logs import setup_logging
 from lakehouse_app import pipeline
@@ -48,6 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Databricks passes extra notebook-style arguments to python tasks: ignore what is not ours
     args, _unknown = parser().parse_known_args(list(sys.argv[1:] if argv is None else argv))
     setup_logging(None)
+    restrict_new_files()
 
     def step() -> int:
         settings = load_settings(config_file=Path(args.config) if args.config else None, root=args.root,

@@ -81,6 +81,15 @@ class Settings(BaseModel):
         return out
 
 
+PRIVATE_UMASK = 0o077
+
+
+def restrict_new_files() -> None:
+    """Files and folders this process creates are its owner's only (landing, Bronze, quarantine and the run log
+    hold PHI: HIPAA 164.312(a) access control). The embedded engine applies the same mask to what it writes."""
+    os.umask(PRIVATE_UMASK)
+
+
 def _from_env(environ: dict[str, str]) -> dict[str, str]:
     fields = Settings.model_fields
     values: dict[str, str] = {}

@@ -45,6 +45,7 @@ try:
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 except OSError:
     pass
+os.umask(0o077)  # what the engine writes (Delta files of every layer) is its owner's only: PHI
 if os.getppid() != int(sys.argv[1]):
     sys.exit("the client exited before the engine started")
 os.execv(sys.argv[2], sys.argv[2:])

@@ -21,7 +21,7 @@ from bronze import mllp
 from gold.serving import serve as serve_gold
 from gold.training import mlflow_ui_hint
 from lakehouse.catalog import Catalog
-from lakehouse.config import Settings, get_settings, load_settings, set_settings
+from lakehouse.config import Settings, get_settings, load_settings, restrict_new_files, set_settings
 from lakehouse.engine import get_spark
 from lakehouse.errors import AuditChainError, LakehouseError, PhiFoundError, error_line
 from lakehouse.logs import setup_logging
@@ -74,6 +74,7 @@ def main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     setup_logging("INFO" if verbose else None)
+    restrict_new_files()
     try:
         set_settings(load_settings(config_file=config, root=root, engine=engine))
     except LakehouseError as exc:

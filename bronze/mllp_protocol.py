@@ -132,6 +132,8 @@ def frame(message: bytes) -> bytes:
 def split_landed(data: bytes) -> list[bytes]:
     """The exact messages of a landed file (see the module docstring for the format)."""
     starts = [m.start() for m in re.finditer(rb"(?:^|(?<=\n))MSH", data)]
+    if not starts:  # an empty or cut file (a .tmp left by a kill before its first message)
+        return []
     return [data[a:b - 1] for a, b in zip(starts, [*starts[1:], len(data)], strict=True)]
 
 

@@ -106,8 +106,8 @@ assert ok
 # %%
 cli = subprocess.run([sys.executable, "-m", "lakehouse_app.cli", "--root", str(settings.root_path), "audit", "verify"],
                      capture_output=True, text=True, env={**os.environ, "NO_COLOR": "1", "TERM": "dumb"})
-print(cli.stdout or cli.stderr)
-assert cli.returncode == 0
+print(cli.stdout, cli.stderr)
+assert cli.returncode == 0, (cli.returncode, cli.stderr[-2000:])
 
 # %% [markdown]
 # ## Lineage: which run produced this version, from which inputs?

@@ -108,6 +108,7 @@ def test_framer_handles_split_end_block_garbage_restart_and_oversize() -> None:
 def test_split_landed_recovers_exact_messages() -> None:
     one, two = message("A1"), b"MSH|^~\\&|X|Y|||1||ORU^R01|A2|P|2.3\r\nOBX|1|TX|||a\r\n"
     assert split_landed(one + b"\n" + two + b"\n") == [one, two]
+    assert split_landed(b"") == [] and split_landed(b"\x00\x00") == []  # a .tmp cut before its first message
 
 
 @pytest.mark.fast

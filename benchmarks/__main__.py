@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks.harness import run_bench
 from lakehouse.config import load_settings, set_settings
-from lakehouse.errors import run_entry_point
+from lakehouse.errors import exit_process, run_entry_point
 from lakehouse.logs import setup_logging
 
 
@@ -41,4 +40,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lakehouse.config import Settings, load_settings, restrict_new_files, set_settings
-from lakehouse.errors import run_entry_point
+from lakehouse.errors import exit_process, run_entry_point
 from lakehouse.logs import setup_logging
 from lakehouse_app import pipeline
 
@@ -62,4 +62,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

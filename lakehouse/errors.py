@@ -7,9 +7,12 @@ The CLI (``lakehouse_app.cli``), ``jobs/run.py`` and ``python -m benchmarks`` al
 
 from __future__ import annotations
 
+import atexit
+import os
 import sys
 from collections.abc import Callable
 from enum import IntEnum
+from typing import NoReturn
 
 
 class ExitCode(IntEnum):
@@ -87,3 +90,17 @@ def run_entry_point(main: Callable[[], int | None], echo: Callable[[str], None] 
         code, message = error_line(exc)  # type: ignore[misc]
         (echo or (lambda line: print(line, file=sys.stderr)))(f"error: {message}")
         return int(code)
+
+
+def exit_process(code: int) -> NoReturn:
+    """End a command-line process with ``code``: run the atexit handlers (engine stop, removal of the private key
+    file), flush, and leave without interpreter finalization. Native threads of delta-rs/Arrow can abort the
+    interpreter at finalization ("terminate called without an active exception", seen after a command had
+    finished and printed its result), turning a success into exit code -6."""
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)

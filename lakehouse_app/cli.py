@@ -23,7 +23,7 @@ from gold.training import mlflow_ui_hint
 from lakehouse.catalog import Catalog
 from lakehouse.config import Settings, get_settings, load_settings, restrict_new_files, set_settings
 from lakehouse.engine import get_spark
-from lakehouse.errors import AuditChainError, LakehouseError, PhiFoundError, error_line
+from lakehouse.errors import AuditChainError, LakehouseError, PhiFoundError, error_line, exit_process
 from lakehouse.logs import setup_logging
 from lakehouse.runlog import lineage_of, read_runs, run_context, verify_chain
 from lakehouse.status import table_status
@@ -474,5 +474,16 @@ def view_conformance(
                   + (f"; report: {report}" if report else ""), highlight=False)
 
 
+def run() -> None:
+    """The ``lakehouse`` console entry point (``python -m lakehouse_app.cli`` too): the CLI, then
+    :func:`lakehouse.errors.exit_process` with its exit code."""
+    try:
+        app()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    exit_process(code)
+
+
 if __name__ == "__main__":
-    app()
+    run()

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from pyspark.sql import SparkSession
 
 from lakehouse.catalog import Catalog
-from lakehouse.config import Settings, get_settings
+from lakehouse.config import PRIVATE_UMASK, Settings, get_settings
 from lakehouse.errors import ConfigError, EngineError
 from lakehouse.logs import get_logger
 
@@ -45,10 +45,10 @@ try:
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 except OSError:
     pass
-os.umask(0o077)  # what the engine writes (Delta files of every layer) is its owner's only: PHI
+os.umask(int(sys.argv[2], 8))  # restrict_new_files() for the engine: the Delta files it writes hold PHI
 if os.getppid() != int(sys.argv[1]):
     sys.exit("the client exited before the engine started")
-os.execv(sys.argv[2], sys.argv[2:])
+os.execv(sys.argv[3], sys.argv[3:])
 """
 
 
@@ -97,7 +97,7 @@ class SailServer:
             del env[name]
         with open(self.log_file, "ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", _LAUNCHER, str(os.getpid()), resolved, *args,
+                [sys.executable, "-c", _LAUNCHER, str(os.getpid()), f"{PRIVATE_UMASK:o}", resolved, *args,
                  "--ip", self.ip, "--port", str(self.port), "-C", str(self.workdir)],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 process_group=0,  # keep terminal Ctrl-C for the parent, which then stops the server cleanly

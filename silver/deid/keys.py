@@ -58,11 +58,9 @@ def _generate_demo_key(path: Path) -> bytes:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = secrets.token_hex(KEY_BYTES).encode()
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        _write_private(path, key, os.O_EXCL)
     except FileExistsError:  # another process generated it first: use theirs
         return _read_key_file(path)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(key + b"\n")
     log.warning("no pseudonym key configured: generated a demo key into %s (mode 0600); "
                 "set LAKEHOUSE_PSEUDONYM_KEY_FILE for real data", path)
     return key
@@ -125,16 +123,18 @@ def _private_key_file(key: bytes) -> Path:
     base.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(base, 0o700)
     path = base / f"engine-key-{key_id(key)}-{os.getpid()}"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(key + b"\n")
+    write_key_file(path, key)
     atexit.register(path.unlink, missing_ok=True)
     return path
 
 
-def write_key_file(path: Path, key: bytes) -> EngineKey:
-    """Write ``key`` to ``path`` (mode 0600) and return its :class:`EngineKey` (tests, key rotation tooling)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+def _write_private(path: Path, key: bytes, flags: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | flags, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(key + b"\n")
+
+
+def write_key_file(path: Path, key: bytes) -> EngineKey:
+    """Write ``key`` to ``path`` (mode 0600) and return its :class:`EngineKey` (tests, key rotation tooling)."""
+    _write_private(path, key, os.O_TRUNC)
     return EngineKey(str(path.resolve()), key_id(key))

@@ -38,9 +38,13 @@ def namespace_key(key: bytes, namespace: str) -> bytes:
     return hmac.new(key, f"{NAMESPACE_PREFIX}{namespace}".encode(), hashlib.sha256).digest()
 
 
+def _hex(ns_key: bytes, value: object) -> str:
+    """HMAC-SHA256(ns_key, UTF-8 of value) as lower-case hex: the one computation behind every pseudonym."""
+    return hmac.new(ns_key, str(value).encode("utf-8"), hashlib.sha256).hexdigest()
+
+
 def _hmac_hex(values: pd.Series, ns_key: bytes) -> pd.Series:
-    return values.map(lambda v: None if v is None or v is pd.NA
-                      else hmac.new(ns_key, str(v).encode("utf-8"), hashlib.sha256).hexdigest())
+    return values.map(lambda v: None if v is None or v is pd.NA else _hex(ns_key, v))
 
 
 def keyed_hex(col: Column, key: EngineKey, namespace: str) -> Column:
@@ -67,8 +71,7 @@ def keyed_lineage(hashes: Column, key: EngineKey) -> Column:
     @pandas_udf("array<string>")  # type: ignore[call-overload]
     def _keyed(arrays: pd.Series) -> pd.Series:
         ns_key = namespace_key(key.load(), LINEAGE_NAMESPACE)
-        return arrays.map(lambda a: None if a is None else sorted(
-            hmac.new(ns_key, str(h).encode("utf-8"), hashlib.sha256).hexdigest() for h in a))
+        return arrays.map(lambda a: None if a is None else sorted(_hex(ns_key, h) for h in a))
 
     return _keyed(hashes)
 
@@ -82,7 +85,7 @@ def pseudonym_py(value: str | None, key: bytes, namespace: str) -> str | None:
     """Python twin of :func:`pseudonym` (for DICOM headers, the PHI scan and tests)."""
     if value is None:
         return None
-    return hmac.new(namespace_key(key, namespace), str(value).encode("utf-8"), hashlib.sha256).hexdigest()
+    return _hex(namespace_key(key, namespace), value)
 
 
 def reid_mapping(df_of_raw_ids: DataFrame, key: EngineKey, id_col: str = "raw_id", namespace_col: str = "namespace",

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from deltalake import DeltaTable
+from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
 
 from lakehouse.config import Settings
 
@@ -26,6 +27,8 @@ HL7_HEADERS = (b"MSH", b"FHS", b"BHS")
 DICOM_MAGIC_OFFSET = 128
 BOM = b"\xef\xbb\xbf"
 MLLP_START = b"\x0b"
+_VRS = frozenset(vr.value for vr in VR if len(vr.value) == 2)
+_LONG_VRS = frozenset(vr.value for vr in EXPLICIT_VR_LENGTH_32)  # explicit VRs with a 32-bit length
 
 
 @dataclass(frozen=True)
@@ -46,20 +49,39 @@ class LandingFile:
     reason: str | None = None
 
 
+def _parses_as_dicom(head: bytes, byteorder: str, explicit: bool) -> bool:
+    """Whether ``head`` starts with two data elements in one encoding (ascending tags, known explicit VRs); the
+    first must be a short file meta (0002) or identifying (0008) element, the second may run past ``head``."""
+    pos, previous = 0, -1
+    for count in range(2):
+        if pos + 8 > len(head):
+            return count > 0
+        group, element = int.from_bytes(head[pos:pos + 2], byteorder), int.from_bytes(head[pos + 2:pos + 4], byteorder)
+        tag = group << 16 | element
+        if tag <= previous or (count == 0 and (group not in (0x0002, 0x0008) or element > 0x0020)):
+            return False
+        if not explicit:
+            header, length = 8, int.from_bytes(head[pos + 4:pos + 8], byteorder)
+        elif (vr := head[pos + 4:pos + 6].decode("latin-1")) not in _VRS:
+            return False
+        elif vr in _LONG_VRS:
+            header, length = 12, int.from_bytes(head[pos + 8:pos + 12], byteorder)
+        else:
+            header, length = 8, int.from_bytes(head[pos + 6:pos + 8], byteorder)
+        if count == 0 and (length >= 1024 or pos + header + length > len(head)):
+            return False
+        if length == 0xFFFFFFFF or pos + header + length >= len(head):  # undefined length, or the head ends
+            return True
+        pos, previous = pos + header + length, tag
+    return True
+
+
 def _looks_like_dicom_without_preamble(head: bytes) -> bool:
-    """Raw DICOM (no 128-byte preamble): first tag little-endian in group 0002 or 0008, element <= 0x0020,
-    followed either by an explicit VR (two upper-case letters) or a plausible implicit-VR 32-bit length."""
-    if len(head) < 12:
-        return False
-    group = int.from_bytes(head[0:2], "little")
-    element = int.from_bytes(head[2:4], "little")
-    if group not in (0x0002, 0x0008) or element > 0x0020:
-        return False
-    vr = head[4:6]
-    if vr.isalpha() and vr.isupper():
-        return True
-    length = int.from_bytes(head[4:8], "little")
-    return 0 < length < 1024
+    """A bare DICOM data set or file meta group (no 128-byte preamble, no ``DICM``), as older archives and some
+    scanners write it: it parses in implicit VR little endian, explicit VR little endian or explicit VR big
+    endian (pydicom reads such files with ``force=True``)."""
+    return len(head) >= 12 and any(_parses_as_dicom(head, order, explicit)
+                                   for order, explicit in (("little", True), ("big", True), ("little", False)))
 
 
 def detect_format(head: bytes) -> Detected:

@@ -17,6 +17,8 @@ QUARANTINE_KINDS = (
     "hl7_broken_msh", "binary_file", "dicom_truncated", "dicom_no_file_meta",
 )
 DUPLICATE_KINDS = ("duplicate_file", "duplicate_message")
+# planted oddities a reader must accept (not quarantine)
+ACCEPTED_KINDS = ("dicom_no_file_meta",)
 KINDS = QUARANTINE_KINDS + DUPLICATE_KINDS
 
 # What a reader is expected to do with each kind (the manifest repeats this for the ingestion tests).
@@ -32,9 +34,9 @@ READER_EXPECTATIONS: dict[str, str] = {
                        "pydicom.dcmread usually does NOT raise on it (it returns the elements before the cut; a cut "
                        "inside a sequence raises struct.error), so detect the truncation: no PixelData (7FE0,0010) "
                        "in an image SOP class",
-    "dicom_no_file_meta": "quarantine the whole file: no preamble/DICM/file meta (pydicom reads it only with "
-                          "force=True as implicit VR little endian). It repeats the UIDs of a good instance, so a "
-                          "reader that chooses to accept it must not change the distinct instance count",
+    "dicom_no_file_meta": "accept it: no preamble/DICM/file meta, as older scanners write (pydicom reads it with "
+                          "force=True as implicit VR little endian). It repeats the UIDs of a good instance: a "
+                          "second Bronze copy that must not change the distinct instance count",
     "duplicate_file": "deduplicate: byte-identical copy of an earlier good file under another name",
     "duplicate_message": "deduplicate: same MSH-10 control id and same content as an earlier message",
 }

@@ -132,6 +132,25 @@ class Catalog:
         )
         _registered[name] = str(self.path(name))
 
+    def adopt_contract(self, name: str, schema_ddl: str) -> bool:
+        """Give an existing derived table a changed column contract (a release added or removed columns).
+
+        The table is emptied under the new schema in one new Delta version (earlier versions keep the old shape
+        for time travel); the caller then writes the full content again. Only for tables rebuilt from their
+        inputs on every run (Silver). Returns whether the contract had changed.
+        """
+        if not self.exists(name):
+            return False
+        self.register(name)
+        if self.spark.table(name).columns == [n for n, _ in ddl_columns(schema_ddl)]:
+            return False
+        empty = self.spark.createDataFrame([], schema_ddl)
+        empty.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(str(self.path(name)))
+        _registered.pop(name, None)
+        self.spark.sql(f"DROP TABLE IF EXISTS {TableRef.parse(name).quoted}")
+        self.register(name)
+        return True
+
     # -- writes ------------------------------------------------------------------------------
     def append(self, df: DataFrame, name: str, partition_by: Sequence[str] = ()) -> int:
         """Append through the table name (strict casts). Creates the table from df's schema if new."""

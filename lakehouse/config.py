@@ -14,6 +14,7 @@ from lakehouse.errors import ConfigError
 
 Engine = Literal["local", "connect", "spark"]
 DatePolicy = Literal["year", "shift"]
+DocumentsText = Literal["deidentified", "exclude"]
 
 ENV_PREFIX = "LAKEHOUSE_"
 CONFIG_FILE_ENV = "LAKEHOUSE_CONFIG"
@@ -36,6 +37,9 @@ class Settings(BaseModel):
     facility_timezone: str = Field(
         default="UTC", description="IANA time zone of HL7 v2 timestamps that carry no offset (the facility's local "
         "time, daylight saving included), e.g. America/New_York; a fixed UTC-5 is Etc/GMT+5")
+    documents_text: DocumentsText = Field(
+        default="deidentified", description="text of clinical documents in silver.document: 'deidentified' (scrubbed "
+        "of the patient's identifiers and PHI patterns) or 'exclude' (never stored: NULL)")
     dbt_target: str = "local"
     mlflow_tracking_uri: str | None = None
     openlineage_url: str | None = None

@@ -23,14 +23,21 @@ from gold.training import mlflow_ui_hint
 from lakehouse.catalog import Catalog
 from lakehouse.config import Settings, get_settings, load_settings, restrict_new_files, set_settings
 from lakehouse.engine import get_spark
-from lakehouse.errors import AuditChainError, LakehouseError, PhiFoundError, error_line, exit_process
+from lakehouse.errors import (
+    AuditChainError,
+    LakehouseError,
+    PhiFoundError,
+    ReconciliationError,
+    error_line,
+    exit_process,
+)
 from lakehouse.logs import setup_logging
 from lakehouse.runlog import lineage_of, read_runs, run_context, verify_chain
 from lakehouse.status import table_status
 from lakehouse_app import pipeline, render
 from lakehouse_app.progress_lines import ProgressLines
 from lakehouse_app.report import write_report
-from lakehouse_app.unmapped_report import unmapped_codes
+from lakehouse_app.unmapped_report import source_coverage, unmapped_codes
 from silver.deid.scan import scan
 from silver.views.commands import conformance, run_view_on_bronze
 
@@ -214,6 +221,24 @@ def report_unmapped(as_json: Annotated[bool, typer.Option("--json")] = False) ->
     for r in rows:
         out.add_row(r["domain"], str(r["code"]), str(r["system"]), f"{r['count']:,}")
     console.print(out)
+
+
+@report_app.command("coverage")
+@cli_errors
+def report_coverage(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Per source and message/resource type: received -> silver / quarantined / not in scope / superseded.
+
+    Exits 4 when a record is unaccounted for.
+    """
+
+    rows = source_coverage(_settings())
+    if as_json:
+        _print_json(rows)
+    else:
+        _show(render.coverage(rows))
+    lost = [f"{r['source']} {r['record_type']}" for r in rows if r["unaccounted"]]
+    if lost:
+        raise ReconciliationError(f"source records unaccounted for: {', '.join(lost)}")
 
 
 def _write_report_link(settings: Settings) -> None:

@@ -88,11 +88,37 @@ def silver(result: dict[str, Any]) -> list[RenderableType]:
         table.add_row(name, _n(counts["bronze_input"]), _n(counts["silver"]), _n(counts["quarantined"]),
                       "skipped (up to date)" if skipped else _written(counts))
     out: list[RenderableType] = [table]
+    cov = result.get("_coverage")
+    if cov:
+        out.append(Text(f"  source records: {cov['received']:,} received = {cov['silver']:,} in silver + "
+                        f"{cov['quarantined']:,} quarantined ({cov['no_fact']:,} of an unexpected "
+                        f"shape) + {cov['not_in_scope']:,} not in scope + {cov['superseded']:,} superseded; "
+                        "`lakehouse report coverage` for each type", style="dim"))
     dq = result.get("_dq")
     if dq:
         out.append(Text(f"  {dq.get('rows', 0):,} data quality results; data docs: {dq.get('data_docs', '')}",
                         style="dim"))
     return out
+
+
+def coverage(rows: list[dict[str, Any]]) -> list[RenderableType]:
+    """``lakehouse report coverage``: per source and type, what became of the Bronze records; then the Silver
+    tables each type feeds and why the others are out of scope."""
+    table = _table("source", "type", "received", "silver", "quarantined", "not in scope", "superseded",
+                   "unaccounted", title="source coverage: bronze records -> silver", numbers=7,
+                   caption="received = silver + quarantined + not in scope + superseded; quarantined includes "
+                           "records of an unexpected shape (quarantine.silver_source_record)")
+    notes: dict[str, str] = {}
+    for r in rows:
+        table.add_row(r["source"], r["record_type"], *[_n(r[k]) for k in (
+            "received", "silver", "quarantined", "not_in_scope", "superseded")],
+            f"[red]{r['unaccounted']:,}[/]" if r["unaccounted"] else "0")
+        feeds = (r["silver_tables"] or "").replace(";", ", ")
+        note = f"feeds {feeds}" + (f" ({r['scope_reason']})" if r["scope_reason"] else "") if feeds \
+            else r["scope_reason"] or "not declared in silver/hl7v2_scope.csv or silver/fhir_scope.csv"
+        kind = r["record_type"].split("^")[0] + ("^*" if "^" in r["record_type"] else "")
+        notes.setdefault(f"{r['source']} {kind}", note)
+    return [table, *[Text(f"  {k}: {v}", style="dim") for k, v in notes.items()]]
 
 
 def dbt_nodes(nodes: dict[str, dict[str, int]]) -> str:

@@ -32,6 +32,8 @@ class Deid:
     max_shift_days: int = 365
     # HL7 v2 timestamps without an offset are the facility's local time in this IANA zone
     facility_timezone: str = "UTC"
+    # clinical document text: "deidentified" (scrubbed) or "exclude" (NULL)
+    documents_text: Literal["deidentified", "exclude"] = "deidentified"
 
 
 def first_per_partition(df: DataFrame, window: WindowSpec) -> DataFrame:
@@ -98,15 +100,26 @@ def fhir_date(col: Column | str) -> Column:
 
 # -- HL7 v2 -----------------------------------------------------------------------------------------------------
 def latest_messages(messages: DataFrame) -> DataFrame:
-    """One message per control id: a resent message (same MSH-10) counts once; the latest sent one wins."""
-    w = Window.partitionBy("message_control_id").orderBy(
+    """One row per message, with ``message_key``: the message's identity across the feed.
+
+    A message is identified by its sender (MSH-3 application, MSH-4 facility), its control id (MSH-10), its type
+    (MSH-9) and its body (every segment after MSH): a resend after a lost ACK repeats all of them and counts once,
+    the latest sent one winning. Senders that reuse control ids (counter resets, test systems, samples) for different
+    messages keep each message, since their bodies differ; keys of Silver rows derive from ``message_key``.
+    """
+    body = F.sha2(F.regexp_replace(F.col("raw"), r"^[^\r\n]*", ""), 256)
+    key = F.concat_ws("|", *[F.coalesce(c, F.lit("")) for c in (
+        "sending_application", "sending_facility", "message_control_id", "message_type", "trigger_event")],
+        F.substring(body, 1, 32))
+    w = Window.partitionBy("message_key").orderBy(
         F.col("message_ts").desc_nulls_last(), F.col("ingested_at").desc(), F.col("content_hash").desc())
-    return first_per_partition(messages, w)
+    return first_per_partition(messages.withColumn("message_key", key), w)
 
 
 def segments(messages: DataFrame) -> DataFrame:
     """Parsed segments of each message with the message header columns used downstream."""
-    header = messages.select("content_hash", "message_type", "trigger_event", "message_ts", "source_file")
+    header = messages.select("content_hash", "message_key", "message_type", "trigger_event", "message_ts",
+                             "source_file")
     return explode_segments(messages).join(header, "content_hash")
 
 
@@ -124,7 +137,8 @@ def field(n: int, component: int | None = None, repetition: int | None = None,
 
 def segment_fields(segs: DataFrame, segment_id: str, cols: dict[str, Column]) -> DataFrame:
     """Rows of one segment type with the message columns and ``cols`` (raw field values) as plain columns."""
-    base = ("content_hash", "message_control_id", "segment_index", "message_type", "trigger_event", "message_ts",
+    base = ("content_hash", "message_key", "message_control_id", "segment_index", "message_type", "trigger_event",
+            "message_ts",
             "source_file")
     return segs.filter(F.col("segment_id") == segment_id).select(*base, *[c.alias(n) for n, c in cols.items()])
 

@@ -1,14 +1,38 @@
 """silver.encounter: FHIR Encounter and HL7 ADT (PV1/EVN) folded into one row per visit.
 
 ``encounter_key = pseudonym(visit number, key, "encounter")`` (FHIR Encounter.identifier of type VN, HL7 PV1-19),
-falling back to the FHIR Encounter id. ADT events (A01 admit, A02 transfer, A03 discharge, A04 register, A08
-update, ...) are folded in: per field the value of the latest message wins; ``last_adt_event`` and
-``adt_event_count`` summarise them. FHIR and HL7 rows of one visit merge the same way (latest wins per field).
+falling back to the FHIR Encounter id. ADT messages without a PV1 visit number (A28 add person, A31 update
+person, ...) create no encounter; their PID still updates the patient (silver.patient).
+
+The ADT events of a visit (HL7 v2.3-v2.8) are folded in event-time order: EVN-2 recorded time, else MSH-7 (not
+arrival order), ties by message time then content hash (:func:`resolve_adt`, :func:`fold_adt`):
+
+- A01 admit, A04 register, A05 pre-admit, A06 outpatient -> inpatient, A07 inpatient -> outpatient, A08 update, A03
+  discharge, ...: per field the latest non-null value wins (``encounter_class`` is PV1-2 of the latest event,
+  ``admit_at`` PV1-44, ``discharge_at`` PV1-45, ``discharge_disposition`` PV1-36); ``status`` follows
+  ``EVENT_STATUS`` (A05 planned, A04 arrived, A01/A02/A06/A07 in-progress, A03 finished, A21 on leave, ...).
+- A02 transfer moves ``location`` (PV1-3.1 point of care; room and bed are not kept) and ``department`` (PV1-10
+  hospital service, else the point of care); ``transfer_count`` counts the A02s not cancelled.
+- A12 cancel transfer cancels the latest A02 not yet cancelled (nested cancels pair like brackets): that A02 does
+  not count, and location and department go back to where the visit was before it (PV1-3 of the A12 when the
+  history before the A02 is unknown).
+- A11 cancel admit / visit: ``status`` cancelled (the visit stays, marked cancelled); A38 cancel pre-admit too.
+- A13 cancel discharge: ``discharge_at`` and ``discharge_disposition`` are cleared (only events after the latest
+  A13 may set them again, e.g. a later A03) and ``status`` is in-progress again.
+- A14/A15/A16 pending admit/transfer/discharge and A25/A26/A27 cancel pending change no actual status, time,
+  location or department: they are counted in ``adt_event_count`` (and fill class/patient/practitioner only
+  when no actual event has them).
+
+``last_adt_event`` is the latest event, ``adt_event_count`` the number of ADT messages of the visit;
+``transfer_count`` is NULL for a visit known from FHIR only. The stays between transfers are the rows of
+silver.encounter_location (:func:`location_history`). FHIR and HL7 rows of one visit then merge per field, the
+latest non-null value winning (:func:`harmonize`): a FHIR value fills a field the HL7 fold left empty (for FHIR,
+``location`` and ``department`` are both Encounter.location's display).
 """
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from lakehouse.hl7v2 import hl7_time
@@ -16,33 +40,38 @@ from silver.common import (
     FHIR,
     HL7V2,
     Deid,
-    collect_lineage,
     fhir_timestamp,
     field,
     flatten,
     latest_value,
+    merge_lineage,
     patient_key_or_ref,
+    record_lineage,
     resolve_references,
     segment_fields,
-    source_lineage,
     with_index_key,
+    with_segment_context,
 )
 from silver.deid import pseudonym
 from silver.patient import hl7_mrn
 
 FIELDS = ("patient_key", "encounter_class", "type_code", "type_system", "type_display", "status", "admit_at",
-          "discharge_at", "department", "organization_key", "practitioner_key", "admit_source",
-          "discharge_disposition", "reason_code", "reason_system")
+          "discharge_at", "department", "location", "organization_key", "practitioner_key", "admit_source",
+          "discharge_disposition", "reason_code", "reason_system", "transfer_count")
 
 # HL7 PV1-2 and FHIR v3 ActCode class codes -> the class words of silver.encounter
 CLASS_WORDS = {"I": "inpatient", "IMP": "inpatient", "ACUTE": "inpatient", "NONAC": "inpatient",
                "E": "emergency", "EMER": "emergency", "O": "outpatient", "AMB": "outpatient",
                "OBSENC": "observation", "P": "pre-admission", "PRENC": "pre-admission", "R": "recurring",
                "B": "obstetrics", "VR": "virtual", "HH": "home-health", "SS": "short-stay"}
-# ADT trigger -> encounter status it implies (A08 updates and others imply none)
+# ADT trigger -> encounter status it implies (A08 updates, A12 cancel transfer and others imply none; a cancelled
+# A02 implies nothing either, see fold_adt)
 EVENT_STATUS = {"A01": "in-progress", "A02": "in-progress", "A03": "finished", "A04": "arrived",
                 "A05": "planned", "A06": "in-progress", "A07": "in-progress", "A11": "cancelled",
-                "A13": "in-progress", "A38": "cancelled"}
+                "A13": "in-progress", "A21": "onleave", "A22": "in-progress", "A38": "cancelled"}
+# pending events and their cancellations: counted, but they change no actual status, time or place
+PENDING_EVENTS = ("A14", "A15", "A16", "A25", "A26", "A27")
+TRANSFER, CANCEL_TRANSFER, CANCEL_DISCHARGE = "A02", "A12", "A13"
 
 
 def _mapped(col: Column, mapping: dict[str, str]) -> Column:
@@ -76,49 +105,177 @@ def fhir_encounters(resources: DataFrame, patients: DataFrame, encounters: DataF
         "encounter_key", patient_key_or_ref(deid),
         encounter_class(F.col("class_code")).alias("encounter_class"), "type_code", "type_system", "type_display",
         "status", fhir_timestamp("period_start").alias("admit_at"), fhir_timestamp("period_end").alias("discharge_at"),
-        "department", pseudonym(F.col("organization_ref"), deid.key, "organization").alias("organization_key"),
+        "department", F.col("department").alias("location"),
+        pseudonym(F.col("organization_ref"), deid.key, "organization").alias("organization_key"),
         "practitioner_key", "admit_source", "discharge_disposition", "reason_code", "reason_system",
-        F.lit(None).cast("string").alias("adt_event"), fhir_timestamp("last_updated").alias("updated_at"),
-        *source_lineage(FHIR))
+        F.lit(None).cast("int").alias("transfer_count"), F.lit(None).cast("string").alias("last_adt_event"),
+        F.lit(None).cast("int").alias("adt_event_count"), fhir_timestamp("last_updated").alias("updated_at"),
+        *record_lineage(FHIR))
 
 
 def hl7_visit_number() -> Column:
     return field(19, 1, decode=False)
 
 
-def hl7_encounters(segs: DataFrame, deid: Deid) -> DataFrame:
-    """One row per ADT message with a PV1 visit number (ORU PV1 segments only link results, see observation)."""
-    adt = segs.filter(F.col("message_type") == "ADT")
-    pid = segment_fields(adt, "PID", {"mrn": hl7_mrn()}).select("content_hash", "mrn")
-    evn = segment_fields(adt, "EVN", {"evn_type": field(1, decode=False)}).select("content_hash", "evn_type")
+def hl7_adt_events(segs: DataFrame, deid: Deid) -> DataFrame:
+    """One row per ADT message with a PV1 visit number: the event, its time, the PV1 values (raw codes, UTC times).
+
+    The PV1 pairs with the PID before it. ``event_at`` (EVN-2 recorded time, else MSH-7) orders the events;
+    ``occurred_at`` (EVN-6 event occurred, else the event time) dates the stays of silver.encounter_location.
+    ORU PV1 segments only link results (see silver.observation).
+    """
+    adt = with_segment_context(segs.filter(F.col("message_type") == "ADT"), "PID", "pid")
+    pid = segment_fields(adt, "PID", {"mrn": hl7_mrn()}) \
+        .select("content_hash", F.col("segment_index").alias("pid_index"), "mrn")
+    evn = segment_fields(adt, "EVN", {"evn_type": field(1, decode=False), "recorded": field(2, 1, decode=False),
+                                      "occurred": field(6, 1, decode=False)}) \
+        .groupBy("content_hash").agg(F.min("evn_type").alias("evn_type"), F.min("recorded").alias("recorded"),
+                                     F.min("occurred").alias("occurred"))
     pv1 = segment_fields(adt, "PV1", {
-        "visit": hl7_visit_number(), "class_code": field(2, decode=False), "admit": field(44, 1, decode=False),
-        "discharge": field(45, 1, decode=False), "department": field(3, 1), "attending": field(7, 1, decode=False),
+        "visit": hl7_visit_number(), "pid_index": F.col("pid_index"), "class_code": field(2, decode=False),
+        "location": field(3, 1), "service": field(10, decode=False), "admit": field(44, 1, decode=False),
+        "discharge": field(45, 1, decode=False), "attending": field(7, 1, decode=False),
         "admit_source": field(14, decode=False), "disposition": field(36, decode=False),
     }).filter(F.col("visit").isNotNull())
-    rows = pv1.join(pid, "content_hash", "left").join(evn, "content_hash", "left") \
-              .withColumn("adt_event", F.coalesce(F.col("trigger_event"), F.col("evn_type")))
-    status = _mapped(F.col("adt_event"), EVENT_STATUS)
+    rows = pv1.join(pid, ["content_hash", "pid_index"], "left").join(evn, "content_hash", "left")
+    event = F.upper(F.trim(F.coalesce(F.col("trigger_event"), F.col("evn_type"))))
+    status = _mapped(event, EVENT_STATUS)
+    event_at = F.coalesce(hl7_time(F.col("recorded"), deid.facility_timezone), F.col("message_ts"))
     return rows.select(
         pseudonym(F.col("visit"), deid.key, "encounter").alias("encounter_key"),
-        pseudonym(F.col("mrn"), deid.key, "patient").alias("patient_key"),
-        encounter_class(F.col("class_code")).alias("encounter_class"),
-        F.lit(None).cast("string").alias("type_code"), F.lit(None).cast("string").alias("type_system"),
-        F.lit(None).cast("string").alias("type_display"),
-        F.when(status.isin(*EVENT_STATUS.values()), status).alias("status"),
+        pseudonym(F.col("mrn"), deid.key, "patient").alias("patient_key"), event.alias("adt_event"),
+        event_at.alias("event_at"),
+        F.coalesce(hl7_time(F.col("occurred"), deid.facility_timezone), event_at).alias("occurred_at"),
+        "message_ts", encounter_class(F.col("class_code")).alias("encounter_class"),
+        F.when(status.isin(*EVENT_STATUS.values()), status).alias("_status"), "location",
+        F.trim("service").alias("service"),
         hl7_time(F.col("admit"), deid.facility_timezone).alias("admit_at"),
         hl7_time(F.col("discharge"), deid.facility_timezone).alias("discharge_at"),
-        "department", F.lit(None).cast("string").alias("organization_key"),
         pseudonym(F.col("attending"), deid.key, "practitioner").alias("practitioner_key"),
-        "admit_source", F.col("disposition").alias("discharge_disposition"),
-        F.lit(None).cast("string").alias("reason_code"), F.lit(None).cast("string").alias("reason_system"),
-        "adt_event", F.col("message_ts").alias("updated_at"), *source_lineage(HL7V2))
+        "admit_source", F.col("disposition").alias("discharge_disposition"), "content_hash")
+
+
+def _last(value: Column | str, when: Column | None = None) -> Column:
+    """Aggregate: the non-null ``value`` of the latest event (``_pos``) where ``when`` holds."""
+    v = F.col(value) if isinstance(value, str) else value
+    keep = v.isNotNull() if when is None else (v.isNotNull() & when)
+    return F.max(F.when(keep, F.struct(F.col("_pos").alias("p"), v.alias("v"))))["v"]
+
+
+def resolve_adt(events: DataFrame) -> DataFrame:
+    """ADT events (:func:`hl7_adt_events`) in event order with what each one means once cancellations are undone.
+
+    Adds ``_pos`` (1.. per visit in event-time order), ``_actual`` (neither a pending event nor an A02 that an A12
+    cancelled), ``_after_a13`` (after the visit's latest A13), and the effective ``_location``/``_service`` (an A12
+    puts back the place of the visit before the A02 it cancels).
+    """
+    order = Window.partitionBy("encounter_key").orderBy(
+        F.col("event_at").asc_nulls_first(), F.col("message_ts").asc_nulls_first(), F.col("content_hash"))
+    running = order.rowsBetween(Window.unboundedPreceding, 0)
+    pending = F.col("adt_event").isin(*PENDING_EVENTS)
+    step = F.when(F.col("adt_event") == TRANSFER, 1).when(F.col("adt_event") == CANCEL_TRANSFER, -1).otherwise(0)
+    ev = events.withColumn("_pos", F.row_number().over(order)) \
+               .withColumn("_depth", F.sum(step).over(running)) \
+               .withColumn("_last_a13", F.max(F.when(F.col("adt_event") == CANCEL_DISCHARGE, F.col("_pos")))
+                           .over(Window.partitionBy("encounter_key")))
+    # an A12 cancels the latest A02 before it whose depth (A02s minus A12s so far) is one more than its own
+    a02 = ev.filter(F.col("adt_event") == TRANSFER).select(
+        "encounter_key", F.col("_pos").alias("_a02_pos"), F.col("_depth").alias("_a02_depth"))
+    a12 = ev.filter(F.col("adt_event") == CANCEL_TRANSFER).select("encounter_key", "_pos", "_depth")
+    matched = a12.join(a02, "encounter_key") \
+        .filter((F.col("_a02_pos") < F.col("_pos")) & (F.col("_a02_depth") == F.col("_depth") + 1)) \
+        .groupBy("encounter_key", "_pos").agg(F.max("_a02_pos").alias("_cancels"))
+    cancelled = matched.select("encounter_key", F.col("_cancels").alias("_pos"), F.lit(True).alias("_cancelled"))
+    # where the visit was before the cancelled A02: the latest place of the actual events before it
+    before = ev.filter(~pending & (F.col("adt_event") != CANCEL_TRANSFER)) \
+        .join(cancelled, ["encounter_key", "_pos"], "left_anti") \
+        .select("encounter_key", F.col("_pos").alias("_p"), "location", "service")
+    restored = matched.join(before, "encounter_key").filter(F.col("_p") < F.col("_cancels")) \
+        .groupBy("encounter_key", "_pos").agg(
+            F.max(F.when(F.col("location").isNotNull(), F.struct(F.col("_p"), F.col("location"))))["location"]
+            .alias("_restored_location"),
+            F.max(F.when(F.col("service").isNotNull(), F.struct(F.col("_p"), F.col("service"))))["service"]
+            .alias("_restored_service"))
+    ev = ev.join(cancelled, ["encounter_key", "_pos"], "left").join(restored, ["encounter_key", "_pos"], "left")
+    is_a12 = F.col("adt_event") == CANCEL_TRANSFER
+    return ev.select(
+        *events.columns, "_pos", (~pending & F.col("_cancelled").isNull()).alias("_actual"),
+        (F.col("_pos") > F.coalesce(F.col("_last_a13"), F.lit(0))).alias("_after_a13"),
+        F.when(is_a12, F.coalesce("_restored_location", "location")).otherwise(F.col("location")).alias("_location"),
+        F.when(is_a12, F.coalesce("_restored_service", "service")).otherwise(F.col("service")).alias("_service"))
+
+
+def fold_adt(resolved: DataFrame) -> DataFrame:
+    """Resolved ADT events (:func:`resolve_adt`) -> one row per visit (see the module docstring)."""
+    actual, not_pending = F.col("_actual"), ~F.col("adt_event").isin(*PENDING_EVENTS)
+    # a discharge an A13 cancelled is gone: only events after the latest A13 (not the A13 itself) may set it
+    discharged = actual & F.col("_after_a13")
+    return resolved.groupBy("encounter_key").agg(
+        F.coalesce(_last("patient_key", not_pending), _last("patient_key")).alias("patient_key"),
+        F.coalesce(_last("encounter_class", actual), _last("encounter_class")).alias("encounter_class"),
+        _last("_status", actual).alias("status"),
+        _last("admit_at", actual).alias("admit_at"),
+        _last("discharge_at", discharged).alias("discharge_at"),
+        _last("discharge_disposition", discharged).alias("discharge_disposition"),
+        F.coalesce(_last("_service", actual), _last("_location", actual)).alias("department"),
+        _last("_location", actual).alias("location"),
+        F.coalesce(_last("practitioner_key", actual), _last("practitioner_key")).alias("practitioner_key"),
+        F.coalesce(_last("admit_source", actual), _last("admit_source")).alias("admit_source"),
+        F.count(F.when((F.col("adt_event") == TRANSFER) & actual, True)).cast("int").alias("transfer_count"),
+        _last("adt_event").alias("last_adt_event"), F.count("*").cast("int").alias("adt_event_count"),
+        F.max("event_at").alias("updated_at"), F.array(F.lit(HL7V2)).alias("sources"),
+        F.collect_set("content_hash").alias("bronze_hashes"))
+
+
+def hl7_encounters(resolved: DataFrame) -> DataFrame:
+    """One row per HL7 visit: its resolved ADT events (:func:`resolve_adt`) folded (:func:`fold_adt`), in the
+    shape of :func:`fhir_encounters`."""
+    folded = fold_adt(resolved)
+    nothing = F.lit(None).cast("string")
+    return folded.select(
+        "encounter_key", "patient_key", "encounter_class", nothing.alias("type_code"), nothing.alias("type_system"),
+        nothing.alias("type_display"), "status", "admit_at", "discharge_at", "department", "location",
+        nothing.alias("organization_key"), "practitioner_key", "admit_source", "discharge_disposition",
+        nothing.alias("reason_code"), nothing.alias("reason_system"), "transfer_count", "last_adt_event",
+        "adt_event_count", "updated_at", "sources", "bronze_hashes")
+
+
+def location_history(resolved: DataFrame) -> DataFrame:
+    """silver.encounter_location: one row per stay of an HL7 visit in one place (location and department).
+
+    A stay starts at each actual event (:func:`resolve_adt`) that puts the visit somewhere else than the event
+    before it (an A02, or the first event with a place); a cancelled transfer leaves no stay. ``start_at`` is the
+    event's occurrence (EVN-6, else its event time), the first stay's the visit's admission (PV1-44) if earlier;
+    ``end_at`` is the next stay's start, the last stay's the visit's discharge (NULL while in the house).
+    """
+    order = Window.partitionBy("encounter_key").orderBy("_pos")
+    so_far = order.rowsBetween(Window.unboundedPreceding, 0)
+    placed = resolved.filter(F.col("_actual")) \
+        .withColumn("_loc", F.last("_location", ignorenulls=True).over(so_far)) \
+        .withColumn("_svc", F.last("_service", ignorenulls=True).over(so_far)) \
+        .filter(F.col("_loc").isNotNull() | F.col("_svc").isNotNull())
+    changed = ~(F.lag("_loc").over(order).eqNullSafe(F.col("_loc"))
+                & F.lag("_svc").over(order).eqNullSafe(F.col("_svc"))) | F.lag("_pos").over(order).isNull()
+    stays = placed.withColumn("_changed", changed).filter("_changed") \
+        .withColumn("sequence", F.row_number().over(order).cast("int"))
+    visit = fold_adt(resolved).select("encounter_key", F.col("patient_key").alias("_patient"),
+                                      F.col("admit_at").alias("_admit"), F.col("discharge_at").alias("_discharge"))
+    # an admission (PV1-44) recorded later than it happened opens the first stay; a planned one does not
+    first = F.least(F.coalesce("_admit", "occurred_at"), F.col("occurred_at"))
+    start = F.when(F.col("sequence") == 1, first).otherwise(F.col("occurred_at"))
+    by_seq = Window.partitionBy("encounter_key").orderBy("sequence")
+    return stays.join(visit, "encounter_key").withColumn("start_at", start).select(
+        "encounter_key", "sequence", F.col("_patient").alias("patient_key"), F.col("_loc").alias("location"),
+        F.coalesce("_svc", "_loc").alias("department"), "start_at",
+        F.coalesce(F.lead("start_at").over(by_seq), F.col("_discharge")).alias("end_at"),
+        F.col("adt_event").alias("start_event"), F.array(F.lit(HL7V2)).alias("sources"),
+        F.array("content_hash").alias("bronze_hashes"))
 
 
 def harmonize(rows: DataFrame) -> DataFrame:
-    """Source rows -> one row per encounter_key, latest non-null value per field, ADT events counted."""
-    is_adt = F.col("adt_event").isNotNull()
+    """FHIR rows and folded HL7 visits -> one row per encounter_key, the latest non-null value per field."""
+    tiebreak = F.array_join(F.array_sort("bronze_hashes"), ",")
     return rows.groupBy("encounter_key").agg(
-        *[latest_value(f, "updated_at").alias(f) for f in FIELDS],
-        latest_value("adt_event", "updated_at").alias("last_adt_event"),
-        F.count(F.when(is_adt, F.col("content_hash"))).cast("int").alias("adt_event_count"), *collect_lineage())
+        *[latest_value(f, "updated_at", tiebreak).alias(f) for f in FIELDS],
+        latest_value("last_adt_event", "updated_at", tiebreak).alias("last_adt_event"),
+        F.coalesce(F.sum("adt_event_count"), F.lit(0)).cast("int").alias("adt_event_count"), *merge_lineage())

@@ -30,17 +30,25 @@ from lakehouse.runlog import Run
 from lakehouse.staging import Staging, staging
 from silver import (
     allergy,
+    care_plan,
+    care_team,
     condition,
+    coverage,
+    device,
     diagnostic_report,
+    document,
     encounter,
+    goal,
     imaging,
     immunization,
+    medication_dispense,
     medication_request,
     observation,
     organization,
     patient,
     practitioner,
     procedure,
+    service_request,
 )
 from silver.common import Deid, latest_fhir, latest_messages, segments, to_contract, union_all
 from silver.deid import apply_date_policy, engine_key, keyed_lineage, load_key, shifted_date_columns
@@ -52,17 +60,27 @@ QUARANTINE_DDL = ("natural_key STRING, failed_rule STRING, reason STRING, source
                   "bronze_hashes ARRAY<STRING>, content_hash STRING, source_file STRING, record STRING, "
                   "silver_run_id STRING, quarantined_at TIMESTAMP")
 QUARANTINE_KEYS = ("natural_key", "failed_rule", "content_hash")
+# Bronze records of which no Silver or quarantine row came (see silver.coverage)
+SOURCE_RECORD_QUARANTINE = "quarantine.silver_source_record"
+COVERAGE_TABLE = "_system.source_coverage"
+COVERAGE_DDL = ("source STRING, record_type STRING, received BIGINT, superseded BIGINT, silver BIGINT, "
+                "quarantined BIGINT, not_in_scope BIGINT, no_fact BIGINT, silver_tables STRING, scope_reason STRING, "
+                "silver_run_id STRING, evaluated_at TIMESTAMP")
 CODE_FOLDERS = ("bronze", "silver", "expectations", "lakehouse")
 
 # the dates the date policy applies to, per table: the shift_date rules of silver/deid/rules.csv
 DATE_COLUMNS: dict[str, tuple[str, ...]] = shifted_date_columns()
 
 DEFINITIONS = {
-    "patient": "distinct patient_key (MRN pseudonym, else FHIR id) over latest FHIR Patients and PID segments "
-               "whose values all type, + each source record with a value that does not",
-    "encounter": "distinct encounter_key (visit number, else FHIR id) over latest FHIR Encounters and ADT PV1s",
-    "observation": "latest FHIR Observation values (resource or each component) + OBX of distinct ORU messages "
-                   "- FHIR/HL7 pairs merged into one row",
+    "patient": "distinct patient_key (MRN pseudonym, else FHIR id, merged-away keys replaced by the survivor) over "
+               "latest FHIR Patients and PID segments whose values all type, + each source record with a value "
+               "that does not",
+    "encounter": "distinct encounter_key (visit number, else FHIR id) over latest FHIR Encounters and the PV1s "
+                 "of ADT messages (all events of a visit fold into one row)",
+    "encounter_location": "ADT events of HL7 visits that put the visit in another place (location, department) "
+                          "than the event before (cancelled transfers and pending events excluded)",
+    "observation": "latest FHIR Observation values (resource or each component) + OBX segments of distinct "
+                   "ORU/OUL messages - FHIR/HL7 pairs merged into one row",
     "condition": "latest FHIR Conditions + distinct (patient, code, onset) of DG1s - FHIR/HL7 pairs merged",
     "allergy": "latest FHIR AllergyIntolerances + distinct (patient, allergen) of AL1s",
     "imaging_study": "distinct Study Instance UIDs over FHIR ImagingStudy and DICOM instances",
@@ -70,21 +88,39 @@ DEFINITIONS = {
     "imaging_instance": "distinct SOP Instance UIDs of DICOM instances",
     "practitioner": "distinct practitioner_key (NPI, else FHIR id) over latest FHIR Practitioners",
 }
-FHIR_TYPES = {"medication_request": "MedicationRequest", "procedure": "Procedure",
-              "diagnostic_report": "DiagnosticReport", "immunization": "Immunization", "organization": "Organization"}
+FHIR_TYPES = {"procedure": "Procedure", "diagnostic_report": "DiagnosticReport", "organization": "Organization"}
+FHIR_TYPES.update({"care_plan": "CarePlan", "care_team": "CareTeam", "device": "Device", "goal": "Goal"})
 for _table, _type in FHIR_TYPES.items():
     DEFINITIONS[_table] = f"latest FHIR {_type} resources (one per resource id)"
+DEFINITIONS.update({
+    "immunization": "latest FHIR Immunizations + RXA segments of distinct messages - RXAs of a vaccination record "
+                    "already counted (same patient and ORC-3) - HL7 records merged into their FHIR twin",
+    "medication_request": "latest FHIR MedicationRequests + RXE segments of distinct RDE messages - RXEs of an "
+                          "order already counted (same patient and ORC-2/ORC-3)",
+    "medication_dispense": "latest FHIR MedicationDispenses + RXD segments of distinct messages - RXDs of a "
+                           "dispense already counted (same patient, RXD-7, RXD-1, RXD-2)",
+})
+DEFINITIONS["care_plan_activity"] = "activity elements with a detail of the latest FHIR CarePlans (in the JSON)"
+DEFINITIONS["service_request"] = ("latest FHIR ServiceRequests + distinct order identities (placer number^namespace, "
+                                  "else filler, else message position) of the ORC groups of ORM/OML/OMG/OMI messages")
+DEFINITIONS["document"] = ("latest FHIR DocumentReferences + distinct document identities (TXA-12^namespace, else "
+                           "message position) of the TXA segments of MDM messages")
 
 
 class _Builder:
     def __init__(self, spark: SparkSession, catalog: Catalog, settings: Settings, run: Run, scratch: Staging) -> None:
         self.spark, self.catalog, self.settings, self.run, self.scratch = spark, catalog, settings, run, scratch
         self.deid = Deid(key=engine_key(settings), date_policy=settings.date_policy,
-                         max_shift_days=settings.max_shift_days, facility_timezone=settings.facility_timezone)
+                         max_shift_days=settings.max_shift_days, facility_timezone=settings.facility_timezone,
+                         documents_text=settings.documents_text)
         self.latest_time: datetime = latest_plausible_time(settings)
         self.valid: dict[str, DataFrame] = {}
         self.report: dict[str, dict[str, int]] = {}
         self.dq: list[dict[str, Any]] = []
+        self.rejected: dict[str, DataFrame] = {}
+        self.coverage: dict[str, int] = {}
+        # (prior_patient_key, patient_key) of merged patients (ADT A40/A47): every domain is re-keyed in finish
+        self.merges: DataFrame | None = None
         self.now = F.lit(datetime.now().astimezone()).cast("timestamp")
         self.timings: dict[str, float] = {}
         self.started = time.monotonic()
@@ -109,6 +145,8 @@ class _Builder:
     def finish(self, table: str, df: DataFrame, bronze_input: int, pre_rejected: DataFrame | None = None) -> None:
         """Date policy, contract shape, row rules, GX, MERGE, quarantine, reconciliation for one domain."""
         progress.start("silver", table)
+        if self.merges is not None and "patient_key" in df.columns:  # before the date policy: survivor's shift
+            df = patient.apply_merges(df, self.merges)
         dates = DATE_COLUMNS.get(table, ())
         if dates:
             df = apply_date_policy(df, dates, "patient_key", self.deid.key, self.deid.date_policy,
@@ -139,12 +177,15 @@ class _Builder:
         keys = natural_key(table)
         distinct = valid.select(*keys).distinct().count()
         self.valid[table] = valid
+        self.rejected[table] = rejected
         t_gx = time.monotonic()
         self.dq.append(validate(self.spark, valid, table, self.run.run_id, reference=self.valid,
                                 latest_time=self.latest_time))
         self.timings[f"{table}_gx"] = round(time.monotonic() - t_gx, 1)
         name = f"silver.{table}"
         self.catalog.create(name, ddl(table))
+        if self.catalog.adopt_contract(name, ddl(table)):
+            log.warning("%s: the column contract changed in this release; the table is rebuilt in full", name)
         # Silver keeps lineage through keyed hashes: a plain hash of a raw message would link a copy of it to its row
         published = valid.withColumn("bronze_hashes", keyed_lineage(F.col("bronze_hashes"), self.deid.key))
         changes = self.catalog.merge(published, name, keys, delete_missing=True, ignore_changes=VOLATILE)
@@ -224,7 +265,9 @@ def build_silver(settings: Settings, run: Run, force: bool = False) -> dict[str,
     run.metric("silver_timings", b.timings)
     for table, counts in b.report.items():
         run.metric(f"silver_{table}", counts)
-    return {**b.report, "_dq": {"rows": summary["rows"], "data_docs": summary["data_docs"]}}
+    run.metric("source_coverage", b.coverage)
+    return {**b.report, "_dq": {"rows": summary["rows"], "data_docs": summary["data_docs"]},
+            "_coverage": b.coverage}
 
 
 def _build_domains(b: _Builder) -> None:
@@ -234,6 +277,7 @@ def _build_domains(b: _Builder) -> None:
     b.lineage_files([fhir_raw, hl7_raw, dicom_raw])
     res = b.stage(latest_fhir(fhir_raw), "fhir_latest")
     segs = b.stage(segments(latest_messages(hl7_raw)), "hl7v2_segments")
+    b.merges = b.stage(patient.patient_merges(segs, b.deid), "patient_merges")
     deid = b.deid
 
     # indexes that resolve FHIR references, and every patient's known identifiers (for scrubbing free text)
@@ -250,42 +294,56 @@ def _build_domains(b: _Builder) -> None:
     _build_encounter(b, res, segs, pat_index, enc_index, prac_index)
     _build_observation(b, res, segs, pat_index, enc_index, known)
     _build_condition(b, res, segs, pat_index, enc_index)
+    _build_orders(b, res, segs, pat_index, enc_index, prac_index)
+    _build_documents(b, res, segs, pat_index, enc_index, prac_index, known)
+    _build_immunization(b, res, segs, pat_index, enc_index)
+    _build_medications(b, res, segs, pat_index, enc_index, prac_index, known)
     simple: dict[str, Callable[[], DataFrame]] = {
-        "medication_request": lambda: medication_request.fhir_medication_requests(
-            res, pat_index, enc_index, prac_index, known, deid),
         "procedure": lambda: procedure.fhir_procedures(res, pat_index, enc_index, deid),
         "diagnostic_report": lambda: diagnostic_report.fhir_diagnostic_reports(res, pat_index, enc_index, known,
                                                                                 deid),
-        "immunization": lambda: immunization.fhir_immunizations(res, pat_index, enc_index, deid),
     }
+    simple.update({
+        "care_plan": lambda: care_plan.fhir_care_plans(res, pat_index, enc_index, deid),
+        "care_team": lambda: care_team.fhir_care_teams(res, pat_index, enc_index, deid),
+        "device": lambda: device.fhir_devices(res, pat_index, deid),
+        "goal": lambda: goal.fhir_goals(res, pat_index, known, deid),
+    })
     for table, build in simple.items():
         b.finish(table, build(), _count_type(res, FHIR_TYPES[table]))
+    _build_care_plan_activity(b, res, pat_index)
     fhir_allergies = allergy.fhir_allergies(res, pat_index, deid)
     hl7_allergies = b.stage(allergy.hl7_allergies(segs, deid), "allergy_hl7")
     b.finish("allergy", fhir_allergies.unionByName(hl7_allergies),
              _count_type(res, "AllergyIntolerance") + hl7_allergies.count())
     _build_imaging(b, res, dicom_raw, pat_index, enc_index, known)
+    _account_for_records(b, fhir_raw, res, hl7_raw, dicom_raw)
 
 
 def _build_patient(b: _Builder, res: DataFrame, segs: DataFrame, index: DataFrame) -> None:
     rows = patient.fhir_patients(res, index).unionByName(patient.hl7_patients(segs, b.deid),
                                                           allowMissingColumns=True)
-    rows = b.stage(rows.withColumn("invalid", F.coalesce(F.col("invalid"), F.array().cast("array<string>"))),
-                   "patient_rows")
+    # a merged-away patient's records fold into the survivor's row (their lineage joins)
+    rows = rows.withColumn("invalid", F.coalesce(F.col("invalid"), F.array().cast("array<string>")))
+    rows = b.stage(patient.apply_merges(rows, b.merges) if b.merges is not None else rows, "patient_rows")
     # a source record with an untypeable value is quarantined on its own, not merged into the patient
     merged = b.stage(patient.harmonize(rows.filter(F.size("invalid") == 0)), "patient_merged")
     untyped = patient.harmonize(rows.filter(F.size("invalid") > 0), per_record=True).drop("content_hash")
     n_untyped = rows.filter(F.size("invalid") > 0).count()
-    b.finish("patient", patient.deidentify(merged).unionByName(patient.deidentify(untyped)),
-             merged.count() + n_untyped)
+    n_patients = rows.filter(F.size("invalid") == 0).select("patient_key").distinct().count()
+    b.finish("patient", patient.deidentify(merged).unionByName(patient.deidentify(untyped)), n_patients + n_untyped)
 
 
 def _build_encounter(b: _Builder, res: DataFrame, segs: DataFrame, pats: DataFrame, encs: DataFrame,
                      pracs: DataFrame) -> None:
-    rows = encounter.fhir_encounters(res, pats, encs, pracs, b.deid).unionByName(
-        encounter.hl7_encounters(segs, b.deid))
+    events = b.stage(encounter.resolve_adt(encounter.hl7_adt_events(segs, b.deid)), "encounter_adt_events")
+    rows = encounter.fhir_encounters(res, pats, encs, pracs, b.deid).unionByName(encounter.hl7_encounters(events))
     merged = b.stage(encounter.harmonize(rows), "encounter_merged")
-    b.finish("encounter", merged, merged.count())
+    n_visits = events.select("encounter_key").union(encs.select("encounter_key")).distinct().count()
+    b.finish("encounter", merged, n_visits)
+    # after encounter: its rows are the reference of encounter_key
+    stays = b.stage(encounter.location_history(events), "encounter_location")
+    b.finish("encounter_location", stays, stays.count())
 
 
 def _build_observation(b: _Builder, res: DataFrame, segs: DataFrame, pats: DataFrame, encs: DataFrame,
@@ -294,11 +352,13 @@ def _build_observation(b: _Builder, res: DataFrame, segs: DataFrame, pats: DataF
     rows = fhir_rows.unionByName(b.stage(observation.hl7_observations(segs, known, b.deid), "observation_hl7"),
                                  allowMissingColumns=True)
     standardized = b.stage(observation.standardize(rows), "observation_standardized")
-    n_rows = standardized.count()
+    # the OBX segments themselves, counted apart from the transform: an OBX it loses or merges fails the run
+    n_obx = segs.filter(F.col("message_type").isin(*observation.LAB_MESSAGES)
+                        & (F.col("segment_id") == "OBX")).count()
     pairs = b.stage(observation.harmonized_pairs(standardized), "observation_pairs")
     n_pairs = pairs.count()
     b.run.metric("observation_harmonized_pairs", n_pairs)
-    b.finish("observation", observation.merge_pairs(standardized, pairs), n_rows - n_pairs)
+    b.finish("observation", observation.merge_pairs(standardized, pairs), fhir_rows.count() + n_obx - n_pairs)
 
 
 def _build_condition(b: _Builder, res: DataFrame, segs: DataFrame, pats: DataFrame, encs: DataFrame) -> None:
@@ -308,6 +368,57 @@ def _build_condition(b: _Builder, res: DataFrame, segs: DataFrame, pats: DataFra
     merged, pairs = condition.harmonize(standardized)
     b.run.metric("condition_harmonized_pairs", pairs)
     b.finish("condition", merged, n_records - pairs)
+
+
+def _build_orders(b: _Builder, res: DataFrame, segs: DataFrame, pats: DataFrame, encs: DataFrame,
+                  pracs: DataFrame) -> None:
+    rows = service_request.fhir_service_requests(res, pats, encs, pracs, b.deid).unionByName(
+        service_request.hl7_orders(segs, b.deid))
+    merged = b.stage(service_request.harmonize(rows), "service_request_merged")
+    n_orders = service_request.hl7_order_identities(segs).distinct().count()
+    b.finish("service_request", merged, _count_type(res, "ServiceRequest") + n_orders)
+
+
+def _build_documents(b: _Builder, res: DataFrame, segs: DataFrame, pats: DataFrame, encs: DataFrame,
+                     pracs: DataFrame, known: DataFrame) -> None:
+    rows = document.fhir_documents(res, pats, encs, pracs, known, b.deid).unionByName(
+        document.hl7_documents(segs, known, b.deid))
+    merged = b.stage(document.harmonize(rows), "document_merged")
+    n_documents = document.hl7_document_identities(segs).distinct().count()
+    b.finish("document", merged, _count_type(res, "DocumentReference") + n_documents)
+
+
+def _build_care_plan_activity(b: _Builder, res: DataFrame, pats: DataFrame) -> None:
+    # after care_plan: its rows are the reference of care_plan_key
+    n_activities = int(care_plan.activity_detail_count(res).first()["n"])
+    b.finish("care_plan_activity", care_plan.fhir_care_plan_activities(res, pats, b.deid), n_activities)
+
+
+def _build_immunization(b: _Builder, res: DataFrame, segs: DataFrame, pats: DataFrame, encs: DataFrame) -> None:
+    fhir_rows = b.stage(immunization.fhir_immunizations(res, pats, encs, b.deid), "immunization_fhir")
+    hl7_rows = b.stage(immunization.hl7_immunizations(segs, b.deid), "immunization_hl7")
+    merged, folded = immunization.harmonize(fhir_rows, hl7_rows, b.deid)
+    merged = b.stage(merged, "immunization_merged")
+    n_folded = int(folded.agg(F.coalesce(F.sum("_n"), F.lit(0))).first()[0])
+    b.run.metric("immunization_harmonized", n_folded)
+    b.finish("immunization", merged,
+             _count_type(res, "Immunization") + immunization.hl7_rxa(segs).count() - n_folded)
+
+
+def _build_medications(b: _Builder, res: DataFrame, segs: DataFrame, pats: DataFrame, encs: DataFrame,
+                       pracs: DataFrame, known: DataFrame) -> None:
+    rxe = b.stage(medication_request.hl7_medication_requests(segs, known, b.deid), "medication_request_hl7")
+    orders = medication_request.latest_orders(rxe, known, b.deid)
+    n_rxe_folded = rxe.count() - rxe.select("_ident").distinct().count()
+    b.finish("medication_request",
+             medication_request.fhir_medication_requests(res, pats, encs, pracs, known, b.deid).unionByName(orders),
+             _count_type(res, "MedicationRequest") + medication_request.hl7_rxe_count(segs).count() - n_rxe_folded)
+    rxd = b.stage(medication_dispense.hl7_medication_dispenses(segs, b.deid), "medication_dispense_hl7")
+    n_rxd_folded = rxd.count() - rxd.select("_ident").distinct().count()
+    b.finish("medication_dispense",
+             medication_dispense.fhir_medication_dispenses(res, pats, encs, b.deid).unionByName(
+                 medication_dispense.latest_dispenses(rxd, b.deid)),
+             _count_type(res, "MedicationDispense") + medication_dispense.hl7_rxd(segs).count() - n_rxd_folded)
 
 
 def _build_imaging(b: _Builder, res: DataFrame, dicom_raw: DataFrame, pats: DataFrame, encs: DataFrame,
@@ -325,3 +436,42 @@ def _build_imaging(b: _Builder, res: DataFrame, dicom_raw: DataFrame, pats: Data
              .withColumn("reason", F.concat(F.lit("DICOM header cannot be de-identified: "), F.col("deid_error")))
     pre_rejected = to_contract(bad, "imaging_instance", b.run.run_id, b.now, extra=("failed_rule", "reason"))
     b.finish("imaging_instance", good, instances.count(), pre_rejected)
+
+
+def _account_for_records(b: _Builder, fhir_raw: DataFrame, fhir_latest: DataFrame, hl7_raw: DataFrame,
+                         dicom_raw: DataFrame) -> None:
+    """Every Bronze record in Silver, quarantine, superseded or declared out of scope (see silver.coverage); a
+    record of which nothing came is quarantined with the reason. Writes ``_system.source_coverage``."""
+    progress.start("silver", "source coverage")
+    records = coverage.bronze_records(fhir_raw, fhir_latest, hl7_raw, latest_messages(hl7_raw), dicom_raw)
+    landed = union_all([v.select(F.explode("bronze_hashes").alias("content_hash")) for v in b.valid.values()])
+    rejected = union_all([r.select(F.explode("bronze_hashes").alias("content_hash")) for r in b.rejected.values()])
+    classified = b.stage(coverage.classify(records, landed, rejected,
+                                           coverage.scope_frame(b.spark, coverage.load_scope())), "coverage")
+    no_fact = classified.filter(F.col("outcome") == "no_fact")
+    n_no_fact = no_fact.count()
+    if n_no_fact:
+        rows = no_fact.select(
+            F.concat_ws("|", "source", "record_type", "content_hash").alias("natural_key"),
+            F.when(F.col("declared"), F.lit("coverage.fact_extracted")).otherwise(F.lit("coverage.type_declared"))
+             .alias("failed_rule"), "reason", F.array("source").alias("sources"),
+            F.array("content_hash").alias("bronze_hashes"), "content_hash",
+            F.to_json(F.struct("source", "record_type")).alias("record"),
+            F.lit(b.run.run_id).alias("silver_run_id"), b.now.alias("quarantined_at"))
+        rows = rows.join(b.files, "content_hash", "left").select(*[c for c, _ in ddl_columns(QUARANTINE_DDL)])
+        b.catalog.create(SOURCE_RECORD_QUARANTINE, QUARANTINE_DDL)
+        appended = b.catalog.append_new(rows, SOURCE_RECORD_QUARANTINE, QUARANTINE_KEYS)
+        if appended:
+            b.run.wrote(SOURCE_RECORD_QUARANTINE, b.catalog.version(SOURCE_RECORD_QUARANTINE), appended)
+    summary = coverage.summarize(classified).withColumn("silver_run_id", F.lit(b.run.run_id)) \
+                                            .withColumn("evaluated_at", b.now)
+    b.catalog.create(COVERAGE_TABLE, COVERAGE_DDL)
+    b.catalog.overwrite(summary.select(*[c for c, _ in ddl_columns(COVERAGE_DDL)]), COVERAGE_TABLE)
+    b.run.wrote(COVERAGE_TABLE, b.catalog.version(COVERAGE_TABLE), summary.count())
+    totals = {r["outcome"]: r["n"] for r in classified.groupBy("outcome").agg(F.count(F.lit(1)).alias("n"))
+              .collect()}
+    # records of an unexpected shape are in quarantine: counted there, and on their own as no_fact
+    b.coverage = {"received": sum(totals.values()), **{o: totals.get(o, 0) for o in coverage.OUTCOMES}}
+    b.coverage["quarantined"] += b.coverage["no_fact"]
+    log.info("silver: source coverage %s", totals)
+    progress.done("silver", "source coverage", **{k: v for k, v in totals.items() if v})

@@ -8,6 +8,22 @@ Harmonization: a FHIR row and an HL7 row with the same patient_key, LOINC code (
 variants of one analyte share a code, see ``PREFERRED_LOINC``), effective time and canonical value (within
 ``TOLERANCE``) are one row: the FHIR key, both sources, both Bronze hashes, and the value of the source that
 was reported in the canonical unit (no rounding from a conversion), else the FHIR one.
+
+HL7 results (OBX of ORU and OUL messages, v2.3-2.8), by OBX-2 value type:
+- NM: ``value`` (first repetition); a comparator sent in the number (``<5``) goes to ``value_comparator``.
+- SN (comparator^num1^separator^num2): ``<^5`` -> value 5, comparator ``<``; ``^10^+`` -> value 10, comparator
+  ``>=``; a range ``^1^-^5`` -> ``value_low``/``value_high`` (no single value) and text ``1-5``; a ratio or
+  fraction ``^1^:^128`` -> text ``1:128`` (no single value).
+- ST, TX, FT and types not listed here: scrubbed ``value_text``, repetitions one per line.
+- CE, CWE, CNE: ``value_code``, ``value_code_system`` and ``value_display`` (first repetition).
+- DT, TS, DTM: ``value_time`` (shifted by the date policy like every date); never copied as text.
+- ED, RP: a marker only; embedded data and pointers (URLs can carry identifiers) are never loaded.
+- PN, XPN, AD, XAD, TN, XTN, CX, XCN (a person's name, address, phone, identifier): a marker only.
+OBX-11 becomes a FHIR ObservationStatus (``HL7_STATUS``), OBX-8 flags are kept comma-separated in
+``interpretation``, OBX-7 in ``ref_text`` with its numeric bounds in ``ref_low``/``ref_high``, OBX-23 (else
+OBX-15) in ``performing_organization`` (an organization's name, not PHI), the specimen type (SPM-4, else the
+OBR-15 of v2.3-2.4) in ``specimen_type``/``specimen_display``. ``value_low``/``value_high`` stay in
+``unit_original``.
 """
 
 from __future__ import annotations
@@ -15,7 +31,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from lakehouse.hl7v2 import hl7_time
+from lakehouse.hl7v2 import hl7_time, hl7_timestamp, unescape
 from silver.common import (
     FHIR,
     HL7V2,
@@ -30,7 +46,6 @@ from silver.common import (
     resolve_references,
     segment_fields,
     source_lineage,
-    with_segment_context,
 )
 from silver.deid import pseudonym, scrub_text
 from silver.encounter import hl7_visit_number
@@ -45,27 +60,65 @@ PREFERRED_LOINC = {"15074-8": "2345-7", "14682-9": "2160-0"}
 TOLERANCE = 0.02  # relative difference of canonical values still taken as the same result
 VITAL_LOINC = ("8867-4", "9279-1", "8480-6", "8462-4", "8310-5", "59408-5", "2708-6", "29463-7", "8302-2",
                "39156-5", "85354-9")
+LAB_MESSAGES = ("ORU", "OUL")
 TEXT_TYPES = ("TX", "ST", "FT")
+CODED_TYPES = ("CE", "CWE", "CNE")
+# OBX-5 types that name, locate, reach or number a person: never copied, not even scrubbed
+IDENTIFYING_TYPES = ("PN", "XPN", "AD", "XAD", "TN", "XTN", "CX", "XCN")
+EMBEDDED_MARKER = "[embedded data not loaded]"
+REFERENCE_MARKER = "[external reference not loaded]"
+IDENTIFYING_MARKER = "[identifying value not loaded]"
+# segments that may stand between an OBX and its NTE comments (participation, timing/calibration, substance)
+OBX_TRAILERS = ("NTE", "PRT", "TCD", "SID")
+OBSERVATION_STATUSES = ("registered", "preliminary", "final", "amended", "corrected", "cancelled",
+                        "entered-in-error", "unknown")
+# HL7 table 0085 (OBX-11) -> FHIR ObservationStatus. N (not asked) and X (cannot be obtained): no result will come,
+# cancelled; I, R (no verified result yet) and O (order detail only): registered; S (partial): preliminary;
+# U (made final without retransmitting): final; D (delete) and W (posted to the wrong patient): entered-in-error.
+HL7_STATUS = {"F": "final", "P": "preliminary", "C": "corrected", "A": "amended", "X": "cancelled",
+              "N": "cancelled", "R": "registered", "I": "registered", "O": "registered", "S": "preliminary",
+              "U": "final", "D": "entered-in-error", "W": "entered-in-error"}
+NUMBER = r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)"
+NUMERIC = rf"^\s*(<=|>=|<>|<|>|=)?\s*({NUMBER})\s*$"  # an NM value, optionally with a comparator
+# reference ranges: a number may be followed by a unit or words, not by a ratio (a titer '<1:16' has no bound)
+_TAIL = r"\s*(?:[^0-9.:/\s].*)?$"
+RANGE_BOTH = rf"^\s*\(?\s*({NUMBER})\s*(?:-|to|TO|\.\.)\s*({NUMBER})\s*\)?{_TAIL}"
+RANGE_LOW = rf"^\s*(?:>=|=>|>)\s*({NUMBER}){_TAIL}"
+RANGE_HIGH = rf"^\s*(?:<=|=<|<)\s*({NUMBER}){_TAIL}"
 
 # columns of a source row before conversion
 ROW = ("observation_key", "patient_key", "encounter_key", "category", "code", "code_system", "alt_code",
        "alt_system", "display", "value", "unit_in", "value_text", "value_code", "effective_at", "status",
-       "interpretation", "ref_low", "ref_high", "source", "content_hash")
+       "interpretation", "ref_low", "ref_high", "source", "content_hash", "value_comparator", "value_low",
+       "value_high", "value_code_system", "value_display", "value_time", "ref_text", "performing_organization",
+       "specimen_type", "specimen_display")
 
 
 
 def flag_abnormal(df: DataFrame, value_col: str = "value_num", low_col: str = "ref_low", high_col: str = "ref_high",
-                  flag_col: str = "abnormal_flag") -> DataFrame:
+                  flag_col: str = "abnormal_flag", comparator_col: str = "value_comparator") -> DataFrame:
     """``abnormal_flag``: H above ``ref_high``, L below ``ref_low``, N within; NULL without a value or any bound.
 
     Values and bounds must be in the same unit (convert the bounds with ``normalize_units(convert_also=...)``).
+    A value with a comparator (``<5``) is flagged only when the flag is certain (``<5`` with low 5 is L, with only
+    a high bound of 10 is N), else NULL.
     """
     value, low, high = F.col(value_col), F.col(low_col), F.col(high_col)
     flag = F.when(value.isNull() | (low.isNull() & high.isNull()), F.lit(None).cast("string")) \
             .when(high.isNotNull() & (value > high), F.lit("H")) \
             .when(low.isNotNull() & (value < low), F.lit("L")) \
             .otherwise(F.lit("N"))
+    if comparator_col in df.columns:
+        cmp = F.col(comparator_col)
+        below, above = cmp.isin("<", "<="), cmp.isin(">", ">=")
+        bounded = F.when(value.isNull() | (low.isNull() & high.isNull()), F.lit(None).cast("string")) \
+                   .when(((cmp == "<") & (value <= low)) | ((cmp == "<=") & (value < low)), F.lit("L")) \
+                   .when(((cmp == ">") & (value >= high)) | ((cmp == ">=") & (value > high)), F.lit("H")) \
+                   .when(below & low.isNull() & (value <= high), F.lit("N")) \
+                   .when(above & high.isNull() & (value >= low), F.lit("N"))
+        flag = F.when(cmp.isNull(), flag).when(below | above, bounded)
     return df.withColumn(flag_col, flag)
+
 
 def fhir_observations(resources: DataFrame, patients: DataFrame, encounters: DataFrame, known: DataFrame,
                       deid: Deid) -> DataFrame:
@@ -89,67 +142,207 @@ def fhir_observations(resources: DataFrame, patients: DataFrame, encounters: Dat
         F.coalesce("value_unit", "value_unit_text").alias("unit_in"),
         scrub_text(F.col("value_string"), F.col("known")).alias("value_text"), "value_code",
         fhir_timestamp(F.coalesce("effective", "effective_period_start", "issued")).alias("effective_at"),
-        "status", "interpretation", F.col("ref_low").cast("double").alias("ref_low"),
-        F.col("ref_high").cast("double").alias("ref_high"), *source_lineage(FHIR),
+        fhir_observation_status(F.col("status")).alias("status"), "interpretation",
+        F.col("ref_low").cast("double").alias("ref_low"), F.col("ref_high").cast("double").alias("ref_high"),
+        *source_lineage(FHIR),
         invalid_values(
             value=F.col("value_quantity_text").isNotNull() & F.col("value_quantity_text").try_cast("double").isNull(),
             effectiveDateTime=F.col("effective").isNotNull() & fhir_timestamp("effective").isNull(),
             issued=F.col("issued").isNotNull() & fhir_timestamp("issued").isNull()))
 
 
+def hl7_observation_status(status: Column) -> Column:
+    """HL7 OBX-11 (table 0085) -> FHIR ObservationStatus; an unknown code is ``unknown``, none is NULL."""
+    code = F.upper(F.trim(status))
+    out = F.when(code.isNull() | (code == ""), F.lit(None).cast("string"))
+    for v2, fhir in HL7_STATUS.items():
+        out = out.when(code == v2, F.lit(fhir))
+    return out.otherwise(F.lit("unknown"))
+
+
+def fhir_observation_status(status: Column) -> Column:
+    """FHIR Observation.status, lower-cased; a code outside the ObservationStatus value set is ``unknown``."""
+    code = F.lower(F.trim(status))
+    return F.when(code.isNull() | (code == ""), F.lit(None).cast("string")) \
+            .when(code.isin(*OBSERVATION_STATUSES), code).otherwise(F.lit("unknown"))
+
+
 def _range_bound(text: Column, low: bool) -> Column:
-    """HL7 OBX-7 reference range '70-99', '<5', '>60' -> low or high bound."""
-    pattern = r"^\s*(-?[0-9.]+)\s*-\s*(-?[0-9.]+)\s*$"
-    both = F.regexp_extract(text, pattern, 1 if low else 2)
-    one = F.regexp_extract(text, r"^\s*[>]=?\s*([0-9.]+)" if low else r"^\s*[<]=?\s*([0-9.]+)", 1)
+    """HL7 OBX-7 reference range ('70-99', '70 - 99', '3.5-5.0 mmol/L', '<5', '>=60') -> low or high bound."""
+    both = F.regexp_extract(text, RANGE_BOTH, 1 if low else 2)
+    one = F.regexp_extract(text, RANGE_LOW if low else RANGE_HIGH, 1)
     return F.coalesce(F.nullif(both, F.lit("")), F.nullif(one, F.lit(""))).try_cast("double")
 
 
+def _message_context(lab: DataFrame) -> DataFrame:
+    """Segments of lab messages with the structure around each one: ``obr_index`` (closest preceding OBR),
+    ``pid_index`` (closest preceding PID, else the message's first), ``spm_index`` (its specimen, see below) and
+    ``anchor`` (index and id of the closest preceding segment that is not an OBX trailer: an NTE belongs to an OBX
+    when its anchor is that OBX).
+
+    Specimen: the closest preceding SPM of the same OBR group (observations of a specimen follow their SPM); else,
+    in ORU^R01 (OBR, {OBX}, {SPM} per order) the group's first SPM, and in OUL (SPM, {OBX}, {OBR, {OBX}} per
+    specimen) the closest preceding SPM of the message.
+    """
+    sid, idx = F.col("segment_id"), F.col("segment_index")
+    upto = Window.partitionBy("content_hash").orderBy("segment_index").rowsBetween(Window.unboundedPreceding, 0)
+    lab = lab.select(
+        "*", F.max(F.when(sid == "OBR", idx)).over(upto).alias("obr_index"),
+        F.coalesce(F.max(F.when(sid == "PID", idx)).over(upto),
+                   F.min(F.when(sid == "PID", idx)).over(Window.partitionBy("content_hash"))).alias("pid_index"),
+        F.max(F.when(sid == "SPM", idx)).over(upto).alias("spm_before"),
+        F.max(F.when(~sid.isin(*OBX_TRAILERS), F.struct(idx.alias("i"), sid.alias("s")))).over(upto)
+         .alias("anchor"))
+    group_spm = F.min(F.when(sid == "SPM", idx)).over(Window.partitionBy("content_hash", "obr_index"))
+    in_group = F.col("spm_before") > F.coalesce(F.col("obr_index"), F.lit(-1))
+    return lab.withColumn("spm_index", F.when(in_group, F.col("spm_before"))
+                          .when(F.col("message_type") == "ORU", group_spm).otherwise(F.col("spm_before")))
+
+
 def hl7_observations(segs: DataFrame, known: DataFrame, deid: Deid) -> DataFrame:
-    """One row per OBX of every ORU message; NTE comments after an OBX are appended to its (scrubbed) text."""
-    oru = with_segment_context(with_segment_context(segs.filter(F.col("message_type") == "ORU"), "OBR", "obr"),
-                               "OBX", "obx")
-    pid = segment_fields(oru, "PID", {"mrn": hl7_mrn()}).groupBy("content_hash").agg(F.first("mrn").alias("mrn"))
-    pv1 = segment_fields(oru, "PV1", {"visit_number": hl7_visit_number()}) \
-        .groupBy("content_hash").agg(F.first("visit_number").alias("visit_number"))
-    obr = segment_fields(oru, "OBR", {"obr_time_raw": field(7, 1, decode=False)}) \
-        .select("content_hash", F.col("segment_index").alias("obr_index"), "obr_time_raw")
-    nte = oru.filter((F.col("segment_id") == "NTE") & F.col("obx_index").isNotNull()) \
-             .select("content_hash", "obx_index", "segment_index", field(3).alias("text")) \
+    """One row per OBX of every ORU/OUL message (any number of patient, order, specimen and result groups).
+
+    Key: the message (MSH-3 sending application, MSH-4 sending facility, MSH-10 and, when the message dedup
+    provides it, the message body: see :func:`_message_identity`) and the OBX's segment index: OBX-1 set ids
+    restart per OBR group or are missing, so they cannot key a result. NTE comments after an OBX are appended to
+    its (scrubbed) text. See the module docstring for the value types.
+    """
+    lab = _message_context(segs.filter(F.col("message_type").isin(*LAB_MESSAGES)))
+    msh = segment_fields(lab, "MSH", {"sending_application": field(3, decode=False),
+                                      "sending_facility": field(4, decode=False)}) \
+        .select("content_hash", "sending_application", "sending_facility")
+    pid = segment_fields(lab, "PID", {"mrn": hl7_mrn()}).select("content_hash",
+                                                                 F.col("segment_index").alias("pid_index"), "mrn")
+    # the visit of a patient group: its first PV1 with a visit number
+    pv1 = segment_fields(lab, "PV1", {"visit_number": hl7_visit_number(), "pid_index": F.col("pid_index")}) \
+        .groupBy("content_hash", "pid_index") \
+        .agg(F.min(F.when(F.col("visit_number").isNotNull(), F.struct("segment_index", "visit_number")))
+             ["visit_number"].alias("visit_number"))
+    obr = segment_fields(lab, "OBR", {
+        "obr_time_raw": field(7, 1, decode=False),
+        # OBR-15 specimen source (v2.3-2.4; SPM from v2.5): its first component is a CE in subcomponents
+        "obr_specimen_type": field(15, 1, subcomponent=1, decode=False),
+        "obr_specimen_display": field(15, 1, subcomponent=2)}) \
+        .select("content_hash", F.col("segment_index").alias("obr_index"), "obr_time_raw", "obr_specimen_type",
+                "obr_specimen_display")
+    spm = segment_fields(lab, "SPM", {"spm_type": field(4, 1, decode=False),
+                                      "spm_display": F.coalesce(field(4, 2), field(4, 9)),
+                                      "spm_time_raw": field(17, 1, decode=False)}) \
+        .select("content_hash", F.col("segment_index").alias("spm_index"), "spm_type", "spm_display", "spm_time_raw")
+    nte = lab.filter((F.col("segment_id") == "NTE") & (F.col("anchor")["s"] == "OBX")) \
+             .select("content_hash", F.col("anchor")["i"].alias("obx_index"),
+                     F.struct(F.col("segment_index").alias("i"), field(3).alias("t")).alias("n")) \
              .groupBy("content_hash", F.col("obx_index").alias("segment_index")) \
-             .agg(F.concat_ws("\n", F.transform(F.array_sort(F.collect_list(F.struct("segment_index", "text"))),
-                                                 lambda x: x["text"])).alias("nte"))
-    obx = oru.filter(F.col("segment_id") == "OBX").select(
-        "content_hash", "message_control_id", "segment_index", "obr_index",
-        field(1, decode=False).alias("set_id"), F.upper(field(2, decode=False)).alias("vtype"),
+             .agg(F.concat_ws("\n", F.transform(F.array_sort(F.collect_list("n")), lambda x: x["t"])).alias("nte"))
+    # step one: raw fields as columns (decoding only the text ones)
+    obx = lab.filter(F.col("segment_id") == "OBX").select(
+        "content_hash", "message_control_id", *[c for c in ("message_key",) if c in lab.columns], "message_type",
+        "segment_index", "obr_index", "pid_index",
+        "spm_index", "field_separator", "encoding_characters",
+        F.upper(F.trim(field(2, decode=False))).alias("vtype"),
         field(3, 1, decode=False).alias("code"), field(3, 2).alias("display"),
         field(3, 3, decode=False).alias("code_system"), field(3, 4, decode=False).alias("alt_code"),
-        field(3, 6, decode=False).alias("alt_system"), field(5).alias("raw_value"),
-        field(5, 1, decode=False).alias("value_code_raw"), field(5, 1, decode=False).alias("sn_comparator"),
-        field(5, 2, decode=False).alias("sn_number"), field(6, 1).alias("unit_in"),
-        field(7, decode=False).alias("range"), field(8, 1, decode=False).alias("interpretation"),
-        field(11, decode=False).alias("result_status"), field(14, 1, decode=False).alias("obs_time_raw"))
-    obx = obx.join(obr, ["content_hash", "obr_index"], "left").join(pid, "content_hash", "left") \
-             .join(pv1, "content_hash", "left").join(nte, ["content_hash", "segment_index"], "left")
+        field(3, 6, decode=False).alias("alt_system"), field(5, decode=False).alias("raw_value"),
+        field(5, 1, 1, decode=False).alias("v1"), field(5, 2, 1, decode=False).alias("v2"),
+        field(5, 3, 1, decode=False).alias("v3"), field(5, 4, 1, decode=False).alias("v4"),
+        F.coalesce(field(5, 2, 1), field(5, 9, 1)).alias("coded_display"),
+        F.coalesce(field(6, 1), field(6, 2)).alias("unit_in"), field(7).alias("ref_text"),
+        field(8, decode=False).alias("flags_raw"), field(11, decode=False).alias("result_status"),
+        field(14, 1, decode=False).alias("obs_time_raw"),
+        # OBX-23 performing organization (v2.5+), else OBX-15 producer's ID (v2.3-2.4)
+        F.coalesce(field(23, 1), field(15, 2), field(15, 1)).alias("performing_organization"))
+    obx = obx.join(msh, "content_hash", "left").join(pid, ["content_hash", "pid_index"], "left") \
+             .join(pv1, ["content_hash", "pid_index"], "left").join(obr, ["content_hash", "obr_index"], "left") \
+             .join(spm, ["content_hash", "spm_index"], "left").join(nte, ["content_hash", "segment_index"], "left")
     obx = obx.withColumn("patient_key", pseudonym(F.col("mrn"), deid.key, "patient")).join(known, "patient_key",
                                                                                               "left")
-    is_text = F.col("vtype").isin(*TEXT_TYPES)
-    text = F.when(is_text, F.concat_ws("\n", "raw_value", "nte")).otherwise(F.col("nte"))
-    set_id = F.coalesce(F.col("set_id"), F.col("segment_index").cast("string"))
-    return obx.select(
-        pseudonym(F.concat_ws("-", "message_control_id", set_id), deid.key, "observation").alias("observation_key"),
+    return _hl7_values(obx, deid)
+
+
+def _message_identity(obx: DataFrame) -> Column:
+    """The message an OBX is in: ``message_key`` of :func:`silver.common.latest_messages` when it has one (sender,
+    control id and body), else MSH-3, MSH-4 and MSH-10."""
+    if "message_key" in obx.columns:
+        return F.col("message_key")
+    return F.concat_ws("|", F.coalesce("sending_application", F.lit("")), F.coalesce("sending_facility", F.lit("")),
+                       F.coalesce("message_control_id", F.lit("")))
+
+
+def _hl7_values(obx: DataFrame, deid: Deid) -> DataFrame:
+    """Steps two to four: typed values from the raw OBX columns of :func:`hl7_observations`.
+
+    Each step refers to the columns of the one before: nested expressions this large exceed the depth a Spark
+    Connect plan may have.
+    """
+    vtype, v1, v2, v3, v4 = (F.col(c) for c in ("vtype", "v1", "v2", "v3", "v4"))
+    enc, rep, comp = F.col("encoding_characters"), F.substring("encoding_characters", 2, 1), \
+        F.substring("encoding_characters", 1, 1)
+    numeric_type = vtype.isNull() | (vtype == "NM")
+    # SN: comparator ^ num1 ^ separator/suffix ^ num2
+    sn_sep = F.coalesce(F.trim(v3), F.lit(""))
+    n1, n2 = v2.try_cast("double"), v4.try_cast("double")
+    is_sn = vtype == "SN"
+    has_value = F.col("raw_value").isNotNull()
+    flags = F.array_compact(F.transform(F.split(F.replace(F.col("flags_raw"), rep, F.lit("\u0001")), "\u0001"),
+                                        lambda x: F.nullif(F.split_part(x, comp, F.lit(1)), F.lit(""))))
+    step = obx.withColumns({
+        # OBX-5 as text: repetitions one per line, escapes decoded
+        "_text": unescape(F.replace(F.col("raw_value"), rep, F.lit("\n")), F.col("field_separator"), enc),
+        "_nm_cmp": F.when(numeric_type, F.nullif(F.regexp_extract(v1, NUMERIC, 1), F.lit(""))),
+        "_nm_value": F.when(numeric_type, F.nullif(F.regexp_extract(v1, NUMERIC, 2), F.lit("")).try_cast("double")),
+        "_sn_cmp": F.when(is_sn, F.nullif(F.trim(v1), F.lit(""))), "_sn_sep": F.when(is_sn, sn_sep),
+        "_n1": F.when(is_sn, n1), "_n2": F.when(is_sn, n2),
+        "_coded": vtype.isin(*CODED_TYPES),
+        "value_time": F.when(vtype.isin("TS", "DTM"), hl7_time(v1, deid.facility_timezone))
+                       .when(vtype == "DT", hl7_timestamp(v1)),
+        "_marker": F.when(has_value & (vtype == "ED"), F.lit(EMBEDDED_MARKER))
+                    .when(has_value & (vtype == "RP"), F.lit(REFERENCE_MARKER))
+                    .when(has_value & vtype.isin(*IDENTIFYING_TYPES), F.lit(IDENTIFYING_MARKER)),
+        "interpretation": F.nullif(F.array_join(flags, ","), F.lit("")),
+        "effective_at": F.coalesce(hl7_time(F.col("obs_time_raw"), deid.facility_timezone),
+                                   hl7_time(F.col("obr_time_raw"), deid.facility_timezone),
+                                   hl7_time(F.col("spm_time_raw"), deid.facility_timezone)),
+        "status": hl7_observation_status(F.col("result_status")),
+        "ref_low": _range_bound(F.col("ref_text"), True), "ref_high": _range_bound(F.col("ref_text"), False),
+        "_key": F.concat_ws("|", _message_identity(obx), F.col("segment_index").cast("string")),
+    })
+    sep, n1, n2, sn_cmp = F.col("_sn_sep"), F.col("_n1"), F.col("_n2"), F.col("_sn_cmp")
+    sn_range = (sep == "-") & n1.isNotNull() & n2.isNotNull()
+    sn_ratio = sep.isin(":", "/") & n2.isNotNull()
+    sn_plus = (sep == "+") & n1.isNotNull()
+    sn_single = (sep == "") & v4.isNull() & n1.isNotNull()
+    step = step.withColumns({
+        "value": F.coalesce(F.col("_nm_value"), F.when(sn_single | sn_plus, n1)),
+        "value_comparator": F.nullif(F.when(F.col("_nm_value").isNotNull(), F.col("_nm_cmp"))
+                                      .when(sn_plus & sn_cmp.isNull(), F.lit(">="))
+                                      .when(sn_single | sn_plus | sn_ratio, sn_cmp), F.lit("=")),
+        "value_low": F.when(sn_range, n1), "value_high": F.when(sn_range, n2),
+        "_sn_text": F.when(sn_range, F.concat(v2, F.lit("-"), v4))
+                     .when(sn_ratio, F.concat(F.coalesce(v2, F.lit("1")), sep, v4)),
+    })
+    # free text: text types, and any value that none of the typed readings took (scrubbed like all free text)
+    typed = F.coalesce(F.col("value").cast("string"), F.col("_sn_text"), F.col("value_time").cast("string"),
+                       F.when(F.col("_coded"), F.coalesce(v1, F.col("coded_display"))))
+    free = F.when(F.col("_marker").isNull() & (vtype.isin(*TEXT_TYPES) | typed.isNull()), F.col("_text"))
+    step = step.withColumn("_free", F.nullif(F.concat_ws("\n", free, F.col("nte")), F.lit("")))
+    coded = F.col("_coded")
+    from_spm = F.col("spm_type").isNotNull() | F.col("spm_display").isNotNull()
+    # OBR-15 codes are HL7 table 0070 mnemonics (BLD, SER, UR); senders that shift fields put a provider there
+    obr_code = F.col("obr_specimen_type").rlike(r"^[A-Za-z][A-Za-z0-9_]{0,19}$")
+    return step.select(
+        pseudonym(F.col("_key"), deid.key, "observation").alias("observation_key"),
         "patient_key", pseudonym(F.col("visit_number"), deid.key, "encounter").alias("encounter_key"),
         F.lit("laboratory").alias("category"), "code", "code_system", "alt_code", "alt_system", "display",
-        F.when(F.col("vtype").isin("NM") | F.col("vtype").isNull(), F.col("raw_value").try_cast("double"))
-         .when((F.col("vtype") == "SN") & F.coalesce(F.col("sn_comparator"), F.lit("=")).isin("=", ""),
-               F.col("sn_number").try_cast("double")).alias("value"), "unit_in",
-        scrub_text(F.nullif(text, F.lit("")), F.col("known")).alias("value_text"),
-        F.when(F.col("vtype").isin("CE", "CWE", "CNE"), F.col("value_code_raw")).alias("value_code"),
-        F.coalesce(hl7_time(F.col("obs_time_raw"), deid.facility_timezone),
-                   hl7_time(F.col("obr_time_raw"), deid.facility_timezone)).alias("effective_at"),
-        F.lower("result_status").alias("status"), "interpretation",
-        _range_bound(F.col("range"), True).alias("ref_low"), _range_bound(F.col("range"), False).alias("ref_high"),
-        *source_lineage(HL7V2))
+        "value", "unit_in",
+        F.nullif(F.concat_ws("\n", "_marker", "_sn_text", scrub_text(F.col("_free"), F.col("known"))), F.lit(""))
+        .alias("value_text"), F.when(coded, v1).alias("value_code"), "effective_at", "status", "interpretation",
+        "ref_low", "ref_high", *source_lineage(HL7V2), "value_comparator", "value_low", "value_high",
+        F.when(coded, v3).alias("value_code_system"),
+        scrub_text(F.when(coded, F.col("coded_display")), F.col("known")).alias("value_display"),
+        "value_time", "ref_text", "performing_organization",
+        F.when(from_spm, F.col("spm_type")).when(obr_code, F.col("obr_specimen_type")).alias("specimen_type"),
+        F.when(from_spm, F.col("spm_display")).when(obr_code, F.col("obr_specimen_display"))
+        .alias("specimen_display"))
 
 
 def standardize(rows: DataFrame) -> DataFrame:

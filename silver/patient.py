@@ -2,7 +2,16 @@
 
 ``patient_key = pseudonym(MRN, key, "patient")`` where the MRN is the MR-typed identifier (FHIR identifier with
 type MR, HL7 PID-3 repetition with CX.5 = MR); without an MRN the FHIR Patient id is used. Attributes: the latest
-non-null value across sources wins (FHIR meta.lastUpdated vs HL7 message time).
+non-null value across sources wins (FHIR meta.lastUpdated vs HL7 message time). Every message's PID counts,
+whatever its event: ADT A28 add person, A31 update person and A08 update reach the patient here even without a
+PV1 (they create no encounter).
+
+Merges (:func:`patient_merges`, :func:`apply_merges`): ADT A40 merge patient (PID-3 = the surviving patient,
+MRG-1 = the prior MRN) and the identifier changes that work the same way (A47 change identifier, and A18, A30,
+A34, A36, A39, A46 of v2.3-v2.6) re-key every Silver row of the prior patient to the survivor in every domain
+(``silver.job`` applies them before the date policy, so the survivor's date shift applies). A41 merge account and
+A44 move account change account numbers only, which Silver does not keep: nothing to re-key. A45 move visit
+needs no merge: its PID/PV1 move the visit (silver.encounter takes the latest patient of a visit).
 Dates are real here; ``silver.job`` applies the date policy.
 """
 
@@ -27,6 +36,7 @@ from silver.common import (
     segment_fields,
     source_lineage,
     with_index_key,
+    with_segment_context,
 )
 from silver.deid import (
     birth_date_90plus_rule,
@@ -40,6 +50,10 @@ from silver.deid import (
 from silver.terminology import map_gender
 
 KNOWN_TYPE = "array<struct<kind:string,value:string>>"
+# ADT events whose MRG-1 names a prior patient identifier that the PID before it replaces
+MERGE_EVENTS = ("A18", "A30", "A34", "A36", "A39", "A40", "A46", "A47")
+# the longest chain of merges resolved (A -> B -> C is two hops)
+MERGE_HOPS = 16
 ATTRIBUTES = ("gender", "birth_date", "postal_code", "state", "country", "deceased", "deceased_date", "race",
               "ethnicity", "marital_status", "language", "insurance")
 
@@ -76,6 +90,56 @@ def fhir_patients(resources: DataFrame, index: DataFrame) -> DataFrame:
 def hl7_mrn() -> Column:
     """The MRN of a PID segment: the MR-typed PID-3 repetition, else the first PID-3 ID."""
     return F.coalesce(cx_typed(3, "MR"), field(3, 1, 1, decode=False))
+
+
+def patient_merges(segs: DataFrame, deid: Deid) -> DataFrame:
+    """(prior_patient_key, patient_key): the survivor of every merged-away patient (ADT A40, A47, ...).
+
+    Each MRG pairs with the PID before it (a message may carry several PID/MRG groups). The prior MRN is the
+    MR-typed MRG-1 repetition, else the first MRG-1 ID; the survivor's MRN is the PID's (:func:`hl7_mrn`).
+    Merges are ordered by event time (EVN-2, else MSH-7). The latest merge of a prior key wins; a merge is void
+    when its prior patient is the survivor of a later merge (it was split off and merged back the other way);
+    chains resolve to the last survivor (A -> B -> C: A -> C); self-merges are ignored.
+    """
+    msgs = segs.filter((F.col("message_type") == "ADT") & F.col("trigger_event").isin(*MERGE_EVENTS))
+    ctx = with_segment_context(msgs, "PID", "pid")
+    pid = segment_fields(ctx, "PID", {"mrn": hl7_mrn()}) \
+        .select("content_hash", F.col("segment_index").alias("pid_index"), "mrn")
+    mrg = segment_fields(ctx, "MRG", {
+        "prior": F.coalesce(cx_typed(1, "MR"), field(1, 1, 1, decode=False)), "pid_index": F.col("pid_index"),
+    })
+    evn = segment_fields(msgs, "EVN", {"recorded": field(2, 1, decode=False)}) \
+        .groupBy("content_hash").agg(F.min("recorded").alias("recorded"))
+    pairs = mrg.join(pid, ["content_hash", "pid_index"]).join(evn, "content_hash", "left").select(
+        pseudonym(F.col("prior"), deid.key, "patient").alias("prior_patient_key"),
+        pseudonym(F.col("mrn"), deid.key, "patient").alias("patient_key"),
+        F.coalesce(hl7_time(F.col("recorded"), deid.facility_timezone), F.col("message_ts")).alias("merged_at"),
+        "content_hash").filter(F.col("prior_patient_key") != F.col("patient_key"))
+    order = F.struct(F.coalesce("merged_at", F.lit("0001-01-01").cast("timestamp")).alias("t"),
+                     F.col("content_hash").alias("h"))
+    latest = pairs.groupBy("prior_patient_key").agg(F.max(F.struct(order.alias("o"), "patient_key")).alias("m")) \
+        .select("prior_patient_key", F.col("m.patient_key").alias("patient_key"), F.col("m.o").alias("o"))
+    # a prior patient that later survived another merge is no longer merged away (this also breaks cycles)
+    survived = pairs.groupBy(F.col("patient_key").alias("prior_patient_key")).agg(F.max(order).alias("survived"))
+    edges = latest.join(survived, "prior_patient_key", "left") \
+        .filter(F.col("survived").isNull() | (F.col("survived") < F.col("o"))) \
+        .select("prior_patient_key", "patient_key")
+    # the merges are few: one map of them all, followed hop by hop (one scan of the segments, not one per hop)
+    survivor_of = edges.agg(F.map_from_entries(F.collect_list(F.struct("prior_patient_key", "patient_key")))
+                            .alias("_survivor_of"))
+    hops = F.sequence(F.lit(1), F.lit(MERGE_HOPS))
+    final = F.aggregate(hops, F.col("patient_key"), lambda key, _: F.coalesce(F.col("_survivor_of")[key], key))
+    return edges.crossJoin(survivor_of).select("prior_patient_key", final.alias("patient_key")) \
+                .filter(F.col("prior_patient_key") != F.col("patient_key"))
+
+
+def apply_merges(df: DataFrame, merges: DataFrame) -> DataFrame:
+    """``df`` with ``patient_key`` replaced by the survivor where :func:`patient_merges` merged it away."""
+    survivors = F.broadcast(merges.select(F.col("prior_patient_key").alias("_prior"),
+                                          F.col("patient_key").alias("_survivor")))
+    return df.join(survivors, F.col("patient_key") == F.col("_prior"), "left") \
+             .withColumn("patient_key", F.coalesce(F.col("_survivor"), F.col("patient_key"))) \
+             .select(*df.columns)
 
 
 def pid_fields(segs: DataFrame) -> DataFrame:

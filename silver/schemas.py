@@ -30,10 +30,15 @@ TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "encounter": (
         "encounter_key STRING NOT NULL, patient_key STRING NOT NULL, encounter_class STRING, type_code STRING, "
         "type_system STRING, type_display STRING, status STRING, admit_at TIMESTAMP, discharge_at TIMESTAMP, "
-        "department STRING, organization_key STRING, practitioner_key STRING, admit_source STRING, "
-        "discharge_disposition STRING, reason_code STRING, reason_system STRING, last_adt_event STRING, "
-        "adt_event_count INT, " + LINEAGE,
+        "department STRING, location STRING, organization_key STRING, practitioner_key STRING, admit_source STRING, "
+        "discharge_disposition STRING, reason_code STRING, reason_system STRING, transfer_count INT, "
+        "last_adt_event STRING, adt_event_count INT, " + LINEAGE,
         ("encounter_key",),
+    ),
+    "encounter_location": (  # the stays of an HL7 visit: one row per place between transfers (silver.encounter)
+        "encounter_key STRING NOT NULL, sequence INT NOT NULL, patient_key STRING NOT NULL, location STRING, "
+        "department STRING, start_at TIMESTAMP, end_at TIMESTAMP, start_event STRING, " + LINEAGE,
+        ("encounter_key", "sequence"),
     ),
     "condition": (
         "condition_key STRING NOT NULL, patient_key STRING NOT NULL, encounter_key STRING, code STRING, "
@@ -47,15 +52,25 @@ TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
         "loinc_code STRING, display STRING, code_original STRING, code_system_original STRING, "
         "is_mapped BOOLEAN, value_num DOUBLE, unit STRING, value_original DOUBLE, unit_original STRING, "
         "is_unit_known BOOLEAN, value_text STRING, value_code STRING, effective_at TIMESTAMP, status STRING, "
-        "interpretation STRING, ref_low DOUBLE, ref_high DOUBLE, abnormal_flag STRING, " + LINEAGE,
+        "interpretation STRING, ref_low DOUBLE, ref_high DOUBLE, abnormal_flag STRING, value_comparator STRING, "
+        "value_low DOUBLE, value_high DOUBLE, value_code_system STRING, value_display STRING, "
+        "value_time TIMESTAMP, ref_text STRING, performing_organization STRING, specimen_type STRING, "
+        "specimen_display STRING, " + LINEAGE,
         ("observation_key",),
     ),
     "medication_request": (
         "medication_request_key STRING NOT NULL, patient_key STRING NOT NULL, encounter_key STRING, "
         "rxnorm_code STRING, code_original STRING, code_system_original STRING, display STRING, is_mapped BOOLEAN, "
         "status STRING, intent STRING, authored_at TIMESTAMP, practitioner_key STRING, dosage_text STRING, "
-        + LINEAGE,
+        "route STRING, " + LINEAGE,
         ("medication_request_key",),
+    ),
+    "medication_dispense": (
+        "medication_dispense_key STRING NOT NULL, patient_key STRING NOT NULL, encounter_key STRING, "
+        "medication_request_key STRING, rxnorm_code STRING, code_original STRING, code_system_original STRING, "
+        "display STRING, is_mapped BOOLEAN, status STRING, dispensed_at TIMESTAMP, quantity DOUBLE, "
+        "quantity_unit STRING, " + LINEAGE,
+        ("medication_dispense_key",),
     ),
     "procedure": (
         "procedure_key STRING NOT NULL, patient_key STRING NOT NULL, encounter_key STRING, code STRING, "
@@ -103,8 +118,52 @@ TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "immunization": (
         "immunization_key STRING NOT NULL, patient_key STRING NOT NULL, encounter_key STRING, cvx_code STRING, "
-        "display STRING, status STRING, occurrence_at TIMESTAMP, " + LINEAGE,
+        "display STRING, code_original STRING, code_system_original STRING, status STRING, "
+        "occurrence_at TIMESTAMP, dose_quantity DOUBLE, dose_unit STRING, route STRING, " + LINEAGE,
         ("immunization_key",),
+    ),
+    "service_request": (
+        "service_request_key STRING NOT NULL, patient_key STRING NOT NULL, encounter_key STRING, code STRING, "
+        "code_system STRING, display STRING, loinc_code STRING, status STRING, intent STRING, priority STRING, "
+        "order_control STRING, ordered_at TIMESTAMP, practitioner_key STRING, reason_code STRING, "
+        "reason_system STRING, " + LINEAGE,
+        ("service_request_key",),
+    ),
+    "document": (
+        "document_key STRING NOT NULL, patient_key STRING NOT NULL, encounter_key STRING, type_code STRING, "
+        "type_system STRING, type_display STRING, category STRING, status STRING, doc_status STRING, "
+        "content_type STRING, documented_at TIMESTAMP, practitioner_key STRING, text STRING, last_event STRING, "
+        + LINEAGE,
+        ("document_key",),
+    ),
+    "care_plan": (
+        "care_plan_key STRING NOT NULL, patient_key STRING NOT NULL, encounter_key STRING, status STRING, "
+        "intent STRING, category_code STRING, category_display STRING, period_start TIMESTAMP, "
+        "period_end TIMESTAMP, condition_keys ARRAY<STRING>, goal_keys ARRAY<STRING>, activity_count INT, "
+        + LINEAGE,
+        ("care_plan_key",),
+    ),
+    "care_plan_activity": (
+        "care_plan_activity_key STRING NOT NULL, care_plan_key STRING NOT NULL, patient_key STRING NOT NULL, "
+        "activity_index INT, code STRING, display STRING, status STRING, " + LINEAGE,
+        ("care_plan_activity_key",),
+    ),
+    "care_team": (
+        "care_team_key STRING NOT NULL, patient_key STRING NOT NULL, encounter_key STRING, status STRING, "
+        "period_start TIMESTAMP, period_end TIMESTAMP, reason_code STRING, reason_display STRING, "
+        "organization_key STRING, participant_count INT, participant_roles ARRAY<STRING>, " + LINEAGE,
+        ("care_team_key",),
+    ),
+    "device": (
+        "device_key STRING NOT NULL, patient_key STRING NOT NULL, type_code STRING, type_display STRING, "
+        "status STRING, manufacture_date DATE, expiration_date DATE, " + LINEAGE,
+        ("device_key",),
+    ),
+    "goal": (
+        "goal_key STRING NOT NULL, patient_key STRING NOT NULL, lifecycle_status STRING, achievement_status STRING, "
+        "description_code STRING, description STRING, start_date DATE, target_due_date DATE, "
+        "condition_keys ARRAY<STRING>, " + LINEAGE,
+        ("goal_key",),
     ),
 }
 

@@ -155,3 +155,20 @@ def test_tables_with_array_columns_register(catalog: Catalog, spark) -> None:  #
     spark.sql("DROP TABLE IF EXISTS silver.arrays")
     catalog.register("silver.arrays")
     assert spark.table("silver.arrays").collect()[0]["sources"] == ["fhir", "hl7v2"]
+
+
+def test_adopt_contract_rebuilds_a_table_whose_columns_changed(catalog: Catalog, spark) -> None:  # type: ignore[no-untyped-def]
+    """A release that adds a Silver column: the existing table takes the new schema in one new version (emptied,
+    then merged again), earlier versions keep the old shape; an unchanged contract is a no-op."""
+    old, new = "k STRING, v INT", "k STRING, v INT, note STRING"
+    catalog.create("silver.evolving", old)
+    catalog.merge(spark.createDataFrame([("a", 1), ("b", 2)], old), "silver.evolving", ["k"])
+    before = catalog.version("silver.evolving")
+    assert catalog.adopt_contract("silver.evolving", new) is True
+    assert catalog.read("silver.evolving").columns == ["k", "v", "note"]
+    assert catalog.read("silver.evolving").count() == 0
+    changes = catalog.merge(spark.createDataFrame([("a", 1, "x")], new), "silver.evolving", ["k"])
+    assert changes["inserted"] == 1
+    assert catalog.adopt_contract("silver.evolving", new) is False
+    assert sorted(r["k"] for r in catalog.read("silver.evolving", version=before).collect()) == ["a", "b"]
+    assert catalog.read("silver.evolving", version=before).columns == ["k", "v"]

@@ -96,11 +96,15 @@ def _synthea_resources(fixtures_dir: Path) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def test_every_project_view_compiles_and_flattens_the_synthea_bundles(spark: Any, fixtures_dir: Path) -> None:
+def test_every_project_view_compiles_and_flattens_the_synthea_bundles(spark: Any, fixtures_dir: Path,
+                                                                     tmp_path: Path) -> None:
     rows = _synthea_resources(fixtures_dir)
     assert rows, "no resources in the Synthea fixture bundles"
     present = {r[0] for r in rows}
-    resources = spark.createDataFrame([r[1:] for r in rows], "raw STRING, content_hash STRING, source_file STRING")
+    # written once and read back: a local relation would travel in the plan once per view (over the 128 MiB limit)
+    spark.createDataFrame([r[1:] for r in rows], "raw STRING, content_hash STRING, source_file STRING") \
+         .write.parquet(str(tmp_path / "resources"))
+    resources = spark.read.parquet(str(tmp_path / "resources"))
     flattened = None
     for name in VIEW_NAMES:
         view = load_view(name)

@@ -81,6 +81,22 @@ def pseudonym(col: Column, key: EngineKey, namespace: str, alias: str | None = N
     return keyed_hex(col, key, namespace).alias(alias or f"{namespace}_key")
 
 
+def pseudonym_array(col: Column, key: EngineKey, namespace: str) -> Column:
+    """Each item of an array column as its pseudonym in ``namespace``, sorted and distinct, NULL items left out;
+    an empty array for NULL. Un-aliased. For references to other resources (the condition keys of a care plan)
+    without exploding and re-joining the rows."""
+    if not namespace:
+        raise ValueError("a pseudonym namespace must not be empty")
+    NAMESPACES_USED.add(namespace)
+
+    @pandas_udf("array<string>")  # type: ignore[call-overload]
+    def _keyed(arrays: pd.Series) -> pd.Series:
+        ns_key = namespace_key(key.load(), namespace)
+        return arrays.map(lambda a: [] if a is None else sorted({_hex(ns_key, v) for v in a if v is not None}))
+
+    return _keyed(col.cast("array<string>"))
+
+
 def pseudonym_py(value: str | None, key: bytes, namespace: str) -> str | None:
     """Python twin of :func:`pseudonym` (for DICOM headers, the PHI scan and tests)."""
     if value is None:

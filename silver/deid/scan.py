@@ -60,6 +60,12 @@ FREE_TEXT = tuple((r.kind.lower(), re.compile(r.regex)) for r in RECOGNIZERS)
 FREE_TEXT_MIN_WORDS = 3
 # one-word names and cities are also ordinary words (race "White", a street "Marshall"): see the policy above
 AMBIGUOUS_KINDS = ("name", "city")
+# columns of vocabulary values (codes, their displays and systems, units, reference ranges as sent): not free
+# text, so words inside them are not matched against names ("Honey bee IgE Ab") nor numbers against ZIP codes
+# ("4300 to 10800"); an exact identifier still counts, a known MRN from 6 characters on (shorter ones collide
+# with ordinary codes: local allergen code 12345)
+VOCABULARY_COLUMN_RE = re.compile(r"(^|[._])(code|codes|display|system|unit|ref_text)$")
+SHORTEST_MRN_IN_CODES = 6
 NAME_COLUMN_HINTS = ("name", "family", "given", "city", "address")
 
 
@@ -312,8 +318,11 @@ class _FileScan:
                 return
         self.string_totals[column] = self.string_totals.get(column, 0) + 1
         norm = " ".join(s.lower().split())
+        vocabulary = bool(VOCABULARY_COLUMN_RE.search(column.lower()))
         if norm in self.known.exact:
             kind = self.known.exact[norm]
+            if vocabulary and kind == "mrn" and len(norm) < SHORTEST_MRN_IN_CODES:
+                return
             if kind in AMBIGUOUS_KINDS and " " not in norm:  # "White", "Marshall": also ordinary words
                 self.word_candidates.setdefault(column, []).append((row, kind, s))
             else:
@@ -338,7 +347,7 @@ class _FileScan:
             if m:
                 self.add(column, kind, m.group(0), row)
                 return
-        if len(s.split()) >= FREE_TEXT_MIN_WORDS:
+        if len(s.split()) >= FREE_TEXT_MIN_WORDS and not vocabulary:
             self.free_text(column, s, row)
 
     def free_text(self, column: str, s: str, row: int) -> None:

@@ -131,3 +131,21 @@ def test_a_clinician_who_shares_a_patients_family_name_is_not_a_leak() -> None:
     assert check.findings == []
     check.free_text("value_text", "Follow-up visit, medications reviewed. Mrs Okonkwo called.", 1)
     assert [(f.kind, f.row) for f in check.findings] == [("text_known_name", 1)]
+
+
+@pytest.mark.fast
+def test_vocabulary_columns_are_not_free_text_but_exact_identifiers_still_count() -> None:
+    """A LOINC display naming an allergen that is also a surname, a reference range with a ZIP-like number and a
+    local code equal to a short MRN are no leaks; a full MRN or a name in free text still is."""
+    known = KnownIdentifiers()
+    known.add_name(["Ann"], "Honey")
+    known.add("mrn", "12345")
+    known.add("mrn", "MRN7730012")
+    check = _FileScan("silver/observation/part-0.parquet", known, year_policy=False)
+    check.string("display", "Honey bee IgE Ab in Serum", 0, None)
+    check.string("ref_text", "4300 to 10800 per uL", 1, None)
+    check.string("code", "12345", 2, None)
+    assert check.findings == []
+    check.string("code", "MRN7730012", 3, None)
+    check.string("value_text", "Patient Honey seen today for rash", 4, None)
+    assert [(f.kind, f.row) for f in check.findings] == [("known_mrn", 3), ("text_known_name", 4)]

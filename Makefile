@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 ROOT   ?= $(CURDIR)/lakehouse-data
 PATIENTS ?= 200
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install demo test test-slow test-fast lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,11 +22,15 @@ demo: install
 	$(BIN)/lakehouse --root $(ROOT) demo --patients $(PATIENTS)
 
 test: install
-	$(BIN)/python -m pytest -q -ra -m "not classic_spark"
+	$(BIN)/python -m pytest -q -ra --durations=15 -m "not classic_spark and not slow"
 	@if command -v java >/dev/null 2>&1; then \
 	  echo "== portability lane: engine-neutral transforms on classic local Spark (JVM) =="; \
 	  LAKEHOUSE_TEST_LANE=classic $(BIN)/python -m pytest -q -ra -m classic_spark; \
 	else echo "java not found: skipping the classic Spark lane"; fi
+
+# One Silver build per message family, and the whole pipeline over all of ../shared/fixtures (CI runs it too).
+test-slow: install
+	$(BIN)/python -m pytest -q -ra --durations=10 -m "slow and not classic_spark"
 
 # The pure-Python lane: no engine, no CLI process, no dbt/GX/MLflow run (under a minute).
 test-fast: install

@@ -87,24 +87,23 @@ DEFINITIONS = {
     "imaging_series": "distinct Series Instance UIDs over FHIR ImagingStudy.series and DICOM instances",
     "imaging_instance": "distinct SOP Instance UIDs of DICOM instances",
     "practitioner": "distinct practitioner_key (NPI, else FHIR id) over latest FHIR Practitioners",
-}
-FHIR_TYPES = {"procedure": "Procedure", "diagnostic_report": "DiagnosticReport", "organization": "Organization"}
-FHIR_TYPES.update({"care_plan": "CarePlan", "care_team": "CareTeam", "device": "Device", "goal": "Goal"})
-for _table, _type in FHIR_TYPES.items():
-    DEFINITIONS[_table] = f"latest FHIR {_type} resources (one per resource id)"
-DEFINITIONS.update({
     "immunization": "latest FHIR Immunizations + RXA segments of distinct messages - RXAs of a vaccination record "
                     "already counted (same patient and ORC-3) - HL7 records merged into their FHIR twin",
     "medication_request": "latest FHIR MedicationRequests + RXE segments of distinct RDE messages - RXEs of an "
                           "order already counted (same patient and ORC-2/ORC-3)",
     "medication_dispense": "latest FHIR MedicationDispenses + RXD segments of distinct messages - RXDs of a "
                            "dispense already counted (same patient, RXD-7, RXD-1, RXD-2)",
-})
-DEFINITIONS["care_plan_activity"] = "activity elements with a detail of the latest FHIR CarePlans (in the JSON)"
-DEFINITIONS["service_request"] = ("latest FHIR ServiceRequests + distinct order identities (placer number^namespace, "
-                                  "else filler, else message position) of the ORC groups of ORM/OML/OMG/OMI messages")
-DEFINITIONS["document"] = ("latest FHIR DocumentReferences + distinct document identities (TXA-12^namespace, else "
-                           "message position) of the TXA segments of MDM messages")
+    "care_plan_activity": "activity elements with a detail of the latest FHIR CarePlans (in the JSON)",
+    "service_request": "latest FHIR ServiceRequests + distinct order identities (placer number^namespace, else "
+                       "filler, else message position) of the ORC groups of ORM/OML/OMG/OMI messages",
+    "document": "latest FHIR DocumentReferences + distinct document identities (TXA-12^namespace, else message "
+                "position) of the TXA segments of MDM messages",
+}
+# tables made from one FHIR resource type alone
+FHIR_TYPES = {"procedure": "Procedure", "diagnostic_report": "DiagnosticReport", "organization": "Organization",
+              "care_plan": "CarePlan", "care_team": "CareTeam", "device": "Device", "goal": "Goal"}
+for _table, _type in FHIR_TYPES.items():
+    DEFINITIONS[_table] = f"latest FHIR {_type} resources (one per resource id)"
 
 
 class _Builder:
@@ -302,13 +301,11 @@ def _build_domains(b: _Builder) -> None:
         "procedure": lambda: procedure.fhir_procedures(res, pat_index, enc_index, deid),
         "diagnostic_report": lambda: diagnostic_report.fhir_diagnostic_reports(res, pat_index, enc_index, known,
                                                                                 deid),
-    }
-    simple.update({
         "care_plan": lambda: care_plan.fhir_care_plans(res, pat_index, enc_index, deid),
         "care_team": lambda: care_team.fhir_care_teams(res, pat_index, enc_index, deid),
         "device": lambda: device.fhir_devices(res, pat_index, deid),
         "goal": lambda: goal.fhir_goals(res, pat_index, known, deid),
-    })
+    }
     for table, build in simple.items():
         b.finish(table, build(), _count_type(res, FHIR_TYPES[table]))
     _build_care_plan_activity(b, res, pat_index)

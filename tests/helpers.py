@@ -10,10 +10,14 @@ import os
 import tempfile
 from functools import cache
 from pathlib import Path
+from typing import Any
 
+from bronze.job import ingest
 from lakehouse import engine
 from lakehouse.config import Settings, load_settings, set_settings
+from lakehouse.runlog import run_context
 from silver.deid.keys import EngineKey, write_key_file
+from silver.job import build_silver
 
 TEST_KEY = "test-key-not-secret-0123456789abcdef"
 
@@ -51,3 +55,19 @@ def new_lakehouse(root: Path, *, attach_engine: bool = True, **overrides: object
     overrides.setdefault("pseudonym_key", TEST_KEY)
     settings = load_settings(config_file=None, environ={}, root=root, **overrides)
     return attach(settings) if attach_engine else settings
+
+
+def ingest_and_build_silver(settings: Settings, files: list[Path]) -> dict[str, Any]:
+    """Ingest ``files`` into Bronze, then build Silver, each in its own run; returns Silver's report."""
+    with run_context("ingest", settings) as run:
+        ingest(settings, files, run)
+    with run_context("silver", settings) as run:
+        return build_silver(settings, run)
+
+
+def transaction_bundle(resources: list[dict[str, Any]]) -> dict[str, Any]:
+    """A FHIR transaction Bundle that POSTs ``resources`` (each with its ``id``) under ``urn:uuid:`` full URLs."""
+    return {"resourceType": "Bundle", "type": "transaction",
+            "entry": [{"fullUrl": f"urn:uuid:{r['id']}", "resource": r,
+                       "request": {"method": "POST", "url": r["resourceType"]}} for r in resources]}
+

@@ -17,15 +17,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from helpers import new_lakehouse
+from helpers import ingest_and_build_silver, new_lakehouse
 
-from bronze.job import ingest
 from lakehouse.catalog import Catalog
 from lakehouse.config import set_settings
-from lakehouse.runlog import run_context
 from silver.deid import pseudonym_py
 from silver.deid.dates import date_shift_days_py
-from silver.job import build_silver
+
+pytestmark = pytest.mark.slow
 
 KEY = "adt-key-not-secret-0123456789abcdef"
 FACILITY = "GENHOSP"
@@ -141,10 +140,7 @@ def built(tmp_path_factory: pytest.TempPathFactory, spark: object) -> Iterator[d
         path = feed / f"msg_{i:02d}.hl7"
         path.write_bytes(message.encode())
         files.append(path)
-    with run_context("ingest", settings) as run:
-        ingest(settings, files, run)
-    with run_context("silver", settings) as run:
-        report = build_silver(settings, run)
+    report = ingest_and_build_silver(settings, files)
     catalog = Catalog(spark, settings)  # type: ignore[arg-type]
 
     def rows(table: str) -> list[dict[str, Any]]:

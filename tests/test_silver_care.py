@@ -11,16 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import new_lakehouse
+from helpers import ingest_and_build_silver, new_lakehouse, transaction_bundle
 
-from bronze.job import ingest
 from lakehouse.catalog import Catalog
 from lakehouse.config import set_settings
-from lakehouse.runlog import run_context
 from silver.deid import date_shift_days_py, pseudonym_py
 from silver.deid.scan import scan
-from silver.job import build_silver
 from silver.schemas import TABLES
+
+pytestmark = pytest.mark.slow
 
 KEY = "care-fixture-key-not-secret-0123456789abcdef"
 SCT = "http://snomed.info/sct"
@@ -142,9 +141,7 @@ def care_bundle() -> dict[str, Any]:
                           "status": "scheduled"}},
                       {"reference": {"display": "Referral to a dietitian"}}]},
     ]
-    return {"resourceType": "Bundle", "type": "transaction",
-            "entry": [{"fullUrl": f"urn:uuid:{r['id']}", "resource": r,
-                       "request": {"method": "POST", "url": r["resourceType"]}} for r in resources]}
+    return transaction_bundle(resources)
 
 
 @pytest.fixture(scope="module")
@@ -154,10 +151,7 @@ def built(tmp_path_factory: pytest.TempPathFactory, spark: object, fixtures_dir:
     mine = tmp / "care_bundle.json"
     mine.write_text(json.dumps(care_bundle()), encoding="utf-8")
     files = [fixtures_dir / "synthea-bundles" / GLORIA, fixtures_dir / "synthea-bundles" / ORALIA, mine]
-    with run_context("ingest", settings) as run:
-        ingest(settings, files, run)
-    with run_context("silver", settings) as run:
-        report = build_silver(settings, run)
+    report = ingest_and_build_silver(settings, files)
     resources = [e["resource"] for f in files for e in json.loads(f.read_text(encoding="utf-8"))["entry"]]
     catalog = Catalog(spark, settings)  # type: ignore[arg-type]
     tables = {t: [r.asDict() for r in catalog.read(f"silver.{t}").collect()] for t in CARE_TABLES}

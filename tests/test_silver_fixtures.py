@@ -23,6 +23,8 @@ from silver.deid import pseudonym_py
 from silver.deid.scan import scan
 from silver.schemas import TABLES
 
+pytestmark = pytest.mark.slow
+
 KEY = "fixture-key-not-secret-0123456789abcdef"
 # message families whose facts Silver models: every real sample of them must yield Silver rows
 MODELLED_HL7 = ("ADT", "ORU", "OUL", "VXU", "MDM", "ORM", "OML", "OMG", "RDE", "RDS")

@@ -10,14 +10,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from helpers import new_lakehouse
+from helpers import ingest_and_build_silver, new_lakehouse
 
-from bronze.job import ingest
 from lakehouse.catalog import Catalog
 from lakehouse.config import set_settings
-from lakehouse.runlog import run_context
 from silver.deid import date_shift_days_py, pseudonym_py
-from silver.job import build_silver
+
+pytestmark = pytest.mark.slow
 
 KEY = "labs-key-not-secret-0123456789abcdef"
 MRN, VISIT, OUL_VISIT = "MRN70017", "VN70017", "VN70018"
@@ -124,10 +123,7 @@ def built(tmp_path_factory: pytest.TempPathFactory, spark: object) -> Iterator[d
         path = tmp / name
         path.write_bytes("\r".join(message).encode() + b"\r")
         files.append(path)
-    with run_context("ingest", settings) as run:
-        ingest(settings, files, run)
-    with run_context("silver", settings) as run:
-        report = build_silver(settings, run)
+    report = ingest_and_build_silver(settings, files)
     catalog = Catalog(spark, settings)  # type: ignore[arg-type]
     rows = [r.asDict() for r in catalog.read("silver.observation").collect()]
     by_code: dict[str, list[dict[str, Any]]] = {}

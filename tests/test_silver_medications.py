@@ -17,14 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import new_lakehouse
+from helpers import ingest_and_build_silver, new_lakehouse
 
-from bronze.job import ingest
 from lakehouse.catalog import Catalog
 from lakehouse.config import set_settings
-from lakehouse.runlog import run_context
 from silver.deid import pseudonym_py
-from silver.job import build_silver
+
+pytestmark = pytest.mark.slow
 
 KEY = "medications-key-not-secret-0123456789abcdef"
 SAMPLES = ("VXU-V04-01.hl7", "VXU-V04-02.hl7", "VXU.hl7", "IZ_1_1.1_Admin_Child_Max_Message.hl7",
@@ -140,10 +139,7 @@ def built(tmp_path_factory: pytest.TempPathFactory, spark: object, fixtures_dir:
     bundle = inputs / "lucia.json"
     bundle.write_text(json.dumps(BUNDLE))
     settings = new_lakehouse(tmp / "lh", pseudonym_key=KEY, facility_timezone="America/New_York")
-    with run_context("ingest", settings) as run:
-        ingest(settings, [*paths, bundle], run)
-    with run_context("silver", settings) as run:
-        report = build_silver(settings, run)
+    report = ingest_and_build_silver(settings, [*paths, bundle])
     catalog = Catalog(spark, settings)  # type: ignore[arg-type]
     tables = {t: [r.asDict() for r in catalog.read(f"silver.{t}").collect()]
               for t in ("immunization", "medication_request", "medication_dispense")}

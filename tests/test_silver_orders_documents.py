@@ -11,18 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import new_lakehouse
+from helpers import ingest_and_build_silver, new_lakehouse, transaction_bundle
 
-from bronze.job import ingest
 from lakehouse.catalog import Catalog
 from lakehouse.config import set_settings
-from lakehouse.runlog import run_context
 from silver import document
 from silver.common import Deid, latest_fhir, latest_messages, segments
 from silver.deid import engine_key, pseudonym_py
 from silver.deid.dates import date_shift_days_py
-from silver.job import build_silver
 from silver.patient import hl7_known_identifiers, known_by_patient
+
+pytestmark = pytest.mark.slow
 
 KEY = "orders-docs-key-not-secret-0123456789abcdef"
 ZONE = "America/New_York"  # EDT (UTC-4) from 8 March 2026
@@ -118,9 +117,7 @@ def _bundle() -> dict[str, Any]:
          "content": [{"attachment": {"contentType": "application/pdf", "url": "Binary/pdf-1"}},
                      {"attachment": {"contentType": "text/plain; charset=utf-8", "data": text}}]},
     ]
-    return {"resourceType": "Bundle", "type": "transaction",
-            "entry": [{"fullUrl": f"urn:uuid:{r['id']}", "resource": r,
-                       "request": {"method": "POST", "url": r["resourceType"]}} for r in resources]}
+    return transaction_bundle(resources)
 
 
 @pytest.fixture(scope="module")
@@ -138,10 +135,7 @@ def built(tmp_path_factory: pytest.TempPathFactory, spark: object, fixtures_dir:
     samples += sorted(p for p in (fixtures_dir / "hl7v2").rglob("*.hl7")
                       if any(f"|{t}^" in p.read_text(errors="replace") for t in ("ORM", "OML", "OMG", "MDM")))
     assert len(samples) >= 30, samples
-    with run_context("ingest", settings) as run:
-        ingest(settings, [*sorted(written.iterdir()), *samples], run)
-    with run_context("silver", settings) as run:
-        report = build_silver(settings, run)
+    report = ingest_and_build_silver(settings, [*sorted(written.iterdir()), *samples])
     catalog = Catalog(spark, settings)  # type: ignore[arg-type]
     yield {"settings": settings, "catalog": catalog, "report": report,
            "orders": {r["service_request_key"]: r.asDict() for r in catalog.read("silver.service_request").collect()},

@@ -314,7 +314,7 @@ def _build_domains(b: _Builder) -> None:
     b.finish("allergy", fhir_allergies.unionByName(hl7_allergies),
              _count_type(res, "AllergyIntolerance") + hl7_allergies.count())
     _build_imaging(b, res, dicom_raw, pat_index, enc_index, known)
-    _account_for_records(b, fhir_raw, res, hl7_raw, dicom_raw)
+    _account_for_records(b, fhir_raw, res, hl7_raw, segs, dicom_raw)
 
 
 def _build_patient(b: _Builder, res: DataFrame, segs: DataFrame, index: DataFrame) -> None:
@@ -436,11 +436,13 @@ def _build_imaging(b: _Builder, res: DataFrame, dicom_raw: DataFrame, pats: Data
 
 
 def _account_for_records(b: _Builder, fhir_raw: DataFrame, fhir_latest: DataFrame, hl7_raw: DataFrame,
-                         dicom_raw: DataFrame) -> None:
+                         hl7_segments: DataFrame, dicom_raw: DataFrame) -> None:
     """Every Bronze record in Silver, quarantine, superseded or declared out of scope (see silver.coverage); a
     record of which nothing came is quarantined with the reason. Writes ``_system.source_coverage``."""
     progress.start("silver", "source coverage")
-    records = coverage.bronze_records(fhir_raw, fhir_latest, hl7_raw, latest_messages(hl7_raw), dicom_raw)
+    # the messages Silver used are those of the staged segments (every message has its MSH): no second window
+    hl7_latest = hl7_segments.select("content_hash").distinct()
+    records = coverage.bronze_records(fhir_raw, fhir_latest, hl7_raw, hl7_latest, dicom_raw)
     landed = union_all([v.select(F.explode("bronze_hashes").alias("content_hash")) for v in b.valid.values()])
     rejected = union_all([r.select(F.explode("bronze_hashes").alias("content_hash")) for r in b.rejected.values()])
     classified = b.stage(coverage.classify(records, landed, rejected,

@@ -75,8 +75,51 @@ READ_SCHEMA = ", ".join(f"{name} {'int' if t == pa.int32() else 'bigint' if t ==
                         for name, t in _FIELDS)
 
 
+# a deflated data set is inflated in memory to be read (it has no file offsets): bounded before pydicom sees it,
+# so that a small "deflate bomb" cannot take the engine's memory (zlib reaches ~1000:1; real DICOM ~2-20:1)
+MAX_INFLATE_RATIO = 100
+MIN_INFLATE_LIMIT = 64 << 20
+INFLATE_STEP = 1 << 20
+
+
 class Rejected(Exception):
     """A file that cannot go to Bronze; the message is the quarantine reason."""
+
+
+def _check_inflated_size(fh: BinaryIO, size: int) -> None:
+    """Stream-inflate a deflated data set (``fh`` just after the file meta) counting bytes, holding at most
+    ``INFLATE_STEP`` of output at a time; :class:`Rejected` beyond the limit."""
+    limit = max(MIN_INFLATE_LIMIT, size * MAX_INFLATE_RATIO)
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    total = 0
+    while chunk := fh.read(INFLATE_STEP):
+        data = chunk
+        while data:
+            total += len(inflater.decompress(data, INFLATE_STEP))
+            if total > limit:
+                raise Rejected(f"deflated DICOM inflates to more than {limit >> 20} MiB ({MAX_INFLATE_RATIO}x its "
+                               f"{size:,} bytes, at least {MIN_INFLATE_LIMIT >> 20} MiB allowed): a decompression "
+                               "bomb or a corrupt file")
+            data = inflater.unconsumed_tail
+        if inflater.eof:
+            return
+
+
+def _bound_deflated(fh: BinaryIO, size: int) -> None:
+    """When the file meta names the Deflated Explicit VR Little Endian syntax, check the inflated size; ``fh`` is
+    back at the start afterwards."""
+    try:
+        pydicom.filereader.read_preamble(fh, True)
+        meta = pydicom.filereader._read_file_meta_info(fh)
+        syntax = meta.get("TransferSyntaxUID")
+        if syntax is not None and UID(str(syntax)).is_deflated:
+            _check_inflated_size(fh, size)
+    except Rejected:
+        raise
+    except Exception:  # noqa: BLE001 - no readable file meta: pydicom's own read classifies the file
+        pass
+    finally:
+        fh.seek(0)
 
 
 @dataclass(frozen=True)
@@ -246,6 +289,7 @@ def _deflated_pixel_element(path: str, ds: Dataset) -> PixelElement | None:
 def read_header(path: str, size: int) -> Header:
     """The header of a DICOM file and where its pixel data are; raises :class:`Rejected` with the reason."""
     with open(path, "rb") as fh:
+        _bound_deflated(fh, size)
         try:
             ds = pydicom.dcmread(fh, stop_before_pixels=True, force=True)
         except Exception as exc:  # noqa: BLE001 - classified by _read_failure

@@ -11,7 +11,8 @@ files next time and the content-hash dedup absorbs the repeat; a file is never m
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
+import dataclasses
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from pyspark.sql import functions as F
 
 from bronze import dicom, fhir, hl7v2
 from bronze.landing import (
+    CopyResult,
     LandingFile,
     copy_in,
     import_batch_name,
@@ -47,8 +49,11 @@ from lakehouse.catalog import Catalog, conform
 from lakehouse.config import Settings
 from lakehouse.engine import get_spark
 from lakehouse.errors import ReconciliationError
+from lakehouse.logs import get_logger
 from lakehouse.runlog import Run
 from lakehouse.staging import Staging, staging
+
+log = get_logger(__name__)
 
 SOURCES = ("hl7v2", "fhir", "dicom", "unknown")
 BATCH_BYTES = 128 * 2**20  # landing bytes read by the engine at once, per format
@@ -123,8 +128,13 @@ def _unknown_rows(spark: SparkSession, files: list[LandingFile], run_id: str) ->
     now = datetime.now(UTC)
     rows = []
     for f in files:
-        with open(f.path, "rb") as fh:
-            head = fh.read(QUARANTINE_RAW_LIMIT)
+        head = b""
+        if f.opened:
+            try:
+                with os.fdopen(os.open(f.path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as fh:
+                    head = fh.read(QUARANTINE_RAW_LIMIT)
+            except OSError:  # gone or unreadable since the scan: the row keeps the reason, without bytes
+                head = b""
         rows.append((f.reason or "unknown format", f.rel, 0, base64.b64encode(head).decode(), "base64", f.size,
                      f.size > QUARANTINE_RAW_LIMIT, f.sha256, run_id, now))
     return spark.createDataFrame(rows, QUARANTINE_SCHEMA)
@@ -160,52 +170,88 @@ def _group_name(source: str, i: int, groups: int) -> str:
     return f"{source} {i + 1}/{groups}"
 
 
-def _load_groups(writer: _Writer, scratch: Staging, source: str, groups: Iterator[tuple[str, Group]],
-                 n_groups: int) -> dict[str, int]:
-    """Load and reconcile one group of files after the other; the source's report is the sum."""
+def _hl7v2_group(spark: SparkSession, scratch: Staging, group: list[LandingFile], label: str, run_id: str,
+                 settings: Settings) -> Group:
+    messages, other = hl7v2.split_messages(_read_files(spark, group), run_id, settings.facility_timezone)
+    messages = scratch.stage(messages, label)
+    bad_msgs = messages.filter(F.col("reason").isNotNull()).select(
+        *quarantine_text(F.col("reason"), F.col("source_file"), F.col("position"), F.col("raw"), run_id))
+    return messages.filter(F.col("reason").isNull()), conform(bad_msgs, QUARANTINE_SCHEMA).unionByName(other)
+
+
+def _fhir_group(spark: SparkSession, scratch: Staging, group: list[LandingFile], label: str, run_id: str,
+                settings: Settings) -> Group:
+    items = scratch.stage(fhir.annotate(fhir.split_files(_read_files(spark, group)), run_id), label)
+    return fhir.good_and_bad(items, run_id)
+
+
+def _dicom_group(spark: SparkSession, scratch: Staging, group: list[LandingFile], label: str, run_id: str,
+                 settings: Settings) -> Group:
+    paths = spark.createDataFrame(
+        [(str(f.path.resolve()), f.rel, f.size, f.sha256) for f in group],
+        "abs_path string, source_file string, file_size bigint, content_hash string")
+    return dicom.good_and_bad(scratch.stage(dicom.read_headers(paths, run_id), label), run_id)
+
+
+GROUPS = {"hl7v2": _hl7v2_group, "fhir": _fhir_group, "dicom": _dicom_group}
+
+
+def _engine_alive(spark: SparkSession) -> bool:
+    try:
+        return spark.sql("SELECT 1 AS one").collect()[0][0] == 1
+    except Exception:  # noqa: BLE001 - any failure means the engine cannot go on
+        return False
+
+
+def _poisoned(f: LandingFile, source: str, exc: BaseException) -> LandingFile:
+    """A file that failed ingestion in its group and again alone: a quarantine.landing row instead of a run that
+    fails forever. The reason names the error class only (its text may quote the file's content)."""
+    return dataclasses.replace(f, format="unknown", reason=f"{source} file failed ingestion twice (in its group "
+                               f"and alone): {exc.__class__.__name__}; fix or remove it and land it again")
+
+
+def _load_format(spark: SparkSession, writer: _Writer, scratch: Staging, source: str, files: list[LandingFile],
+                 run_id: str, poisoned: list[LandingFile]) -> dict[str, int]:
+    """Load and reconcile one group of files after the other; the source's report is the sum.
+
+    A group that fails is retried one file at a time; a file that fails again alone is added to ``poisoned``
+    (quarantined by the caller) while the rest of the group loads. A broken engine or a reconciliation failure
+    stops the run as before."""
+    settings = writer.catalog.settings
     total = {"received": 0, "bronze": 0, "quarantined": 0, "duplicates": 0}
-    for i, (label, (good, bad)) in enumerate(groups):
-        counts = _load_source(writer, scratch, source, good, bad, label)
-        progress.done("bronze", _group_name(source, i, n_groups), **counts)
+
+    def load(group: list[LandingFile], label: str) -> dict[str, int]:
+        return _load_source(writer, scratch, source, *GROUPS[source](spark, scratch, group, label, run_id, settings),
+                            label)
+
+    groups = batches(files)
+    for i, group in enumerate(groups):
+        name = _group_name(source, i, len(groups))
+        progress.start("bronze", name, files=len(group))
+        try:
+            parts = [load(group, f"{source}_{i}")]
+        except ReconciliationError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - isolate the file that fails; the engine must still be up
+            if not _engine_alive(spark):
+                raise
+            log.warning("bronze %s failed (%s): retrying its %d files one at a time", name, exc.__class__.__name__,
+                        len(group))
+            parts = []
+            for j, f in enumerate(group):
+                try:
+                    parts.append(load([f], f"{source}_{i}_{j}"))
+                except ReconciliationError:
+                    raise
+                except Exception as again:  # noqa: BLE001
+                    if not _engine_alive(spark):
+                        raise
+                    poisoned.append(_poisoned(f, source, again))
+        counts = {key: sum(p[key] for p in parts) for key in total}
+        progress.done("bronze", name, **counts)
         for key, value in counts.items():
             total[key] += value
     return total
-
-
-def _hl7v2_groups(spark: SparkSession, scratch: Staging, files: list[LandingFile], run_id: str, settings: Settings
-                  ) -> Iterator[tuple[str, Group]]:
-    groups = batches(files)
-    for i, group in enumerate(groups):
-        progress.start("bronze", _group_name("hl7v2", i, len(groups)), files=len(group))
-        messages, other = hl7v2.split_messages(_read_files(spark, group), run_id, settings.facility_timezone)
-        messages = scratch.stage(messages, f"hl7v2_{i}")
-        bad_msgs = messages.filter(F.col("reason").isNotNull()).select(
-            *quarantine_text(F.col("reason"), F.col("source_file"), F.col("position"), F.col("raw"), run_id))
-        yield f"hl7v2_{i}", (messages.filter(F.col("reason").isNull()),
-                             conform(bad_msgs, QUARANTINE_SCHEMA).unionByName(other))
-
-
-def _fhir_groups(spark: SparkSession, scratch: Staging, files: list[LandingFile], run_id: str, settings: Settings
-                 ) -> Iterator[tuple[str, Group]]:
-    groups = batches(files)
-    for i, group in enumerate(groups):
-        progress.start("bronze", _group_name("fhir", i, len(groups)), files=len(group))
-        items = scratch.stage(fhir.annotate(fhir.split_files(_read_files(spark, group)), run_id), f"fhir_{i}")
-        yield f"fhir_{i}", fhir.good_and_bad(items, run_id)
-
-
-def _dicom_groups(spark: SparkSession, scratch: Staging, files: list[LandingFile], run_id: str, settings: Settings
-                  ) -> Iterator[tuple[str, Group]]:
-    groups = batches(files)
-    for i, group in enumerate(groups):
-        progress.start("bronze", _group_name("dicom", i, len(groups)), files=len(group))
-        paths = spark.createDataFrame(
-            [(str(f.path.resolve()), f.rel, f.size, f.sha256) for f in group],
-            "abs_path string, source_file string, file_size bigint, content_hash string")
-        yield f"dicom_{i}", dicom.good_and_bad(scratch.stage(dicom.read_headers(paths, run_id), f"dicom_{i}"), run_id)
-
-
-GROUPS = {"hl7v2": _hl7v2_groups, "fhir": _fhir_groups, "dicom": _dicom_groups}
 
 
 def _load_sources(spark: SparkSession, writer: _Writer, scratch: Staging, by_format: dict[str, list[LandingFile]],
@@ -213,16 +259,16 @@ def _load_sources(spark: SparkSession, writer: _Writer, scratch: Staging, by_for
     # each format is read, split, deduplicated and appended in groups of files bounded by bytes, one group after
     # the other: the engine's memory follows the group size, not the size of the landing zone (a later group's
     # copy of an item already appended by an earlier group counts as a duplicate)
-    for source, groups in GROUPS.items():
+    poisoned: list[LandingFile] = []
+    for source in GROUPS:
         if by_format[source]:
-            report[source] = _load_groups(writer, scratch, source,
-                                          groups(spark, scratch, by_format[source], run_id, writer.catalog.settings),
-                                          len(batches(by_format[source])))
-    if by_format["unknown"]:
-        progress.start("bronze", "unknown", files=len(by_format["unknown"]))
-        report["unknown"] = _load_source(writer, None, "unknown", None,
-                                         _unknown_rows(spark, by_format["unknown"], run_id))
+            report[source] = _load_format(spark, writer, scratch, source, by_format[source], run_id, poisoned)
+    unknown = by_format["unknown"] + poisoned
+    if unknown:
+        progress.start("bronze", "unknown", files=len(unknown))
+        report["unknown"] = _load_source(writer, None, "unknown", None, _unknown_rows(spark, unknown, run_id))
         progress.done("bronze", "unknown", **report["unknown"])
+    report["files_poisoned"] = len(poisoned)
 
 
 def ingest(settings: Settings, paths: list[Path], run: Run) -> dict[str, Any]:
@@ -232,15 +278,15 @@ def ingest(settings: Settings, paths: list[Path], run: Run) -> dict[str, Any]:
     writer = _Writer(catalog, run)
     manifest = read_manifest(settings, catalog.path(MANIFEST_TABLE))
     pending, skipped = pending_files(settings, manifest)
-    copied: list[Path] = []
-    already_landed = 0
+    copied = CopyResult([], 0, [])
     if paths:
         known = manifest.hashes | {f.sha256 for f in pending}
-        copied, already_landed = copy_in(settings, paths, import_batch_name(run.run_id), known)
-        pending += [landing_file(settings, p) for p in copied]
+        copied = copy_in(settings, paths, import_batch_name(run.run_id), known)
+        pending += [landing_file(settings, p) for p in copied.copied]
     for f in pending:
         run.read_file(f.rel, f.sha256, f.size)
     by_format = {src: [f for f in pending if f.format == src] for src in SOURCES}
+    by_format["unknown"] += copied.refused  # refused inputs never reach landing: quarantined, not in the manifest
     report: dict[str, Any] = {src: {"received": 0, "bronze": 0, "quarantined": 0, "duplicates": 0} for src in SOURCES}
 
     with staging(spark, settings, run.run_id) as scratch:
@@ -250,8 +296,10 @@ def ingest(settings: Settings, paths: list[Path], run: Run) -> dict[str, Any]:
         rows = catalog.append_new(_manifest_rows(spark, pending, run.run_id), MANIFEST_TABLE, ("path", "sha256"))
         if rows:
             run.wrote(MANIFEST_TABLE, catalog.version(MANIFEST_TABLE), rows)
-    report["files"] = {"new": len(pending), "skipped": skipped, "copied": len(copied),
-                       "already_landed": already_landed,
+    poisoned = report.pop("files_poisoned", 0)
+    report["files"] = {"new": len(pending), "skipped": skipped, "copied": len(copied.copied),
+                       "already_landed": copied.skipped, "refused": len(copied.refused) + sum(
+                           1 for f in pending if not f.opened), "poisoned": poisoned,
                        "by_format": {src: len(files) for src, files in by_format.items()}}
     report["run_id"] = run.run_id
     for src in SOURCES:

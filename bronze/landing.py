@@ -3,6 +3,11 @@
 Files and folders whose name starts with ``_`` or ``.`` are ignored anywhere in the landing tree (Hadoop
 convention: generator manifests in ``_generator/``, in-flight ``.tmp`` files of the MLLP listener and of copy-in).
 Hashing and sniffing run client-side while the file is streamed once; the engine reads only new files.
+
+Landing cannot be tricked into reading what it was not given: symbolic links (to files or folders) and special
+files (FIFOs, devices, sockets) are never followed or opened, anywhere; they, and files over their format's size
+limit, become ``quarantine.landing`` rows with the reason. Two inputs with the same name get distinct landing
+paths, and an import source that contains the lakehouse root is refused.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 import codecs
 import hashlib
 import os
-import shutil
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +25,7 @@ from deltalake import DeltaTable
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
 
 from lakehouse.config import Settings
+from lakehouse.errors import ConfigError
 
 HEAD_BYTES = 64 * 1024
 CHUNK = 1 << 20
@@ -29,6 +35,12 @@ BOM = b"\xef\xbb\xbf"
 MLLP_START = b"\x0b"
 _VRS = frozenset(vr.value for vr in VR if len(vr.value) == 2)
 _LONG_VRS = frozenset(vr.value for vr in EXPLICIT_VR_LENGTH_32)  # explicit VRs with a 32-bit length
+MiB = 1 << 20
+# the engine reads an HL7 v2 or FHIR file whole into one binary value (Arrow caps one value at 2 GiB); DICOM is
+# read from its path, header only (a whole-slide image can be several GiB)
+MAX_FILE_BYTES = {"hl7v2": 512 * MiB, "fhir": 1536 * MiB, "dicom": 8192 * MiB}
+SYMLINK_REASON = "symbolic link: not followed (landing reads regular files only; copy the file itself)"
+SPECIAL_REASON = "not a regular file (FIFO, device or socket): not opened"
 
 
 @dataclass(frozen=True)
@@ -47,6 +59,7 @@ class LandingFile:
     format: str
     charset: str  # utf-8 or iso-8859-1 (lossless byte -> char for anything that is not valid UTF-8)
     reason: str | None = None
+    opened: bool = True  # False: a symbolic link or special file, never opened (its quarantine row has no bytes)
 
 
 def _parses_as_dicom(head: bytes, byteorder: str, explicit: bool) -> bool:
@@ -139,17 +152,32 @@ def sniff(path: Path) -> tuple[str, bytes, str]:
     return digest.hexdigest(), head, "utf-8" if utf8 else "iso-8859-1"
 
 
-def walk(folder: Path) -> Iterator[Path]:
-    """Regular files under folder, sorted, skipping ``_``/``.`` names at any depth."""
-    if not folder.is_dir():
+def walk_entries(folder: Path) -> Iterator[tuple[Path, str | None]]:
+    """Every entry under folder, sorted, skipping ``_``/``.`` names at any depth: (path, None) for a regular file,
+    (path, reason) for what is refused (a symbolic link to a file or a folder, a special file). Nothing is
+    followed: a link is reported, never read."""
+    if not folder.is_dir() or folder.is_symlink():
         return
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(("_", ".")))
-        for name in sorted(filenames):
-            if not name.startswith(("_", ".")):
-                path = Path(dirpath) / name
-                if path.is_file():
-                    yield path
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        base = Path(dirpath)
+        links = [d for d in dirnames if (base / d).is_symlink()]
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(("_", ".")) and d not in links)
+        for name in sorted([*filenames, *links]):
+            if name.startswith(("_", ".")):
+                continue
+            path = base / name
+            mode = path.lstat().st_mode
+            if stat.S_ISLNK(mode):
+                yield path, SYMLINK_REASON
+            elif stat.S_ISREG(mode):
+                yield path, None
+            else:
+                yield path, SPECIAL_REASON
+
+
+def walk(folder: Path) -> Iterator[Path]:
+    """Regular files under folder, sorted, skipping ``_``/``.`` names at any depth (links are not followed)."""
+    return (path for path, refused in walk_entries(folder) if refused is None)
 
 
 # -- manifest ----------------------------------------------------------------------------------
@@ -171,26 +199,55 @@ def read_manifest(settings: Settings, table_path: Path) -> ManifestIndex:
     )
 
 
-def landing_file(settings: Settings, path: Path, stat: os.stat_result | None = None) -> LandingFile:
-    stat = stat or path.stat()
+def landing_rel(settings: Settings, path: Path) -> str:
+    """``path`` relative to the lakehouse root, without resolving links (a link may point anywhere)."""
+    return Path(os.path.abspath(path)).relative_to(settings.root_path).as_posix()
+
+
+def refused_file(path: Path, rel: str, reason: str) -> LandingFile:
+    """A landing entry that is never opened: its identity is its link text (or kind), not content read through it."""
+    info = path.lstat()
+    target = os.readlink(path) if stat.S_ISLNK(info.st_mode) else f"mode {info.st_mode:o}"
+    sha = hashlib.sha256(f"refused\0{rel}\0{target}".encode("utf-8", "surrogateescape")).hexdigest()
+    return LandingFile(path=path, rel=rel, size=0, mtime_ns=info.st_mtime_ns, sha256=sha, format="unknown",
+                       charset="utf-8", reason=reason, opened=False)
+
+
+def landing_file(settings: Settings, path: Path, info: os.stat_result | None = None, rel: str | None = None
+                 ) -> LandingFile:
+    info = info or path.lstat()
+    rel = rel or landing_rel(settings, path)
     sha, head, charset = sniff(path)
     detected = detect_format(head)
-    rel = path.resolve().relative_to(settings.root_path).as_posix()
-    return LandingFile(path=path, rel=rel, size=stat.st_size, mtime_ns=stat.st_mtime_ns, sha256=sha,
+    limit = MAX_FILE_BYTES.get(detected.format)
+    if limit is not None and info.st_size > limit:
+        return LandingFile(path=path, rel=rel, size=info.st_size, mtime_ns=info.st_mtime_ns, sha256=sha,
+                           format="unknown", charset=charset,
+                           reason=f"{detected.format} file of {info.st_size // MiB} MiB is over the {limit // MiB} MiB "
+                                  f"limit for {detected.format} files: split it (NDJSON by lines, HL7 batches by "
+                                  "message) and land the parts")
+    return LandingFile(path=path, rel=rel, size=info.st_size, mtime_ns=info.st_mtime_ns, sha256=sha,
                        format=detected.format, charset=charset, reason=detected.reason)
 
 
 def pending_files(settings: Settings, manifest: ManifestIndex) -> tuple[list[LandingFile], int]:
-    """Files in the landing zone that are new or changed since they were processed; and how many were skipped."""
+    """Files in the landing zone that are new or changed since they were processed; and how many were skipped.
+    Refused entries (links, special files) are pending once, like any new file, and quarantined with the reason."""
     pending: list[LandingFile] = []
     skipped = 0
-    for path in walk(settings.landing_dir):
-        rel = path.resolve().relative_to(settings.root_path).as_posix()
-        stat = path.stat()
-        if (rel, stat.st_size, stat.st_mtime_ns) in manifest.by_stat:
+    for path, refused in walk_entries(settings.landing_dir):
+        rel = landing_rel(settings, path)
+        info = path.lstat()
+        if (rel, 0 if refused else info.st_size, info.st_mtime_ns) in manifest.by_stat:
             skipped += 1
             continue
-        item = landing_file(settings, path, stat)
+        if refused is None:
+            try:
+                item = landing_file(settings, path, info, rel)
+            except OSError as exc:  # unreadable (permissions) or gone: one quarantine row, the rest ingests
+                item = refused_file(path, rel, f"cannot be read ({exc.strerror}): fix its permissions and touch it")
+        else:
+            item = refused_file(path, rel, refused)
         if (rel, item.sha256) in manifest.by_hash:  # touched, same content: nothing to do
             skipped += 1
             continue
@@ -198,39 +255,87 @@ def pending_files(settings: Settings, manifest: ManifestIndex) -> tuple[list[Lan
     return pending, skipped
 
 
-def copy_in(settings: Settings, sources: Iterable[Path], batch: str, known_hashes: set[str]) -> tuple[list[Path], int]:
+def _unique(dest: Path, used: set[Path]) -> Path:
+    """``dest``, or ``name~2.ext``, ``name~3.ext``... when another input of this import already has that name."""
+    candidate, n = dest, 1
+    while candidate in used or candidate.exists():
+        n += 1
+        candidate = dest.with_name(f"{dest.stem}~{n}{dest.suffix}")
+    used.add(candidate)
+    return candidate
+
+
+@dataclass
+class CopyResult:
+    copied: list[Path]  # new landing paths
+    skipped: int  # inputs whose content had landed already
+    refused: list[LandingFile]  # links and special files among the inputs: quarantined, never opened
+
+
+def _copy_file(path: Path, dest: Path) -> str:
+    """Copy one regular file (never through a link) to ``dest`` via a dot-name, hashing it as it streams."""
+    digest = hashlib.sha256()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as src, open(tmp, "wb") as out:
+        while chunk := src.read(CHUNK):
+            digest.update(chunk)
+            out.write(chunk)
+    return digest.hexdigest()
+
+
+def copy_in(settings: Settings, sources: Iterable[Path], batch: str, known_hashes: set[str]) -> CopyResult:
     """Copy files/folders into ``landing/imports/<batch>/`` keeping relative names; skip content already landed.
 
-    Each file is written to a dot-name first and renamed, so a concurrent ingestion never sees half a file.
-    Returns the new landing paths and how many inputs were skipped as already present.
+    Each file is read once (hashed while copied) and written to a dot-name first, then renamed, so a concurrent
+    ingestion never sees half a file. Inputs with the same relative name get distinct names (``x~2.hl7``); links
+    and special files are refused (quarantined with the reason, never followed); a source that contains the
+    lakehouse root is a configuration error.
     """
     target_root = settings.landing_dir / "imports" / batch
     landing = settings.landing_dir.resolve()
-    copied: list[Path] = []
-    skipped = 0
-    for source in sources:
-        source = Path(source).expanduser().resolve()
-        if not source.exists():
-            raise FileNotFoundError(f"{source} does not exist")
-        if source == landing or landing in source.parents:
-            continue  # already in the landing zone: the scan picks it up
-        if source.is_file():
-            files = [(source, Path(source.name))]
+    root = settings.root_path
+    result = CopyResult([], 0, [])
+    used: set[Path] = set()
+    for given in sources:
+        given = Path(given).expanduser()
+        if not given.exists() and not given.is_symlink():
+            raise FileNotFoundError(f"{given} does not exist")
+        entries: list[tuple[Path, Path, str | None]]
+        if given.is_symlink():
+            entries = [(given, Path(given.name), SYMLINK_REASON)]
         else:
-            files = [(p, Path(source.name) / p.relative_to(source)) for p in walk(source)]
-        for path, rel in files:
-            sha = sniff(path)[0]
-            if sha in known_hashes:
-                skipped += 1
-                continue
+            source = given.resolve()
+            if source == root or source in root.parents:
+                raise ConfigError(f"refusing to import {source}: it contains the lakehouse root {root}; "
+                                  "import the folder that holds the new files instead")
+            if source == landing or landing in source.parents:
+                continue  # already in the landing zone: the scan picks it up
+            if source.is_file():
+                entries = [(source, Path(source.name), None)]
+            elif source.is_dir():
+                entries = [(p, Path(source.name) / p.relative_to(source), r) for p, r in walk_entries(source)]
+            else:
+                entries = [(source, Path(source.name), SPECIAL_REASON)]
+        for path, rel, refused in entries:
             dest = target_root / rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_name(f".{dest.name}.tmp")
-            shutil.copyfile(path, tmp)
-            os.replace(tmp, dest)
+            if refused:
+                dest = _unique(dest, used)
+                result.refused.append(refused_file(path, landing_rel(settings, dest), refused))
+                continue
+            final = _unique(dest, used)
+            sha = _copy_file(path, final)
+            tmp = final.with_name(f".{final.name}.tmp")
+            if sha in known_hashes:
+                tmp.unlink()
+                used.discard(final)
+                result.skipped += 1
+                continue
+            os.replace(tmp, final)
             known_hashes.add(sha)
-            copied.append(dest)
-    return copied, skipped
+            result.copied.append(final)
+    return result
 
 
 def import_batch_name(run_id: str) -> str:

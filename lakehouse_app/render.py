@@ -65,6 +65,9 @@ def ingest(result: dict[str, Any]) -> list[RenderableType]:
     if files.get("copied") or files.get("already_landed"):
         notes.append(f"{files.get('copied', 0):,} copied into landing, "
                      f"{files.get('already_landed', 0):,} already there")
+    if files.get("refused") or files.get("poisoned"):
+        notes.append(f"{files.get('refused', 0):,} links/special files refused, {files.get('poisoned', 0):,} files "
+                     "failing ingestion quarantined (see quarantine.landing)")
     if result.get("run_id"):
         notes.append(f"run {str(result['run_id'])[:8]}")
     return [table, Text("  " + "; ".join(notes), style="dim")]

@@ -15,14 +15,25 @@ Landed file format: each message's exact bytes (frame bytes stripped; leading BO
 MSH dropped), each followed by one ``\\n``. HL7 terminates segments with ``\\r``, so a line break
 followed by ``MSH`` starts the next message; :func:`split_landed` recovers the exact messages.
 
-Messages it cannot accept get ``AR`` (no MSH, unparseable MSH, missing MSH-9 or MSH-10, over the size
-limit) or ``AE`` (could not be stored; the sender should retry), with an ERR segment for v2.3+.
+Messages it cannot accept get ``AR`` (what Bronze would quarantine: no MSH, invalid MSH-1/MSH-2, missing MSH-9,
+MSH-10 or MSH-12; over the size limit) or ``AE`` (could not be stored; the sender should retry), with an ERR
+segment for v2.3+. Bytes outside a frame (such as the tail of a message that contained ``0x1C 0x0D``) are kept in
+``_rejected/``. A landed file holds messages of one character-set class (valid UTF-8 or not), so one sender's
+Latin-1 never garbles another's UTF-8.
+
+Bounds: a connection may be silent ``idle_timeout`` between frames and ``read_timeout`` inside one, and a whole
+frame must arrive within ``frame_deadline`` (a frame trickled a byte at a time is cut); at most
+``max_connections`` in total and ``max_connections_per_peer`` per address; when a cap is reached the longest-idle
+connection in its scope is closed to admit the newcomer (idle senders cannot lock out a working one); each
+connection buffers at most ``max_message_bytes`` of one frame. Optional mutual TLS (``tls_client_ca``) and an
+allow-list of peer networks (``allowed_peers``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import itertools
 import os
 import re
@@ -46,6 +57,7 @@ from bronze.mllp_protocol import (
     MshHeader,
     Rejection,
     build_ack,
+    charset_class,
     frame,
     parse_msh,
 )
@@ -70,15 +82,19 @@ class ListenerConfig:
     port: int = 2575
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     read_timeout: float = 30.0           # silence allowed while a frame is incomplete
-    idle_timeout: float | None = None    # silence allowed between frames (None: keep the connection)
+    frame_deadline: float = 120.0        # a whole frame must arrive within this, however it trickles in
+    idle_timeout: float | None = 600.0   # silence allowed between frames (None: keep the connection)
     commit_window: float = 0.001         # extra wait to gather a group commit
     commit_workers: int = 2              # batches landing (fsyncing) at the same time
     max_batch_messages: int = 1000
     max_batch_bytes: int = 32 * 1024 * 1024
-    max_connections: int = 512
+    max_connections: int = 64
+    max_connections_per_peer: int = 16
     keep_rejected: bool = True
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    tls_client_ca: Path | None = None    # mutual TLS: only clients with a certificate from this CA (PEM)
+    allowed_peers: tuple[str, ...] = ()  # networks (CIDR) allowed to connect; empty: any
 
 
 # -- durable landing ----------------------------------------------------------------------------
@@ -208,13 +224,20 @@ class GroupCommitter:
         return future
 
     def _take_batch(self) -> list[tuple[bytes, asyncio.Future[Path]]]:
-        size, count = 0, 0
-        for message, _ in self._pending:
-            if count and (count >= self.max_messages or size + len(message) > self.max_bytes):
-                break
+        """The next batch: queued messages of the first one's character-set class, in arrival order."""
+        size = 0
+        batch: list[tuple[bytes, asyncio.Future[Path]]] = []
+        rest: list[tuple[bytes, asyncio.Future[Path]]] = []
+        kind = charset_class(self._pending[0][0]) if self._pending else ""
+        for item in self._pending:
+            message = item[0]
+            full = batch and (len(batch) >= self.max_messages or size + len(message) > self.max_bytes)
+            if full or charset_class(message) != kind:
+                rest.append(item)
+                continue
             size += len(message)
-            count += 1
-        batch, self._pending = self._pending[:count], self._pending[count:]
+            batch.append(item)
+        self._pending = rest
         if self._pending:
             self._first_at = time.monotonic()
         else:
@@ -277,17 +300,30 @@ class GroupCommitter:
 
 # -- server -------------------------------------------------------------------------------------
 
-def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
-    for path, what in ((cert, "--tls-cert"), (key, "--tls-key")):
-        if not Path(path).is_file():
+def tls_context(cert: Path, key: Path, client_ca: Path | None = None) -> ssl.SSLContext:
+    """Server TLS (1.2+); with ``client_ca`` also mutual TLS: a client without a certificate signed by that CA
+    fails the handshake."""
+    for path, what in ((cert, "--tls-cert"), (key, "--tls-key"), (client_ca, "--tls-client-ca")):
+        if path is not None and not Path(path).is_file():
             raise ConfigError(f"{what} {path} does not exist; point it at a PEM file")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
         context.load_cert_chain(str(cert), str(key))
+        if client_ca is not None:
+            context.load_verify_locations(cafile=str(client_ca))
+            context.verify_mode = ssl.CERT_REQUIRED
     except ssl.SSLError as exc:
-        raise ConfigError(f"cannot load TLS certificate/key ({exc.reason}); check --tls-cert and --tls-key") from None
+        raise ConfigError(f"cannot load TLS certificate/key/CA ({exc.reason}); check --tls-cert, --tls-key and "
+                          "--tls-client-ca") from None
     return context
+
+
+def peer_networks(allowed: Sequence[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    try:
+        return [ipaddress.ip_network(n, strict=False) for n in allowed]
+    except ValueError as exc:
+        raise ConfigError(f"--allow-peer: {exc}; give networks such as 10.20.0.0/16 or 192.0.2.7") from None
 
 
 @dataclass
@@ -308,8 +344,10 @@ class MllpServer:
     _server: asyncio.Server | None = field(default=None, init=False)
     _committer: GroupCommitter | None = field(default=None, init=False)
     _handlers: set[asyncio.Task[None]] = field(default_factory=set, init=False)
-    _idle: set[asyncio.Task[None]] = field(default_factory=set, init=False)   # waiting between frames
-    _open: int = field(default=0, init=False)
+    # connections waiting between frames: task -> (peer address, since when)
+    _idle: dict[asyncio.Task[None], tuple[str, float]] = field(default_factory=dict, init=False)
+    _peers: dict[asyncio.Task[None], str] = field(default_factory=dict, init=False)   # open connections
+    _networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = field(default_factory=list, init=False)
 
     @property
     def landed_files(self) -> int:
@@ -324,7 +362,10 @@ class MllpServer:
         cfg = self.config
         if (cfg.tls_cert is None) != (cfg.tls_key is None):
             raise ConfigError("TLS needs both --tls-cert and --tls-key")
-        context = tls_context(cfg.tls_cert, cfg.tls_key) if cfg.tls_cert and cfg.tls_key else None
+        if cfg.tls_client_ca is not None and cfg.tls_cert is None:
+            raise ConfigError("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key as well")
+        self._networks = peer_networks(cfg.allowed_peers)
+        context = tls_context(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca) if cfg.tls_cert and cfg.tls_key else None
         self._committer = GroupCommitter(LandingWriter(self.settings.landing_dir), cfg.commit_window,
                                          cfg.max_batch_messages, cfg.max_batch_bytes, cfg.commit_workers)
         recovered = self._committer.writer.recover_unacked()
@@ -341,14 +382,14 @@ class MllpServer:
             raise ConfigError(f"cannot listen on {cfg.host}:{cfg.port} ({exc.strerror or exc}); "
                               "choose another --port or --host") from None
         self.port = self._server.sockets[0].getsockname()[1]
-        log.info("MLLP listener on %s:%d%s, landing in %s", cfg.host, self.port, " (TLS)" if context else "",
-                    self.writer.mllp_dir)
+        log.info("MLLP listener on %s:%d%s, landing in %s", cfg.host, self.port,
+                 " (mutual TLS)" if cfg.tls_client_ca else " (TLS)" if context else "", self.writer.mllp_dir)
 
     async def stop(self, grace: float = 5.0) -> None:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
-        for task in self._idle:          # nothing in flight on these connections: close them now
+        for task in list(self._idle):    # nothing in flight on these connections: close them now
             task.cancel()
         if self._handlers:
             _, still = await asyncio.wait(self._handlers, timeout=grace)
@@ -358,22 +399,58 @@ class MllpServer:
         if self._committer is not None:
             await self._committer.close()
 
+    def _admit(self, address: str) -> bool:
+        """Room for a connection from ``address``: under both caps, or made by closing the longest-idle
+        connection in the scope that is full (its sender reconnects; nothing of it is in flight)."""
+        cfg = self.config
+        scopes = [(len(self._peers) >= cfg.max_connections, None)]
+        same = sum(1 for a in self._peers.values() if a == address)
+        scopes.append((same >= cfg.max_connections_per_peer, address))
+        for full, scope in scopes:
+            if not full:
+                continue
+            idle = [(since, task) for task, (a, since) in self._idle.items() if scope is None or a == scope]
+            if not idle:
+                return False
+            _, oldest = min(idle, key=lambda item: item[0])
+            self._idle.pop(oldest, None)
+            self._peers.pop(oldest, None)
+            oldest.cancel()
+            metrics.MLLP_MALFORMED.labels(kind="idle_evicted").inc()
+        return True
+
+    def _allowed(self, address: str) -> bool:
+        if not self._networks:
+            return True
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in net for net in self._networks)
+
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._handlers.add(task)
         peer = writer.get_extra_info("peername")
+        address = str(peer[0]) if isinstance(peer, tuple) and peer else str(peer)
         try:
-            if self._open >= self.config.max_connections:
-                log.warning("MLLP: refusing %s, already %d connections", peer, self._open)
+            if not self._allowed(address):
+                log.warning("MLLP: refusing %s: not in the allowed peer networks", address)
+                metrics.MLLP_MALFORMED.labels(kind="peer_refused").inc()
                 return
-            self._open += 1
+            if not self._admit(address):
+                log.warning("MLLP: refusing %s: %d connections open (%d from it), none idle", address,
+                            len(self._peers), sum(1 for a in self._peers.values() if a == address))
+                metrics.MLLP_MALFORMED.labels(kind="connection_refused").inc()
+                return
+            self._peers[task] = address
             metrics.MLLP_CONNECTIONS.inc()
             metrics.MLLP_OPEN_CONNECTIONS.inc()
             try:
-                await self._serve(reader, writer, peer)
+                await self._serve(reader, writer, peer, address)
             finally:
-                self._open -= 1
+                self._peers.pop(task, None)
                 metrics.MLLP_OPEN_CONNECTIONS.dec()
         finally:
             self._handlers.discard(task)
@@ -381,16 +458,27 @@ class MllpServer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: object) -> None:
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: object,
+                     address: str) -> None:
         framer = MllpFramer(self.config.max_message_bytes)
         cut_reason = "disconnected mid-message"
         task = asyncio.current_task()
         assert task is not None
+        frame_started: float | None = None
         try:
             while True:
                 timeout = self.config.read_timeout if framer.in_frame else self.config.idle_timeout
-                if not framer.in_frame:
-                    self._idle.add(task)
+                if framer.in_frame:
+                    frame_started = frame_started or time.monotonic()
+                    left = frame_started + self.config.frame_deadline - time.monotonic()
+                    if left <= 0:
+                        cut_reason = f"frame not complete within {self.config.frame_deadline:g}s"
+                        log.warning("MLLP %s: closing: %s", peer, cut_reason)
+                        break
+                    timeout = min(self.config.read_timeout, left)
+                else:
+                    frame_started = None
+                    self._idle[task] = (address, time.monotonic())
                 try:
                     async with asyncio.timeout(timeout):  # cheaper than wait_for: no extra task per read
                         data = await reader.read(256 * 1024)
@@ -399,7 +487,7 @@ class MllpServer:
                     log.warning("MLLP %s: closing after %gs without data", peer, timeout)
                     break
                 finally:
-                    self._idle.discard(task)
+                    self._idle.pop(task, None)
                 if not data:
                     break
                 received_at = time.perf_counter()
@@ -421,9 +509,11 @@ class MllpServer:
 
     def _accept(self, event: Frame | Garbage | Cut, peer: object, received_at: float) -> _Pending | None:
         if isinstance(event, Garbage):
-            log.warning("MLLP %s: discarded %d bytes outside an MLLP frame", peer, event.size)
+            log.warning("MLLP %s: %d bytes outside an MLLP frame kept in %s, not acknowledged", peer, event.size,
+                        REJECTED_DIR)
             metrics.MLLP_MALFORMED.labels(kind="outside_frame").inc()
             metrics.MLLP_DISCARDED_BYTES.inc(event.size)
+            self._keep(event.data, "outside-frame")
             return None
         if isinstance(event, Cut):
             self._framing_error(event, peer)
@@ -433,7 +523,7 @@ class MllpServer:
         try:
             msh = parse_msh(message)
         except Rejection as rej:
-            return self._reject(event, None, rej, peer, received_at)
+            return self._reject(event, rej.msh, rej, peer, received_at)
         if event.oversize:
             rej = Rejection("AR", "oversize", f"message of {event.size} bytes exceeds the limit of "
                             f"{self.config.max_message_bytes} bytes", "207")

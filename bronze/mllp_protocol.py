@@ -30,6 +30,7 @@ class Frame:
 @dataclass(frozen=True)
 class Garbage:
     size: int           # bytes outside any frame (not counting whitespace between frames)
+    data: bytes = b""   # those bytes, at most the framer's max_bytes (kept in _rejected/ for forensics)
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,8 @@ class MllpFramer:
                 start = data.find(SB, pos)
                 outside = data[pos:] if start < 0 else data[pos:start]
                 if outside.strip(BENIGN_OUTSIDE):
-                    events.append(Garbage(len(outside)))
+                    # e.g. the tail of a message that held 0x1C 0x0D: never ACKed, never silently dropped
+                    events.append(Garbage(len(outside), bytes(outside[:self.max_bytes])))
                 if start < 0:
                     break
                 self._begin()
@@ -142,8 +144,10 @@ def split_landed(data: bytes) -> list[bytes]:
 class Rejection(Exception):
     """A message the listener will not accept; becomes an AR/AE ACK with an ERR segment."""
 
-    def __init__(self, ack_code: str, reason: str, text: str, hl7_error: str, location: str = "") -> None:
+    def __init__(self, ack_code: str, reason: str, text: str, hl7_error: str, location: str = "",
+                 msh: MshHeader | None = None) -> None:
         super().__init__(text)
+        self.msh = msh                  # the header, when it parsed far enough to answer the sender
         self.ack_code = ack_code
         self.reason = reason            # short, for the metric label
         self.text = text
@@ -187,14 +191,32 @@ def parse_msh(message: bytes) -> MshHeader:
         raise Rejection("AR", "bad_msh", "MSH-1 field separator is missing or invalid", "102", "MSH^1^1")
     fields = tuple(text.split(sep))
     encoding = fields[1] if len(fields) > 1 else ""
-    if not 2 <= len(encoding) <= 5 or len(set(encoding)) != len(encoding) or any(c.isalnum() for c in encoding):
-        raise Rejection("AR", "bad_msh", "MSH-2 encoding characters are missing or invalid", "102", "MSH^1^2")
+    # the same rules, in the same order, as Bronze's (bronze.hl7v2.parse_messages): a message the listener
+    # acknowledges with AA is never one Bronze then quarantines
+    if not 4 <= len(encoding) <= 5:
+        raise Rejection("AR", "bad_msh", f"MSH-2 must hold 4 or 5 encoding characters, got {len(encoding)}", "102",
+                        "MSH^1^2")
+    if len(set(encoding)) != len(encoding) or any(c.isalnum() or c in (" ", sep) for c in encoding):
+        raise Rejection("AR", "bad_msh", "MSH-2 encoding characters repeat or are invalid", "102", "MSH^1^2")
     msh = MshHeader(sep, encoding, fields)
-    if not msh.get(9).strip():
-        raise Rejection("AR", "no_message_type", "MSH-9 message type is required", "101", "MSH^1^9")
-    if not msh.control_id.strip():
-        raise Rejection("AR", "no_control_id", "MSH-10 message control id is required", "101", "MSH^1^10")
+    if not msh.get(9).split(encoding[0])[0]:
+        raise Rejection("AR", "no_message_type", "MSH-9 message type is required", "101", "MSH^1^9", msh)
+    if not msh.control_id:
+        raise Rejection("AR", "no_control_id", "MSH-10 message control id is required", "101", "MSH^1^10", msh)
+    if not msh.get(12).split(encoding[0])[0]:
+        raise Rejection("AR", "no_version", "MSH-12 version id is required", "101", "MSH^1^12", msh)
     return msh
+
+
+def charset_class(message: bytes) -> str:
+    """``utf-8`` when the message is valid UTF-8, else ``iso-8859-1``: how landing will read a file of such
+    messages. A landed file holds messages of one class only, so one sender's Latin-1 never garbles another's
+    UTF-8."""
+    try:
+        message.decode("utf-8")
+    except UnicodeDecodeError:
+        return "iso-8859-1"
+    return "utf-8"
 
 
 _ack_ids = itertools.count(1)
@@ -216,14 +238,14 @@ def build_ack(msh: MshHeader | None, ack_code: str, rejection: Rejection | None 
     sep = msh.field_sep if msh else "|"
     enc = msh.encoding if msh else _DEFAULT_ENCODING
     comp = enc[0]
-    version = msh.version if msh else (2, 5)
+    version = msh.version if msh and msh.version else (2, 5)
     trigger = msh.get(9).split(comp)[1] if msh and len(msh.get(9).split(comp)) > 1 else ""
     msg_type = comp.join(["ACK", trigger, "ACK"] if version >= (2, 3, 1) else ["ACK", trigger]) if trigger else "ACK"
     stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S.%f")[:-2] + "+0000"
     control = f"L{time.time_ns() // 1_000_000 % 10**13:013d}{next(_ack_ids) % 100_000:05d}"
     if msh:
         header = ["MSH", enc, msh.get(5), msh.get(6), msh.get(3), msh.get(4), stamp, "", msg_type, control,
-                  msh.get(11), msh.get(12)]
+                  msh.get(11), msh.get(12) or "2.5"]
     else:  # nothing to answer to: say who we are
         header = ["MSH", enc, "LAKEHOUSE", "", "", "", stamp, "", msg_type, control, "P", "2.5"]
     msa = ["MSA", ack_code, msh.control_id if msh else ""]

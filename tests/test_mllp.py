@@ -54,7 +54,8 @@ def lh(make_lakehouse: Callable[..., Settings]) -> Settings:
 
 @pytest.fixture()
 def listener(lh: Settings) -> Iterator[BackgroundListener]:
-    with BackgroundListener(lh, ListenerConfig(port=0, read_timeout=5.0, max_message_bytes=64 * 1024)) as server:
+    with BackgroundListener(lh, ListenerConfig(port=0, read_timeout=5.0, max_message_bytes=64 * 1024,
+                                               max_connections=256, max_connections_per_peer=256)) as server:
         yield server
 
 
@@ -82,6 +83,14 @@ def read_ack(sock: socket.socket) -> bytes:
     return data[1:-2]
 
 
+def closed_without_ack(sock: socket.socket) -> bool:
+    """The listener closed the connection (orderly or by reset) and sent nothing."""
+    try:
+        return sock.recv(100) == b""
+    except ConnectionResetError:
+        return True
+
+
 def metric(name: str, **labels: str) -> float:
     return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
 
@@ -94,7 +103,7 @@ def test_framer_handles_split_end_block_garbage_restart_and_oversize() -> None:
     assert framer.feed(b"\r\n" + SB + b"MSH|one\x1c") == []   # whitespace between frames is not garbage
     assert framer.feed(b"\r") == [Frame(b"MSH|one", 7, False)]
     events = framer.feed(b"junk" + SB + b"MSH|cut" + SB + b"MSH|two" + END)
-    assert events == [Garbage(4), Cut(b"MSH|cut", "new start block before the end of the frame"),
+    assert events == [Garbage(4, b"junk"), Cut(b"MSH|cut", "new start block before the end of the frame"),
                       Frame(b"MSH|two", 7, False)]
     big = b"MSH|" + b"x" * 300
     events = [e for i in range(0, len(big), 64) for e in framer.feed(SB * (i == 0) + big[i:i + 64])]
@@ -173,7 +182,8 @@ def test_garbage_outside_frames_is_discarded_and_connection_keeps_working(listen
         assert ack_fields(read_ack(sock)) == ("AA", "G2")
     assert landed(lh) == [message("G1"), message("G2")]
     assert metric("lakehouse_mllp_malformed_frames_total", kind="outside_frame") == before + 1
-    assert [p.read_bytes() for p in rejected_files(lh)] == [message("CUT1")[:40]]
+    kept = {p.name.rsplit("-", 1)[-1]: p.read_bytes() for p in rejected_files(lh)}
+    assert kept == {"incomplete.bin": message("CUT1")[:40], "frame.bin": b"GET / HTTP/1.0\r\n\r\n"}
 
 
 @pytest.mark.fast
@@ -218,6 +228,8 @@ def test_stop_closes_idle_connections_at_once(lh: Settings) -> None:
     (b"MSH\r", "AR", "", "bad_msh"),
     (b"MSH|AB|EPIC|H|||2026||ADT^A01|X1|P|2.5\r", "AR", "", "bad_msh"),
     (b"MSH|^~\\&|EPIC|H|||2026||ADT^A01||P|2.5\r", "AR", "", "no_control_id"),
+    (b"MSH|^~\\&|EPIC|H|||2026||ADT^A01|NOVER|P|\r", "AR", "NOVER", "no_version"),
+    (b"MSH|^~|EPIC|H|||2026||ADT^A01|SHORT|P|2.5\r", "AR", "", "bad_msh"),
     (message("BIG", extra="x" * 70_000), "AR", "BIG", "oversize"),
 ])
 @pytest.mark.fast
@@ -386,3 +398,190 @@ def test_follow_ingests_acked_messages_into_bronze(settings: Settings, catalog: 
     assert metric("lakehouse_mllp_follow_cycles_total", outcome=outcome) > before
     rows = catalog.read("bronze.hl7v2_messages").select("message_control_id").collect()  # type: ignore[attr-defined]
     assert set(result["acked_ids"]) <= {r["message_control_id"] for r in rows}
+
+
+# -- bounds, authentication and encodings ---------------------------------------------------------
+
+@pytest.mark.fast
+def test_idle_connections_do_not_lock_out_a_working_sender(lh: Settings) -> None:
+    config = ListenerConfig(port=0, max_connections=4, max_connections_per_peer=4)
+    with BackgroundListener(lh, config) as server:
+        idle = [connect(server.port) for _ in range(4)]
+        time.sleep(0.2)                                      # all four are open and silent
+        with connect(server.port) as sender:
+            sender.sendall(frame(message("FIFTH")))
+            assert ack_fields(read_ack(sender)) == ("AA", "FIFTH")
+        assert closed_without_ack(idle[0])                   # the longest-idle connection made room
+        for sock in idle:
+            sock.close()
+    assert landed(lh) == [message("FIFTH")]
+
+
+@pytest.mark.fast
+def test_a_frame_trickled_byte_by_byte_is_cut_at_the_frame_deadline(lh: Settings) -> None:
+    config = ListenerConfig(port=0, read_timeout=5.0, frame_deadline=1.0)
+    payload = SB + message("LORIS")
+    with BackgroundListener(lh, config) as server, connect(server.port) as sock:
+        t0 = time.monotonic()
+        closed = False
+        for byte in payload:                                 # each byte well inside the read timeout
+            try:
+                sock.sendall(bytes([byte]))
+            except OSError:
+                closed = True
+                break
+            time.sleep(0.05)
+            if time.monotonic() - t0 > 4:
+                break
+        if not closed:
+            sock.settimeout(3)
+            assert closed_without_ack(sock)
+        assert time.monotonic() - t0 < 4
+    assert landed(lh) == []
+    assert [p.name.endswith("-incomplete.bin") for p in rejected_files(lh)] == [True]
+
+
+@pytest.mark.fast
+def test_end_block_inside_a_message_keeps_the_tail(listener: BackgroundListener, lh: Settings) -> None:
+    head = b"MSH|^~\\&|EPIC|GENHOSP|LAKEHOUSE|RESEARCH|20260101120000||ORU^R01|EB1|P|2.5.1\r"
+    tail = b"OBX|1|TX|11502-2^Lab report^LN||text with a stray end block\r"
+    with connect(listener.port) as sock:
+        sock.sendall(SB + head + END + tail + END)
+        assert ack_fields(read_ack(sock)) == ("AA", "EB1")
+        sock.sendall(frame(message("AFTER")))
+        assert ack_fields(read_ack(sock)) == ("AA", "AFTER")
+    assert landed(lh) == [head, message("AFTER")]
+    assert [p.read_bytes() for p in rejected_files(lh)] == [tail + END]
+
+
+@pytest.mark.fast
+def test_latin1_and_utf8_senders_never_share_a_landed_file(lh: Settings) -> None:
+    utf8 = message("U1", extra="É").replace(b"\xc3\x89", "É".encode())
+    latin1 = message("L1").replace(b"JANE", "JOSÉ".encode("latin-1"))
+    config = ListenerConfig(port=0, commit_window=0.2)      # both arrive inside one group-commit window
+    with BackgroundListener(lh, config) as server, connect(server.port) as a, connect(server.port) as b:
+        a.sendall(frame(utf8))
+        b.sendall(frame(latin1))
+        assert ack_fields(read_ack(a)) == ("AA", "U1")
+        assert ack_fields(read_ack(b)) == ("AA", "L1")
+    files = sorted((lh.landing_dir / "mllp").glob("[0-9]*/[0-9]*.hl7"))
+    assert sorted(split_landed(f.read_bytes()) for f in files) == sorted([[utf8], [latin1]])
+
+
+def _ca(tmp: Path, name: str) -> tuple[object, object, Path]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=1))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    path = tmp / f"{name}.pem"
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return cert, key, path
+
+
+def _client_cert(tmp: Path, ca: tuple[object, object, Path], name: str) -> tuple[Path, Path]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    ca_cert, ca_key, _ = ca
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .issuer_name(ca_cert.subject).public_key(key.public_key())  # type: ignore[attr-defined]
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=1))
+            .not_valid_after(now + dt.timedelta(days=1)).sign(ca_key, hashes.SHA256()))  # type: ignore[arg-type]
+    cert_path, key_path = tmp / f"{name}.crt", tmp / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+@pytest.mark.fast
+def test_mutual_tls_refuses_clients_without_an_accepted_certificate(lh: Settings, tmp_path: Path) -> None:
+    server_cert, server_key = _self_signed(tmp_path)
+    senders_ca = _ca(tmp_path, "interface-engines")
+    other_ca = _ca(tmp_path, "someone-else")
+    good = _client_cert(tmp_path, senders_ca, "mirth-prod")
+    bad = _client_cert(tmp_path, other_ca, "intruder")
+    config = ListenerConfig(port=0, read_timeout=2.0, tls_cert=server_cert, tls_key=server_key,
+                            tls_client_ca=senders_ca[2])
+
+    def send(client_cert: tuple[Path, Path] | None, control_id: str) -> tuple[str, str]:
+        context = ssl.create_default_context(cafile=str(server_cert))
+        if client_cert is not None:
+            context.load_cert_chain(str(client_cert[0]), str(client_cert[1]))
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw, \
+                context.wrap_socket(raw, server_hostname="localhost") as sock:
+            sock.sendall(frame(message(control_id)))
+            data = b""
+            while not data.endswith(END):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError("closed without an ACK")
+                data += chunk
+            return ack_fields(data[1:-2])
+
+    with BackgroundListener(lh, config) as server:
+        assert send(good, "MTLS-OK") == ("AA", "MTLS-OK")
+        for cert, cid in ((None, "NO-CERT"), (bad, "WRONG-CA")):
+            with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+                send(cert, cid)
+    assert landed(lh) == [message("MTLS-OK")]
+
+
+@pytest.mark.fast
+def test_peers_outside_the_allow_list_are_refused(lh: Settings) -> None:
+    with BackgroundListener(lh, ListenerConfig(port=0, allowed_peers=("10.0.0.0/8",))) as server, \
+            connect(server.port) as sock:
+        sock.sendall(frame(message("DENIED")))
+        assert closed_without_ack(sock)
+    with BackgroundListener(lh, ListenerConfig(port=0, allowed_peers=("127.0.0.0/8",))) as server, \
+            connect(server.port) as sock:
+        sock.sendall(frame(message("ALLOWED")))
+        assert ack_fields(read_ack(sock)) == ("AA", "ALLOWED")
+    assert landed(lh) == [message("ALLOWED")]
+
+
+def test_the_listener_acknowledges_exactly_what_bronze_accepts(settings: Settings, catalog: object) -> None:
+    """Every header variant: AA from the listener if and only if Bronze loads the message (not quarantines it)."""
+    variants = {
+        "ok": message("V-OK"),
+        "no-version": b"MSH|^~\\&|EPIC|H|||2026||ADT^A01|V-NOVER|P|\rPID|1\r",
+        "short-encoding": b"MSH|^~|EPIC|H|||2026||ADT^A01|V-SHORT|P|2.5\rPID|1\r",
+        "repeated-encoding": b"MSH|^^\\&|EPIC|H|||2026||ADT^A01|V-REP|P|2.5\rPID|1\r",
+        "no-type": b"MSH|^~\\&|EPIC|H|||2026||^A01|V-NOTYPE|P|2.5\rPID|1\r",
+        "no-control-id": b"MSH|^~\\&|EPIC|H|||2026||ADT^A01||P|2.5\rPID|1\r",
+        "separator-in-encoding": b"MSH|^~|&|EPIC|H|||2026||ADT^A01|V-SEP|P|2.5\rPID|1\r",
+        "five-encoding": b"MSH|^~\\&#|EPIC|H|||2026||ADT^A01|V-FIVE|P|2.7\rPID|1\r",
+    }
+    listener_accepts = {}
+    for name, payload in variants.items():
+        try:
+            parse_msh(payload)
+            listener_accepts[name] = True
+        except Rejection:
+            listener_accepts[name] = False
+    inbox = settings.landing_dir / "variants"
+    inbox.mkdir(parents=True)
+    for name, payload in variants.items():
+        (inbox / f"{name}.hl7").write_bytes(payload)
+    from bronze.job import ingest
+    from lakehouse.runlog import Run
+
+    ingest(settings, [], Run("ingest", settings))
+    loaded = {Path(r["source_file"]).stem for r in
+              catalog.read("bronze.hl7v2_messages").select("source_file").collect()}  # type: ignore[attr-defined]
+    bronze_accepts = {name: name in loaded for name in variants}
+    assert bronze_accepts == listener_accepts
+    assert listener_accepts["ok"] and listener_accepts["five-encoding"] and not listener_accepts["no-version"]

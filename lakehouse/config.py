@@ -32,6 +32,12 @@ class Settings(BaseModel):
     sail_debug: bool = Field(default=False, description="verbose Sail server log (RUST_LOG=info)")
     pseudonym_key: SecretStr | None = Field(default=None, description="HMAC key for pseudonyms")
     pseudonym_key_file: Path | None = Field(default=None, description="file holding the HMAC key")
+    audit_key_file: Path | None = Field(
+        default=None, description="file holding the run log's audit (HMAC) key, outside the root; default "
+        "$XDG_CONFIG_HOME/clinical-lakehouse/audit.key, created once")
+    audit_anchor: Path | None = Field(
+        default=None, description="append-only file outside the root where the run log's head is anchored after "
+        "every run; default $XDG_STATE_HOME/clinical-lakehouse/anchors/<root digest>.log")
     date_policy: DatePolicy = "shift"
     max_shift_days: int = Field(default=365, ge=1, le=3650)
     facility_timezone: str = Field(

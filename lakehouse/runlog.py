@@ -1,15 +1,23 @@
 """The run log: one hash-chained record per command run in ``<root>/_system/runs`` (Delta, via delta-rs).
 
 Written with delta-rs rather than the engine so a run that failed to start the engine is still recorded.
-Each record carries ``hash = sha256(prev_hash + canonical JSON of the record)``.
+Each record carries ``hash = "hmac-sha256:" + HMAC(audit key, prev_hash + canonical JSON of the record)``, and the
+head of the chain is anchored outside the root after every record (``lakehouse.audit``). Records written before
+the chain was keyed (plain ``sha256``) still verify as the chain's first records.
+
+The user is the operating-system account of the process (not ``$USER``, which anyone can set). Error text is
+kept out of the immutable chain (it may quote data): the record holds the error class and a reference to
+``_system/errors/<run_id>.txt`` (owner-only, erasable).
 """
 
 from __future__ import annotations
 
 import fcntl
-import getpass
 import hashlib
+import hmac
 import json
+import os
+import pwd
 import subprocess
 import time
 import traceback
@@ -27,6 +35,7 @@ import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
 
 from lakehouse import lineage
+from lakehouse.audit import MAC_PREFIX, append_anchor, audit_key, read_anchors
 from lakehouse.config import Settings
 from lakehouse.locks import writer_lock
 from lakehouse.logs import get_logger
@@ -87,8 +96,12 @@ def canonical(record: dict[str, Any]) -> str:
     return json.dumps({k: norm(record[k]) for k in HASHED_FIELDS}, sort_keys=True, separators=(",", ":"))
 
 
-def chain_hash(prev_hash: str, record: dict[str, Any]) -> str:
-    return hashlib.sha256((prev_hash + canonical(record)).encode()).hexdigest()
+def chain_hash(prev_hash: str, record: dict[str, Any], key: bytes | None = None) -> str:
+    """The record's link: keyed (HMAC under the audit key) when ``key`` is given, else the legacy sha256."""
+    text = prev_hash + canonical(record)
+    if key is None:
+        return hashlib.sha256(text.encode()).hexdigest()
+    return MAC_PREFIX + hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
 
 
 @dataclass
@@ -141,6 +154,7 @@ def _last(path: Path) -> tuple[int, str]:
 
 def write_record(run: Run, status: str, error: str | None = None) -> dict[str, Any]:
     path = runs_path(run.settings)
+    key = audit_key(run.settings)
     with _chain_lock(run.settings):
         seq, prev = _last(path)
         record: dict[str, Any] = {
@@ -159,16 +173,50 @@ def write_record(run: Run, status: str, error: str | None = None) -> dict[str, A
             "error": error,
             "prev_hash": prev,
         }
-        record["hash"] = chain_hash(prev, record)
+        record["hash"] = chain_hash(prev, record, key)
         write_deltalake(str(path), pa.Table.from_pylist([record], schema=RUN_SCHEMA), mode="append")
+        append_anchor(run.settings, key, record["seq"], record["hash"])
     return record
 
 
 def _user() -> str:
+    """The OS account running this process (its effective uid), not the ``$USER`` variable."""
+    uid = os.geteuid()
     try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
+def _error_reference(run: Run, exc: BaseException) -> str:
+    """Keep the error text (it may quote data) in an owner-only file; the chain gets its class and the file."""
+    folder = run.settings.system_dir / "errors"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    name = f"{run.run_id}.txt"
+    fd = os.open(folder / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f"{exc.__class__.__name__}: {exc}\n")
+    return f"{exc.__class__.__name__} (message in _system/errors/{name})"
+
+
+def error_text(settings: Settings, record: dict[str, Any]) -> str | None:
+    """The full error of a failed run (from its owner-only file), or what the record holds when the file is gone."""
+    path = settings.system_dir / "errors" / f"{record['run_id']}.txt"
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return record.get("error")
+
+
+def record_read(settings: Settings, command: str, tables: list[str], **details: Any) -> None:
+    """Record a read of a restricted layer (``show``/``view run`` on Bronze, quarantine, Silver or _system,
+    ``serve`` sessions) as its own run record; it takes no writer lock, so a read never waits for a pipeline."""
+    run = Run(command=command, settings=settings)
+    for table in tables:
+        run.read(table)
+    for name, value in details.items():
+        run.metric(name, value)
+    write_record(run, "ok")
 
 
 @contextmanager
@@ -183,11 +231,10 @@ def run_context(command: str, settings: Settings) -> Iterator[Run]:
             yield run
         except BaseException as exc:
             run.metric("seconds", round(time.monotonic() - t0, 3))
-            message = f"{exc.__class__.__name__}: {exc}".strip()
             if not isinstance(exc, KeyboardInterrupt | SystemExit):
                 log.debug("run %s failed:\n%s", run.run_id, traceback.format_exc())
             try:
-                write_record(run, "failed", message[:4000])
+                write_record(run, "failed", _error_reference(run, exc))
             except Exception:  # noqa: BLE001 - never mask the original error
                 log.exception("could not write the run record")
             lineage.emit(run, "FAIL")
@@ -214,18 +261,49 @@ def read_runs(settings: Settings) -> list[dict[str, Any]]:
     return DeltaTable(str(path)).to_pyarrow_table().sort_by("seq").to_pylist()
 
 
-def verify_chain(records: list[dict[str, Any]]) -> tuple[bool, str]:
-    """Recompute the chain; returns (ok, message naming the first broken link)."""
+def verify_chain(records: list[dict[str, Any]], key: bytes) -> tuple[bool, str]:
+    """Recompute the chain under the audit key; returns (ok, message naming the first broken link). Unkeyed
+    (legacy sha256) records are accepted only before the first keyed one."""
     prev = GENESIS
+    keyed = False
     for i, rec in enumerate(sorted(records, key=lambda r: r["seq"])):
         if rec["seq"] != i + 1:
             return False, f"record seq {rec['seq']} out of order (expected {i + 1}): a record was removed"
         if rec["prev_hash"] != prev:
             return False, f"record seq {rec['seq']} (run {rec['run_id']}) does not link to the previous record"
-        if chain_hash(prev, rec) != rec["hash"]:
+        is_keyed = str(rec["hash"]).startswith(MAC_PREFIX)
+        if keyed and not is_keyed:
+            return False, f"record seq {rec['seq']} (run {rec['run_id']}) is not keyed after keyed records: rewritten"
+        keyed = keyed or is_keyed
+        if not hmac.compare_digest(chain_hash(prev, rec, key if is_keyed else None), rec["hash"]):
             return False, f"record seq {rec['seq']} (run {rec['run_id']}) was altered: its hash does not match"
         prev = rec["hash"]
     return True, f"{len(records)} run records verified"
+
+
+def verify_audit(settings: Settings) -> tuple[bool, str]:
+    """The chain under the audit key, and that it still holds every anchored head and ends at the last one:
+    deleting the last records, restoring an older run log or rewriting it all fail here."""
+    key = audit_key(settings)
+    records = read_runs(settings)
+    ok, message = verify_chain(records, key)
+    if not ok:
+        return ok, message
+    anchors, problem = read_anchors(settings, key)
+    if problem:
+        return False, problem
+    if not anchors:
+        return True, f"{message}; no anchor yet for this root (written from the next run on)"
+    by_seq = {int(r["seq"]): r["hash"] for r in records}
+    for anchor in anchors:
+        if by_seq.get(int(anchor["seq"])) != anchor["hash"]:
+            return False, (f"anchored record seq {anchor['seq']} (anchored at {anchor['at']}) is missing or "
+                           "different: the run log was truncated, rolled back or rewritten")
+    last = max(int(a["seq"]) for a in anchors)
+    if records and int(records[-1]["seq"]) != last:
+        return False, (f"the run log ends at seq {records[-1]['seq']} but the anchor's last head is seq {last}: "
+                       "records were added without the anchor (a crash between the two writes, or a forgery)")
+    return True, f"{message}; head seq {last} matches its anchor ({len(anchors)} anchors)"
 
 
 def lineage_of(records: list[dict[str, Any]], table: str, version: int | None = None) -> dict[str, Any] | None:

@@ -32,7 +32,7 @@ from lakehouse.errors import (
     exit_process,
 )
 from lakehouse.logs import setup_logging
-from lakehouse.runlog import lineage_of, read_runs, run_context, verify_chain
+from lakehouse.runlog import lineage_of, read_runs, record_read, run_context, verify_audit
 from lakehouse.status import table_status
 from lakehouse_app import pipeline, render
 from lakehouse_app.progress_lines import ProgressLines
@@ -87,6 +87,10 @@ def main(
     except LakehouseError as exc:
         err.print(f"[red]error:[/red] {error_line(exc)[1]}", highlight=False, soft_wrap=True)  # type: ignore[index]
         raise typer.Exit(int(exc.exit_code)) from None
+
+
+# layers whose reads the run log records: PHI (bronze, quarantine, _system) and pseudonymized detail (silver)
+RESTRICTED_LAYERS = ("bronze", "quarantine", "_system", "silver")
 
 
 def _settings() -> Settings:
@@ -195,7 +199,9 @@ def serve(
 ) -> None:
     """Serve the Gold tables to BI tools over Arrow Flight SQL until Ctrl-C."""
 
-    serve_gold(_settings(), host=host, port=port,
+    settings = _settings()
+    record_read(settings, "serve", [], host=host, port=port)
+    serve_gold(settings, host=host, port=port,
                announce=lambda line: console.print(line, highlight=False, soft_wrap=True))
 
 
@@ -294,13 +300,25 @@ def listen(
     tls_key: Annotated[Path | None, typer.Option(help="PEM private key for --tls-cert")] = None,
     max_message_bytes: Annotated[int, typer.Option(min=1024, help="larger messages get AR")] = 10 * 1024 * 1024,
     read_timeout: Annotated[float, typer.Option(help="seconds of silence allowed mid-message")] = 30.0,
+    frame_deadline: Annotated[float, typer.Option(help="seconds a whole message may take to arrive")] = 120.0,
+    idle_timeout: Annotated[float, typer.Option(help="seconds a connection may be silent between messages "
+                                                     "(0: never close)")] = 600.0,
+    max_connections: Annotated[int, typer.Option(min=1, help="open connections in total")] = 64,
+    max_connections_per_peer: Annotated[int, typer.Option(min=1, help="open connections per address")] = 16,
+    tls_client_ca: Annotated[Path | None, typer.Option(help="PEM CA: require client certificates it signed "
+                                                             "(mutual TLS)")] = None,
+    allow_peer: Annotated[list[str] | None, typer.Option(help="network allowed to connect (CIDR; repeat); "
+                                                               "default: any")] = None,
     follow: Annotated[bool, typer.Option(help="ingest new landing files into Bronze while listening")] = False,
     follow_interval: Annotated[float, typer.Option(min=0.5, help="seconds between --follow ingestions")] = 5.0,
 ) -> None:
     """Receive HL7 v2 over MLLP; ACK each message once it is durably in landing/mllp/."""
 
     config = mllp.ListenerConfig(host=host, port=port, tls_cert=tls_cert, tls_key=tls_key,
-                            max_message_bytes=max_message_bytes, read_timeout=read_timeout)
+                                 tls_client_ca=tls_client_ca, allowed_peers=tuple(allow_peer or ()),
+                                 max_message_bytes=max_message_bytes, read_timeout=read_timeout,
+                                 frame_deadline=frame_deadline, idle_timeout=idle_timeout or None,
+                                 max_connections=max_connections, max_connections_per_peer=max_connections_per_peer)
     mllp.serve(_settings(), config, metrics_port=metrics_port, follow=follow, follow_interval=follow_interval,
           on_ready=lambda s: err.print(f"listening for MLLP on {host}:{s.port}{' (TLS)' if tls_cert else ''}",
                                        highlight=False))
@@ -362,6 +380,8 @@ def show(
     catalog = Catalog(get_spark(settings), settings)
     df = catalog.read(table, version=as_of_version, timestamp=as_of)
     rows = [r.asDict(recursive=True) for r in df.limit(limit).collect()]
+    if table.split(".", 1)[0] in RESTRICTED_LAYERS:  # reads of PHI (or pseudonymized rows) are audited
+        record_read(settings, "show", [table], rows_shown=len(rows), as_of_version=as_of_version, as_of=as_of)
     if as_json:
         _print_json(rows)
         return
@@ -423,7 +443,7 @@ def phi_scan(
 def audit_verify() -> None:
     """Recompute the hash chain of the run log; non-zero exit at the first broken link."""
 
-    ok, message = verify_chain(read_runs(_settings()))
+    ok, message = verify_audit(_settings())
     if ok:
         console.print(f"[green]ok[/green] {message}")
     else:
@@ -473,7 +493,9 @@ def view_run(name: Annotated[str, typer.Argument(help="project view name (patien
              as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Flatten the latest bronze.fhir_resources rows with a ViewDefinition and show the first rows."""
 
-    columns, rows = run_view_on_bronze(_settings(), name, limit)
+    settings = _settings()
+    columns, rows = run_view_on_bronze(settings, name, limit)
+    record_read(settings, "view run", ["bronze.fhir_resources"], view=name, rows_shown=len(rows))
     if as_json:
         _print_json(rows)
         return

@@ -21,7 +21,7 @@ from deltalake import DeltaTable
 from lakehouse.catalog import is_delta_table
 from lakehouse.config import Settings
 from lakehouse.logs import get_logger
-from lakehouse.runlog import code_version, read_runs, verify_chain
+from lakehouse.runlog import code_version, error_text, read_runs, verify_audit
 from lakehouse.status import table_status
 
 log = get_logger(__name__)
@@ -238,14 +238,15 @@ def _html_table(headers: list[str], rows: list[list[Any]], numeric: set[int] | N
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def _runs_rows(runs: list[dict[str, Any]]) -> list[list[Any]]:
+def _runs_rows(settings: Settings, runs: list[dict[str, Any]]) -> list[list[Any]]:
+    """The last runs; the report is written to _system (restricted), so it shows the error text itself."""
     rows = []
     for r in reversed(runs):
         metrics = json.loads(r.get("metrics") or "{}")
         outputs = json.loads(r.get("outputs") or "[]")
         started = r["started_at"].strftime("%Y-%m-%d %H:%M:%S") if r.get("started_at") else ""
         rows.append([r["seq"], r["run_id"][:8], r["command"], (r["status"], "ok" if r["status"] == "ok" else "failed"),
-                     started, metrics.get("seconds", ""), len(outputs), (r.get("error") or "")[:160]])
+                     started, metrics.get("seconds", ""), len(outputs), (error_text(settings, r) or "")[:160]])
     return rows
 
 
@@ -256,7 +257,7 @@ def render(settings: Settings, now: datetime | None = None) -> str:
     quarantine = quarantine_reasons(settings)
     dq = dq_results(settings)
     runs = read_runs(settings)
-    chain_ok, chain_msg = verify_chain(runs)
+    chain_ok, chain_msg = verify_audit(settings)
     series, series_source = readmission_by_month(settings)
 
     layer_rows = Counter()
@@ -313,8 +314,9 @@ def render(settings: Settings, now: datetime | None = None) -> str:
         parts.append("<p class='empty'>no data quality results (_system.dq_results) yet</p>")
 
     parts.append("<h2>Last runs</h2>")
-    parts.append(_html_table(["seq", "run", "command", "status", "started (UTC)", "seconds", "outputs", "error"],
-                             _runs_rows(runs[-15:]), numeric={0, 5, 6}) if runs else "<p class='empty'>no runs</p>")
+    runs_header = ["seq", "run", "command", "status", "started (UTC)", "seconds", "outputs", "error"]
+    parts.append(_html_table(runs_header, _runs_rows(settings, runs[-15:]), numeric={0, 5, 6})
+                 if runs else "<p class='empty'>no runs</p>")
     parts.append("</body></html>")
     return "\n".join(parts)
 

@@ -28,7 +28,7 @@ from pyspark.sql import functions as F
 from lakehouse.catalog import Catalog
 from lakehouse.config import get_settings
 from lakehouse.engine import get_spark
-from lakehouse.runlog import lineage_of, read_runs, verify_chain
+from lakehouse.runlog import lineage_of, read_runs, verify_audit
 
 settings = get_settings()
 spark = get_spark(settings)
@@ -96,7 +96,7 @@ runs = read_runs(settings)
 pd.DataFrame(runs)[["seq", "command", "status", "started_at", "code_version"]].tail(10)
 
 # %%
-ok, message = verify_chain(runs)
+ok, message = verify_audit(settings)
 print("audit chain:", "OK" if ok else "BROKEN", "-", message)
 assert ok
 

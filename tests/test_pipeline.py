@@ -14,7 +14,7 @@ from helpers import attach, new_lakehouse
 from lakehouse import engine
 from lakehouse.catalog import Catalog
 from lakehouse.config import Settings
-from lakehouse.runlog import read_runs, verify_chain
+from lakehouse.runlog import read_runs, verify_audit
 from lakehouse.status import table_status
 from lakehouse_app import pipeline
 from silver.deid import generalize_zip3_py, pseudonym_py
@@ -55,7 +55,7 @@ def test_no_phi_in_silver_or_gold(settings: Settings) -> None:
 
 
 def test_audit_chain_verifies(settings: Settings) -> None:
-    ok, message = verify_chain(read_runs(settings))
+    ok, message = verify_audit(settings)
     assert ok, message
 
 

@@ -47,11 +47,12 @@ def load_suite(table: str) -> dict[str, Any]:
 def latest_plausible_time(settings: Settings | None = None, now: datetime | None = None) -> datetime:
     """The latest timestamp a Silver row may carry: now, plus one day of clock and time-zone slack.
 
-    With the ``shift`` date policy, de-identified dates may lie up to ``max_shift_days`` after the real ones, so
-    that margin is added too (the unshifted dates are checked before the shift, in the Silver transforms).
+    Under the ``expert_determination`` profile (dates shifted), de-identified dates may lie up to
+    ``max_shift_days`` after the real ones, so that margin is added too (the unshifted dates are checked before the
+    shift, in the Silver transforms).
     """
     latest = (now or datetime.now(UTC)) + timedelta(days=1)
-    if settings is not None and settings.date_policy == "shift":
+    if settings is not None and settings.deid_profile == "expert_determination":
         latest += timedelta(days=settings.max_shift_days)
     return latest if latest.tzinfo else latest.replace(tzinfo=UTC)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Callable
@@ -21,13 +22,14 @@ import yaml
 from deltalake import DeltaTable
 
 from lakehouse import progress, uptodate
-from lakehouse.catalog import Catalog, is_delta_table, schema_ddl
+from lakehouse.catalog import Catalog, deid_properties, gold_purge_note, is_delta_table, schema_ddl
 from lakehouse.config import Settings
 from lakehouse.engine import get_spark
 from lakehouse.errors import ConfigError, LakehouseError
 from lakehouse.logs import get_logger
 from lakehouse.runlog import Run
 from lakehouse.status import table_rows
+from silver.deid.keys import key_version
 from silver.schemas import TABLES as SILVER_TABLES
 
 if TYPE_CHECKING:
@@ -59,7 +61,9 @@ def dbt_paths(settings: Settings) -> DbtPaths:
 
 def dbt_args(settings: Settings, command: list[str], extra_vars: dict[str, Any] | None = None) -> list[str]:
     paths = dbt_paths(settings)
-    variables = {"lakehouse_root": str(settings.root_path).rstrip("/"), **(extra_vars or {})}
+    # deid_profile: marts whose grain a profile cannot give (days under safe_harbor) say so instead of zeros
+    variables = {"lakehouse_root": str(settings.root_path).rstrip("/"), "deid_profile": settings.deid_profile,
+                 **(extra_vars or {})}
     return [
         *command,
         "--project-dir", str(paths.project),
@@ -257,8 +261,13 @@ def build_gold(settings: Settings, run: Run, select: list[str] | None = None,
     if not result.success:
         raise LakehouseError(_failure_message(results, result.exception))
 
-    after = gold_versions(settings)
     catalog.register_all()
+    properties = deid_properties(settings, key_version(settings))  # which profile and key built each table
+    for name in gold_versions(settings):
+        catalog.set_properties(f"gold.{name}", properties)
+    _retire(settings, catalog, run)
+    _purge_if_silver_purged(settings, catalog, run)
+    after = gold_versions(settings)
     tables: dict[str, dict[str, Any]] = {}
     for name, version in after.items():
         rows = table_rows(DeltaTable(str(settings.table_path("gold", name))))
@@ -273,6 +282,35 @@ def build_gold(settings: Settings, run: Run, select: list[str] | None = None,
         run.metric(uptodate.metric_name("gold"), _fingerprint(settings, silver))
     log.info("gold: %s", summary["nodes"])
     return summary
+
+
+# Gold tables of earlier releases that no model builds any more (snp_patient: the dbt snapshot that kept every
+# published version forever, birth years of patients who later turned 90 included)
+RETIRED = ("snp_patient",)
+
+
+def _retire(settings: Settings, catalog: Catalog, run: Run) -> None:
+    for table in RETIRED:
+        path = settings.table_path("gold", table)
+        if is_delta_table(path):
+            catalog.spark.sql(f"DROP TABLE IF EXISTS `gold`.`{table}`")
+            shutil.rmtree(path)
+            run.metric(f"retired_gold_{table}", True)
+            log.warning("gold: retired table gold.%s removed with its history", table)
+
+
+def _purge_if_silver_purged(settings: Settings, catalog: Catalog, run: Run) -> None:
+    """A Silver build that changed published de-identified values (90+, rules, profile, key) purged Silver's
+    history and left a note: after this build every Gold table holds the new values, so its history goes too."""
+    note = gold_purge_note(settings)
+    if not note.is_file():
+        return
+    reasons = json.loads(note.read_text()).get("reasons", [])
+    purged = [catalog.purge_history(f"gold.{name}") for name in sorted(gold_versions(settings))]
+    run.metric("gold_purged_history", {"reasons": reasons, "tables": purged})
+    note.unlink()
+    log.warning("gold: history of %d Gold tables purged (%s); time travel before this run is gone by design",
+                len(purged), ", ".join(reasons))
 
 
 def docs_generate(settings: Settings) -> Path:

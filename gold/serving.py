@@ -1,104 +1,200 @@
-"""BI access: Gold over Arrow Flight SQL (``sail flight server`` as a subprocess, Gold tables registered in it).
+"""BI access: Gold, and nothing else, over Arrow Flight SQL (``lakehouse serve``).
 
-Sail's Flight SQL server keeps its catalog in memory, so every Gold Delta table found under ``<root>/gold`` is
-registered through Flight SQL itself (ADBC driver) right after the server starts. Sail does not implement the
-Flight SQL metadata calls (GetObjects/GetTables): BI tools see the tables through SQL (``SHOW TABLES IN gold``),
-not through their schema browser.
+The server is this process: a Flight SQL front end on ``pyarrow.flight`` (gold/flight_sql.py) over a DataFusion
+session that holds only the Gold Delta tables, registered read-only as ``gold.<table>`` from their files (delta-rs
+Arrow datasets). Every statement is planned with DDL, DML and session statements disabled, and DataFusion reads no
+path it was not given (no ``SELECT FROM '<path>'``, no file table functions), so a client can neither reach Bronze,
+Silver, quarantine or ``_system`` nor write anything. Tables are re-registered when Gold gets a new Delta commit.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import re
+import signal
+import threading
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
+import pyarrow as pa
+import pyarrow.flight as flight
+from datafusion import DataFrame, RuntimeEnvBuilder, SessionConfig, SessionContext, SQLOptions
+from deltalake import DeltaTable
+
+from gold.flight_sql import FlightSqlService
 from lakehouse.catalog import is_delta_table
 from lakehouse.config import Settings
-from lakehouse.engine import SailServer
-from lakehouse.errors import ConfigError, EngineError
+from lakehouse.errors import ConfigError
 from lakehouse.logs import get_logger
+from lakehouse.runlog import record_read
 
 log = get_logger(__name__)
 
-SERVED_LAYERS = ("gold",)
+CATALOG, SCHEMA = "datafusion", "gold"
 DEFAULT_PORT = 32010
+MIN_TOKEN_CHARS = 16
+QUERY_MEMORY_BYTES = 2 * 1024**3  # one pool for all queries: a runaway join fails instead of exhausting the host
+SETTLED_NS = 2_000_000_000
+TABLE_NAME = re.compile(r"[a-z_][a-z0-9_]*")
+READ_ONLY = SQLOptions().with_allow_ddl(False).with_allow_dml(False).with_allow_statements(False)
+REFUSED = ("DDL not supported", "DML not supported", "Statement not supported")
 
 
-def served_tables(settings: Settings, layers: tuple[str, ...] = SERVED_LAYERS) -> dict[str, Path]:
-    """``layer.table`` -> Delta location of every table to expose."""
-    out: dict[str, Path] = {}
-    for layer in layers:
-        layer_dir = settings.layer_path(layer)
-        if layer_dir.is_dir():
-            out.update({f"{layer}.{p.name}": p for p in sorted(layer_dir.iterdir()) if is_delta_table(p)})
-    return out
+class GoldEngine:
+    """A DataFusion session whose only tables are ``gold.<table>`` for each Delta table in ``gold_dir``."""
+
+    def __init__(self, gold_dir: Path, memory_bytes: int = QUERY_MEMORY_BYTES) -> None:
+        self.gold_dir = gold_dir
+        config = SessionConfig().with_default_catalog_and_schema(CATALOG, SCHEMA).with_information_schema(True)
+        runtime = RuntimeEnvBuilder().with_greedy_memory_pool(memory_bytes).with_disk_manager_disabled()
+        self.ctx = SessionContext(config, runtime)
+        self._schema = self.ctx.catalog(CATALOG).schema(SCHEMA)
+        self._served: dict[str, tuple[int, int, pa.Schema]] = {}  # table -> (_delta_log mtime, version, schema)
+        self._lock = threading.Lock()
+        self.refresh()
+
+    def refresh(self) -> dict[str, int]:
+        """Serve new Gold tables, re-read those with a new commit, drop removed ones; ``gold.<table>`` -> version.
+
+        A new commit changes the ``_delta_log`` folder's mtime, so an unchanged Gold costs one stat per table."""
+        with self._lock:
+            found: dict[str, int] = {}
+            if self.gold_dir.is_dir():
+                for path in self.gold_dir.iterdir():
+                    if TABLE_NAME.fullmatch(path.name) and not path.is_symlink() and is_delta_table(path):
+                        try:
+                            mtime = (path / "_delta_log").stat().st_mtime_ns
+                        except OSError:
+                            continue
+                        # a second commit within the file system's mtime granularity would not show: re-read
+                        # a log changed in the last seconds on every call until it settles
+                        found[path.name] = mtime if time.time_ns() - mtime > SETTLED_NS else -1
+            for name in set(self._served) - set(found):
+                self._schema.deregister_table(name)
+                del self._served[name]
+            for name, stamp in sorted(found.items()):
+                if name in self._served and self._served[name][0] == stamp != -1:
+                    continue
+                try:
+                    table = DeltaTable(str(self.gold_dir / name))
+                    dataset = table.to_pyarrow_dataset()
+                except Exception as exc:  # noqa: BLE001 - mid-rewrite or unsupported: keep serving the last good one
+                    log.warning("gold.%s not (re)loaded: %s", name, str(exc).splitlines()[0][:200])
+                    continue
+                if name in self._served:
+                    self._schema.deregister_table(name)
+                self._schema.register_table(name, dataset)
+                self._served[name] = (stamp, table.version(), dataset.schema)
+            return {f"{SCHEMA}.{name}": served[1] for name, served in sorted(self._served.items())}
+
+    def _plan(self, sql: str) -> DataFrame:
+        self.refresh()
+        with self._lock:
+            try:
+                return self.ctx.sql_with_options(sql, READ_ONLY)
+            except Exception as exc:
+                message = str(exc).strip()
+                if any(marker in message for marker in REFUSED):
+                    raise flight.FlightUnauthorizedError(f"read-only Gold server: {message}") from None
+                raise flight.FlightServerError(message) from None  # not ArrowInvalid: that sends a traceback
+
+    def schema(self, sql: str) -> pa.Schema:
+        return self._plan(sql).schema()
+
+    def execute(self, sql: str) -> pa.RecordBatchReader:
+        return pa.RecordBatchReader.from_stream(self._plan(sql))
+
+    def tables(self) -> list[tuple[str, str, str, pa.Schema]]:
+        self.refresh()
+        with self._lock:
+            return [(CATALOG, SCHEMA, name, served[2]) for name, served in sorted(self._served.items())]
 
 
-def connect(url: str) -> Any:
-    """A DB-API connection to a Flight SQL server (``grpc://host:port``) through the ADBC driver."""
+def serve_token(settings: Settings) -> str | None:
+    """The bearer token from ``serve_token`` or ``serve_token_file`` (owner-only), or None when none is set."""
+    if settings.serve_token is not None:
+        token = settings.serve_token.get_secret_value().strip()
+    elif settings.serve_token_file is not None:
+        path = Path(settings.serve_token_file).expanduser()
+        try:
+            mode = path.stat().st_mode
+            if mode & 0o077:
+                raise ConfigError(f"the serve token file {path} is readable by group or others "
+                                  f"(mode {mode & 0o777:04o}); run `chmod 600 {path}`")
+            token = path.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read the serve token file {path} ({exc.strerror})") from None
+    else:
+        return None
+    if len(token) < MIN_TOKEN_CHARS:
+        raise ConfigError(f"the serve token is shorter than {MIN_TOKEN_CHARS} characters; make one with "
+                          "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
+    return token
+
+
+def is_loopback(host: str) -> bool:
     try:
-        # deferred: the ADBC driver takes ~1.5 s to import (measured); only `serve` uses it
-        import adbc_driver_flightsql.dbapi as flightsql
-    except ImportError as exc:
-        raise ConfigError("Flight SQL needs the ADBC driver: pip install adbc-driver-flightsql") from exc
-
-    with warnings.catch_warnings():  # "Cannot disable autocommit": Flight SQL has no transactions
-        warnings.simplefilter("ignore")
-        return flightsql.connect(url)
-
-
-def _quote(name: str) -> str:
-    return ".".join(f"`{part}`" for part in name.split("."))
-
-
-def register_tables(url: str, tables: dict[str, Path]) -> list[str]:
-    """CREATE SCHEMA / CREATE TABLE ... USING delta LOCATION for each table, through Flight SQL."""
-    with connect(url) as conn:
-        cur = conn.cursor()
-        for schema in sorted({name.split(".")[0] for name in tables}):
-            cur.execute(f"CREATE SCHEMA IF NOT EXISTS `{schema}`")
-        for name, location in tables.items():
-            escaped = str(location).replace("'", "\\'")
-            cur.execute(f"CREATE TABLE IF NOT EXISTS {_quote(name)} USING delta LOCATION '{escaped}'")
-        cur.close()
-    return sorted(tables)
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 class FlightSqlServer:
-    """``sail flight server`` with the lakehouse's Gold tables registered."""
+    """The Gold Flight SQL server: checked on construction, listening from ``start()`` until ``stop()``.
 
-    def __init__(self, settings: Settings, host: str = "127.0.0.1", port: int | None = None,
-                 layers: tuple[str, ...] = SERVED_LAYERS) -> None:
+    Loopback needs nothing; any other ``host`` needs TLS (``tls_cert``/``tls_key``, PEM) and a token."""
+
+    def __init__(self, settings: Settings, host: str = "127.0.0.1", port: int = 0,
+                 tls_cert: Path | None = None, tls_key: Path | None = None) -> None:
+        if (tls_cert is None) != (tls_key is None):
+            raise ConfigError("--tls-cert and --tls-key go together")
         self.settings = settings
-        self.layers = layers
-        self.sail = SailServer(settings.system_dir / "logs", debug=settings.sail_debug, ip=host, port=port,
-                               workdir=settings.system_dir / "engine")
-        self.tables: list[str] = []
+        self.host, self.requested_port = host, port
+        self.tls_files = (tls_cert, tls_key) if tls_cert and tls_key else None
+        self.token = serve_token(settings)
+        if not is_loopback(host) and (self.tls_files is None or self.token is None):
+            raise ConfigError(f"--host {host} exposes Gold beyond this machine: it needs --tls-cert/--tls-key and a "
+                              "token (serve_token_file or LAKEHOUSE_SERVE_TOKEN); or keep the default 127.0.0.1")
+        self.engine: GoldEngine | None = None
+        self.service: FlightSqlService | None = None
+
+    @property
+    def port(self) -> int:
+        return self.service.port if self.service else self.requested_port
 
     @property
     def url(self) -> str:
-        host = "127.0.0.1" if self.sail.ip in ("0.0.0.0", "::") else self.sail.ip
-        return f"grpc://{host}:{self.sail.port}"
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        host = f"[{host}]" if ":" in host else host
+        return f"{'grpc+tls' if self.tls_files else 'grpc'}://{host}:{self.port}"
+
+    @property
+    def tables(self) -> list[str]:
+        return list(self.engine.refresh()) if self.engine else []
 
     def start(self) -> FlightSqlServer:
-        self.sail.start(args=("flight", "server"))
+        tls = None
+        if self.tls_files:
+            try:
+                tls = (self.tls_files[0].read_bytes(), self.tls_files[1].read_bytes())
+            except OSError as exc:
+                raise ConfigError(f"cannot read the TLS certificate or key ({exc})") from None
+        self.engine = GoldEngine(self.settings.layer_path("gold"))
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        location = f"{'grpc+tls' if tls else 'grpc'}://{host}:{self.requested_port}"
         try:
-            self.tables = register_tables(self.url, served_tables(self.settings, self.layers))
-        except Exception:
-            self.sail.stop()
-            raise
-        log.info("flight sql server %s serving %d tables", self.url, len(self.tables))
+            self.service = FlightSqlService(self.engine, location, token=self.token, tls=tls, catalog=CATALOG)
+        except (pa.ArrowException, OSError) as exc:  # port taken, bad certificate or key
+            raise ConfigError(f"cannot serve on {location} (port in use, or an unreadable TLS certificate or key): "
+                              f"{str(exc).splitlines()[0]}") from None
+        log.info("flight sql server %s serving %d gold tables", self.url, len(self.tables))
         return self
 
-    def refresh(self) -> list[str]:
-        """Register tables created since start (e.g. after a new `lakehouse gold`)."""
-        self.tables = register_tables(self.url, served_tables(self.settings, self.layers))
-        return self.tables
-
     def stop(self) -> None:
-        self.sail.stop()
+        if self.service is not None:
+            self.service.shutdown()
+            self.service = None
 
     def __enter__(self) -> FlightSqlServer:
         return self.start()
@@ -107,22 +203,27 @@ class FlightSqlServer:
         self.stop()
 
 
-def serve(settings: Settings, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
-          announce: Callable[[str], None] = print, refresh_seconds: float = 60.0) -> None:
-    """Run the Flight SQL server until Ctrl-C, re-registering new Gold tables every ``refresh_seconds``."""
-    server = FlightSqlServer(settings, host=host, port=port).start()
+def serve(server: FlightSqlServer, announce: Callable[[str], None] = print) -> None:
+    """Run the Gold Flight SQL server until SIGINT/SIGTERM, then record the session's totals in the run log."""
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        announce(f"Arrow Flight SQL on {server.url} serving {len(server.tables)} tables: "
-                 f"{', '.join(server.tables) or '(none yet: run `lakehouse gold`)'}")
-        announce("Connect with ADBC/JDBC Flight SQL (no TLS, no auth); Ctrl-C to stop.")
-        last = time.monotonic()
-        while server.sail.alive():
-            time.sleep(0.5)
-            if time.monotonic() - last >= refresh_seconds:
-                server.refresh()
-                last = time.monotonic()
-        raise EngineError(f"the Flight SQL server exited; see {server.sail.log_file}")
-    except KeyboardInterrupt:
+        server.start()
+        tables = server.tables
+        announce(f"Arrow Flight SQL on {server.url} serving {len(tables)} tables: "
+                 f"{', '.join(tables) or '(none yet: run `lakehouse gold`)'}")
+        auth = "bearer token required" if server.token else "no token (loopback only)"
+        announce(f"Read-only, Gold only; {'TLS' if server.tls_files else 'no TLS'}, {auth}; Ctrl-C to stop.")
+        while not stop.wait(1.0):
+            pass
         announce("stopping")
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        service = server.service
         server.stop()
+        if service is not None:  # the session's totals (the CLI recorded its start)
+            counters = service.counters
+            record_read(server.settings, "serve", [], queries=counters.queries, refused=counters.refused,
+                        clients=len(counters.peers),
+                        unauthenticated_calls=service.auth.refused if service.auth else 0)

@@ -8,7 +8,7 @@ Writes always go through table names (never path appends, which silently cast ba
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -273,6 +273,23 @@ class Catalog:
     def version(self, name: str) -> int:
         return int(DeltaTable(str(self.path(name))).version())
 
+    # -- table properties (which de-identification profile and key built a table) ---------------
+    def properties(self, name: str) -> dict[str, str]:
+        """The Delta table properties (``metaData.configuration``) of ``name``, read from its log."""
+        return dict(self.delta(name).metadata().configuration)
+
+    def set_properties(self, name: str, properties: Mapping[str, str]) -> bool:
+        """Set table properties through the engine (``ALTER TABLE ... SET TBLPROPERTIES``; delta-rs refuses keys
+        outside the delta.* namespace). Writes a new version only when a value differs; returns whether it did."""
+        current = self.properties(name)
+        changed = {k: str(v) for k, v in properties.items() if current.get(k) != str(v)}
+        if not changed:
+            return False
+        self.register(name)
+        pairs = ", ".join(f"'{_sql_text(k)}' = '{_sql_text(v)}'" for k, v in sorted(changed.items()))
+        self.spark.sql(f"ALTER TABLE {TableRef.parse(name).quoted} SET TBLPROPERTIES ({pairs})").collect()
+        return True
+
     # -- maintenance and history (delta-rs; Sail SQL has none of these) -----------------------
     def delta(self, name: str) -> DeltaTable:
         if not self.exists(name):
@@ -292,6 +309,56 @@ class Catalog:
 
     def restore(self, name: str, version: int) -> dict[str, object]:
         return dict(self.delta(name).restore(version))
+
+    def purge_history(self, name: str) -> dict[str, object]:
+        """Make the current version the only readable one: nothing older survives in data files or the log.
+
+        For de-identified values that are suppressed after they were published (a patient turned 90, a rule, the
+        profile or the key changed): time travel to an earlier version would still show them, and so would the
+        min/max statistics of the old ``add`` actions in ``_delta_log``. delta-rs vacuums every file the current
+        version does not reference (retention 0, ``full`` also takes files no commit names), writes a checkpoint
+        of the current version, then the older commit files, checkpoints and checksums are deleted (delta-rs'
+        ``cleanup_metadata`` would keep them for ``delta.logRetentionDuration``, 30 days). Time travel before the
+        purge is gone by design. Returns what was removed.
+        """
+        removed = self.delta(name).vacuum(retention_hours=0, dry_run=False, enforce_retention_duration=False,
+                                          full=True)
+        table = self.delta(name)  # vacuum commits its own versions (start, end)
+        version = int(table.version())
+        table.create_checkpoint()
+        log_dir = self.path(name) / "_delta_log"
+        old_logs = []
+        for path in sorted(log_dir.iterdir()):
+            head = path.name.split(".", 1)[0]
+            if path.is_file() and head.isdigit() and int(head) < version:
+                path.unlink()
+                old_logs.append(path.name)
+        # the current commit is vacuum's own (no data actions): it stays, writers need it to continue the log
+        log.info("%s: history purged at version %d (%d data files, %d log files removed)", name, version,
+                 len(removed), len(old_logs))
+        return {"table": name, "version": version, "data_files_removed": len(removed),
+                "log_files_removed": len(old_logs)}
+
+
+def _sql_text(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+PROPERTY_PREFIX = "clinical_lakehouse."
+
+
+def deid_properties(settings: Settings, key: Mapping[str, str]) -> dict[str, str]:
+    """The table properties that say how a Silver or Gold table was de-identified: the one place they are built.
+    ``key`` is the active key's ``{"key_id": ..., ...}`` (silver.deid.keys.key_version)."""
+    return {f"{PROPERTY_PREFIX}deid_profile": settings.deid_profile,
+            f"{PROPERTY_PREFIX}deid_key_id": str(key.get("key_id", "")),
+            # the key version every pseudonym of the table was computed under (a rotation rebuilds all of them)
+            f"{PROPERTY_PREFIX}deid_key_version": str(key.get("version", ""))}
+
+
+def gold_purge_note(settings: Settings) -> Path:
+    """Left by a Silver build that purged history: the next Gold build purges the Gold tables' history too."""
+    return settings.system_dir / "gold_purge_pending.json"
 
 
 def _first_per_key(df: DataFrame, keys: Sequence[str]) -> DataFrame:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import date
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -13,10 +14,15 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from lakehouse.errors import ConfigError
 
 Engine = Literal["local", "connect", "spark"]
-DatePolicy = Literal["year", "shift"]
+DeidProfile = Literal["expert_determination", "safe_harbor"]
 DocumentsText = Literal["deidentified", "exclude"]
+FreeText = Literal["deidentified", "exclude"]
 
 ENV_PREFIX = "LAKEHOUSE_"
+# settings of earlier releases that were replaced: name -> (new name, old value -> new value)
+RENAMED: dict[str, tuple[str, dict[str, str]]] = {
+    "date_policy": ("deid_profile", {"shift": "expert_determination", "year": "safe_harbor"}),
+}
 CONFIG_FILE_ENV = "LAKEHOUSE_CONFIG"
 
 
@@ -38,7 +44,10 @@ class Settings(BaseModel):
     audit_anchor: Path | None = Field(
         default=None, description="append-only file outside the root where the run log's head is anchored after "
         "every run; default $XDG_STATE_HOME/clinical-lakehouse/anchors/<root digest>.log")
-    date_policy: DatePolicy = "shift"
+    deid_profile: DeidProfile = Field(
+        default="expert_determination", description="de-identification method (45 CFR 164.514(b)): "
+        "'expert_determination' (per-patient date shift, keyed pseudonyms) or 'safe_harbor' (year-only dates, "
+        "random surrogate keys, durations computed from true dates)")
     max_shift_days: int = Field(default=365, ge=1, le=3650)
     facility_timezone: str = Field(
         default="UTC", description="IANA time zone of HL7 v2 timestamps that carry no offset (the facility's local "
@@ -46,9 +55,21 @@ class Settings(BaseModel):
     documents_text: DocumentsText = Field(
         default="deidentified", description="text of clinical documents in silver.document: 'deidentified' (scrubbed "
         "of the patient's identifiers and PHI patterns) or 'exclude' (never stored: NULL)")
+    free_text: FreeText = Field(
+        default="deidentified", description="every free-text column of Silver (the scrub_text rules of "
+        "silver/deid/rules.csv: observation text, dosage text, report conclusions, imaging descriptions, goals, "
+        "documents): 'deidentified' (scrubbed of known identifiers of the patient and their contacts, and PHI "
+        "patterns) or 'exclude' (never stored: NULL; codes, dates and statuses stay)")
+    as_of_date: date | None = Field(
+        default=None, description="the day ages (90+) are judged at (default: today); a fixed clock for tests and "
+        "reproducible rebuilds")
     dbt_target: str = "local"
     mlflow_tracking_uri: str | None = None
     openlineage_url: str | None = None
+    serve_token: SecretStr | None = Field(
+        default=None, description="bearer token BI clients of `lakehouse serve` must send (16+ characters); "
+        "required with a non-loopback --host")
+    serve_token_file: Path | None = Field(default=None, description="file (mode 0600) holding the serve token")
 
     @field_validator("facility_timezone")
     @classmethod
@@ -59,6 +80,11 @@ class Settings(BaseModel):
             raise ValueError(f"{value!r} is not an IANA time zone name (e.g. America/New_York, Etc/GMT+5, UTC)") \
                 from None
         return value
+
+    @property
+    def as_of_day(self) -> date:
+        """The day ages are judged at: ``as_of_date`` or today."""
+        return self.as_of_date or date.today()
 
     @property
     def root_path(self) -> Path:
@@ -87,7 +113,7 @@ class Settings(BaseModel):
             if isinstance(getattr(self, name), SecretStr):
                 out[name] = "***" if value is not None else None
             else:
-                out[name] = str(value) if isinstance(value, Path) else value
+                out[name] = str(value) if isinstance(value, Path | date) else value
         return out
 
 
@@ -107,6 +133,8 @@ def _from_env(environ: dict[str, str]) -> dict[str, str]:
         if not key.startswith(ENV_PREFIX) or key == CONFIG_FILE_ENV:
             continue
         name = key[len(ENV_PREFIX):].lower()
+        if name in RENAMED:
+            _refuse_renamed({name: value}, key)
         if name not in fields:
             known = ", ".join(ENV_PREFIX + f.upper() for f in fields)
             raise ConfigError(f"unknown setting {key}; known: {known}")
@@ -122,6 +150,15 @@ def _from_file(path: Path) -> dict[str, object]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must be a YAML mapping of setting: value")
     return data
+
+
+def _refuse_renamed(values: dict[str, object], where: str) -> None:
+    for old, (new, mapping) in RENAMED.items():
+        if old in values:
+            value = str(values[old])
+            hint = f"{new}: {mapping[value]}" if value in mapping else \
+                f"{new} ({', '.join(f'{k} -> {v}' for k, v in mapping.items())})"
+            raise ConfigError(f"setting {old!r} ({where}) was replaced by {new!r}: write {hint}")
 
 
 def load_settings(config_file: Path | None = None, environ: dict[str, str] | None = None,
@@ -141,9 +178,12 @@ def load_settings(config_file: Path | None = None, environ: dict[str, str] | Non
         if isinstance(from_file.get("root"), str) and "://" not in from_file["root"]:
             root = Path(from_file["root"]).expanduser()
             from_file["root"] = root if root.is_absolute() else (config_file.resolve().parent / root)
+        _refuse_renamed(from_file, str(config_file))
         values.update(from_file)
     values.update(_from_env(environ))
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    _refuse_renamed(overrides, "argument")
+    values.update(overrides)
     try:
         settings = Settings(**values)
     except ValidationError as exc:

@@ -118,13 +118,19 @@ class Run:
         self.inputs.append({"kind": "table", "name": table, "version": version, "rows": rows})
 
     def read_file(self, path: str, sha256: str, size: int | None = None) -> None:
-        self.inputs.append({"kind": "file", "name": path, "sha256": sha256, "size": size})
+        """A landing file read: its path as a digest (landing names can hold identifiers, e.g. DICOM UIDs or a
+        patient's name, and the chain cannot be rewritten to erase them), its content hash and size."""
+        self.inputs.append({"kind": "file", "name": path_digest(path), "sha256": sha256, "size": size})
 
     def wrote(self, table: str, version: int | None, rows: int) -> None:
         self.outputs.append({"table": table, "version": version, "rows": rows})
 
     def metric(self, name: str, value: Any) -> None:
         self.metrics[name] = value
+
+
+def path_digest(path: str) -> str:
+    return "path-sha256:" + hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def runs_path(settings: Settings) -> Path:

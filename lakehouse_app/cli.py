@@ -18,6 +18,7 @@ from rich.console import Console, RenderableType
 from rich.table import Table
 
 from bronze import mllp
+from gold.serving import FlightSqlServer
 from gold.serving import serve as serve_gold
 from gold.training import mlflow_ui_hint
 from lakehouse.catalog import Catalog
@@ -33,9 +34,11 @@ from lakehouse.errors import (
 )
 from lakehouse.logs import setup_logging
 from lakehouse.runlog import lineage_of, read_runs, record_read, run_context, verify_audit
-from lakehouse.status import table_status
+from lakehouse.status import deid_status, table_status
 from lakehouse_app import pipeline, render
+from lakehouse_app.erase import erase as erase_patient
 from lakehouse_app.progress_lines import ProgressLines
+from lakehouse_app.rekey import rekey as rotate_key
 from lakehouse_app.report import write_report
 from lakehouse_app.unmapped_report import source_coverage, unmapped_codes
 from silver.deid.scan import scan
@@ -194,15 +197,18 @@ def train(
 @app.command()
 @cli_errors
 def serve(
-    host: Annotated[str, typer.Option(help="bind address; 0.0.0.0 exposes Gold to everyone (no auth)")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535)] = 32010,
+    host: Annotated[str, typer.Option(help="bind address; any non-loopback address needs TLS and a serve token")]
+    = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="0: any free port")] = 32010,
+    tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate: serve over TLS (grpc+tls://)")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert")] = None,
 ) -> None:
-    """Serve the Gold tables to BI tools over Arrow Flight SQL until Ctrl-C."""
+    """Serve the Gold tables, read-only, to BI tools over Arrow Flight SQL until Ctrl-C."""
 
     settings = _settings()
-    record_read(settings, "serve", [], host=host, port=port)
-    serve_gold(settings, host=host, port=port,
-               announce=lambda line: console.print(line, highlight=False, soft_wrap=True))
+    server = FlightSqlServer(settings, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key)  # refuses unsafe
+    record_read(settings, "serve", [], host=host, port=port, tls=tls_cert is not None, token=server.token is not None)
+    serve_gold(server, announce=lambda line: console.print(line, highlight=False, soft_wrap=True))
 
 
 @report_app.command("html")
@@ -329,10 +335,19 @@ def listen(
 def _status_table(settings: Settings) -> list[dict[str, Any]]:
 
     rows = table_status(settings)
-    table = Table("layer", "table", "rows", "version", "last write", title=f"lakehouse at {settings.root_path}")
+    table = Table("layer", "table", "rows", "version", "last write", "de-id profile",
+                  title=f"lakehouse at {settings.root_path}")
     for r in rows:
-        table.add_row(r["layer"], r["table"], f"{r['rows']:,}", str(r["version"]), str(r["last_write"]))
+        table.add_row(r["layer"], r["table"], f"{r['rows']:,}", str(r["version"]), str(r["last_write"]),
+                      r.get("deid_profile") or "")
     console.print(table)
+    deid = deid_status(settings, rows)
+    console.print(f"de-identification profile: {deid['deid_profile']} (silver/deid/POLICY.md)", highlight=False)
+    for what, why in deid["unavailable"].items():
+        console.print(f"  unavailable under {deid['deid_profile']}: {what} - {why}", highlight=False)
+    if deid["built_with_other_profile"]:
+        console.print(f"  built with another profile (rebuild them): {', '.join(deid['built_with_other_profile'])}",
+                      highlight=False)
     return rows
 
 
@@ -417,6 +432,25 @@ def maintain(
         _show(render.maintain(report))
 
 
+@app.command()
+@cli_errors
+def erase(
+    patient: Annotated[str, typer.Option("--patient", help="the patient's MRN (PID-3 / Patient.identifier value)")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Erase one patient from landing, Bronze, quarantine, Silver, Gold, old Delta versions and _system files;
+    the run log keeps one erasure record holding only a pseudonym."""
+
+    with _progress():
+        report = erase_patient(_settings(), patient)
+    if as_json:
+        _print_json(report)
+        return
+    console.print(f"erased: {report['bronze_records']} Bronze/quarantine records, {report['landing_files']} "
+                  f"landing files ({report['landing_files_rewritten']} rewritten, {report['landing_files_deleted']} "
+                  f"deleted), {report['tables_purged']} tables purged of history", highlight=False)
+
+
 @app.command("phi-scan")
 @cli_errors
 def phi_scan(
@@ -434,6 +468,31 @@ def phi_scan(
         console.print(f"phi-scan: {len(findings)} finding(s) in {layer}", highlight=False)
     if findings:
         raise PhiFoundError(f"phi-scan: {len(findings)} finding(s) in {layer}")
+
+
+@app.command()
+@cli_errors
+def rekey(
+    resume: Annotated[bool, typer.Option("--resume", help="finish an interrupted rotation (no new key)")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Rotate the pseudonym key: activate a new key version, rebuild Silver and Gold in full under it and write
+    the restricted crosswalk _system.rekey_<old>_<new> (namespace, old pseudonym, new pseudonym)."""
+
+    with _progress():
+        report = rotate_key(_settings(), resume=resume)
+    if as_json:
+        _print_json(report)
+        return
+    pairs = report["crosswalk_pairs"]
+    console.print(f"rekey: key version {report['new_version']} (id {report['new_key_id']}) active in "
+                  f"{report['key_file']}; {report['old_version']} kept for the crosswalk", highlight=False)
+    console.print(f"crosswalk {report['crosswalk']}: "
+                  + (", ".join(f"{ns} {n}" for ns, n in pairs.items()) if isinstance(pairs, dict) else pairs),
+                  highlight=False)
+    for layer in ("silver", "gold"):
+        console.print(f"{layer}: " + (report[layer] if isinstance(report[layer], str) else "rebuilt in full"),
+                      highlight=False)
 
 
 # -- audit ------------------------------------------------------------------------------------

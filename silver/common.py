@@ -25,15 +25,21 @@ FHIR, HL7V2, DICOM = "fhir", "hl7v2", "dicom"
 
 @dataclass(frozen=True)
 class Deid:
-    """What the de-identifying transforms need: where the engine reads the pseudonym key, and the date policy."""
+    """What the de-identifying transforms need: where the engine reads the pseudonym key, and the de-identification
+    profile (``expert_determination``: dates shifted per patient; ``safe_harbor``: dates reduced to the year)."""
 
     key: EngineKey
-    date_policy: Literal["shift", "year"] = "shift"
+    deid_profile: Literal["expert_determination", "safe_harbor"] = "expert_determination"
     max_shift_days: int = 365
     # HL7 v2 timestamps without an offset are the facility's local time in this IANA zone
     facility_timezone: str = "UTC"
     # clinical document text: "deidentified" (scrubbed) or "exclude" (NULL)
     documents_text: Literal["deidentified", "exclude"] = "deidentified"
+
+    @property
+    def shifts_dates(self) -> bool:
+        """Dates keep their day (shifted per patient): Expert Determination. Safe Harbor keeps the year only."""
+        return self.deid_profile == "expert_determination"
 
 
 def first_per_partition(df: DataFrame, window: WindowSpec) -> DataFrame:
@@ -119,7 +125,7 @@ def latest_messages(messages: DataFrame) -> DataFrame:
 def segments(messages: DataFrame) -> DataFrame:
     """Parsed segments of each message with the message header columns used downstream."""
     header = messages.select("content_hash", "message_key", "message_type", "trigger_event", "message_ts",
-                             "source_file")
+                             "source_file", "ingested_at")
     return explode_segments(messages).join(header, "content_hash")
 
 

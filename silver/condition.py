@@ -29,23 +29,21 @@ from silver.deid import pseudonym
 from silver.encounter import hl7_visit_number
 from silver.patient import hl7_mrn
 from silver.terminology import map_condition_codes, normalize_icd10cm, valid_icd10cm
-from silver.terminology.seeds import ICD10CM, SNOMED
+from silver.terminology.seeds import ICD10CM
 
 
 def fhir_conditions(resources: DataFrame, patients: DataFrame, encounters: DataFrame, deid: Deid) -> DataFrame:
     c = resolve_references(flatten(resources, "condition"), patients, encounters)
-    codings = F.arrays_zip("coding_systems", "coding_codes")
-
-    def coded(system: str) -> F.Column:
-        return F.get(F.filter(codings, lambda x: x["coding_systems"] == system), 0)["coding_codes"]
-
-    # the ICD-10-CM coding when there is one (the analysis vocabulary), else the first coding
-    code = F.coalesce(coded(ICD10CM), F.col("code_code"))
-    system = F.when(coded(ICD10CM).isNotNull(), F.lit(ICD10CM)).otherwise(F.col("code_system"))
+    # the ICD-10-CM coding when there is one (the analysis vocabulary), else the first coding with a code; the
+    # view selects each coding as a whole (code, system and display of the same element)
+    icd = F.col("icd10cm_code").isNotNull()
+    code = F.when(icd, F.col("icd10cm_code")).otherwise(F.col("code_code"))
+    system = F.when(icd, F.lit(ICD10CM)).otherwise(F.col("code_system"))
+    display = F.when(icd, F.col("icd10cm_display")).otherwise(F.col("code_display"))
     return c.select(
         pseudonym(F.col("id"), deid.key, "condition").alias("condition_key"), patient_key_or_ref(deid),
         "encounter_key", code.alias("code"), system.alias("code_system"),
-        F.coalesce("code_display", "code_text").alias("display"), coded(SNOMED).alias("snomed_coding"),
+        F.coalesce(display, "code_text").alias("display"), F.col("snomed_code").alias("snomed_coding"),
         "category", "clinical_status", "verification_status", fhir_timestamp("onset").alias("onset_at"),
         fhir_timestamp("abatement").alias("abatement_at"), fhir_timestamp("recorded").alias("recorded_at"),
         *source_lineage(FHIR))

@@ -3,7 +3,10 @@
 Each Bronze record (an HL7 v2 message, a FHIR resource version, a DICOM file) ends in exactly one outcome:
 
 - ``superseded``: an older version of the same FHIR resource, or a resend of the same HL7 message (same sending
-  application, facility and control id); the latest one is used;
+  application, facility and control id); the latest one is used. An earlier status of an HL7 result (a
+  preliminary result later made final or corrected, see silver.observation) is superseded within Silver: its message
+  stays in the lineage of the row holding the latest version (so the message counts as ``silver``), and the job
+  reports the OBX superseded so (``superseded_results`` of the observation report);
 - ``silver``: at least one Silver row carries its content hash in ``bronze_hashes``;
 - ``quarantined``: no Silver row, but at least one quarantine row does;
 - ``not_in_scope``: its type is declared out of scope, with the reason (``hl7v2_scope.csv``, ``fhir_scope.csv``);

@@ -90,10 +90,9 @@ def encounter_class(col: Column) -> Column:
 def fhir_encounter_index(resources: DataFrame, deid: Deid) -> DataFrame:
     """(fhir_id, encounter_key) for every FHIR Encounter: resolves ``Encounter/<id>`` references."""
     e = flatten(resources, "encounter")
-    visit = F.get(F.filter(F.arrays_zip("identifier_types", "identifier_values"),
-                           lambda x: F.upper(x["identifier_types"]) == "VN"), 0)["identifier_values"]
+    # visit_number: the value of the identifier whose own type is VN (selected per identifier in the view)
     return e.select(F.col("id").alias("fhir_id"),
-                    pseudonym(F.coalesce(visit, F.col("id")), deid.key, "encounter").alias("encounter_key"))
+                    pseudonym(F.coalesce("visit_number", "id"), deid.key, "encounter").alias("encounter_key"))
 
 
 def fhir_encounters(resources: DataFrame, patients: DataFrame, encounters: DataFrame, practitioners: DataFrame,
@@ -279,3 +278,42 @@ def harmonize(rows: DataFrame) -> DataFrame:
         *[latest_value(f, "updated_at", tiebreak).alias(f) for f in FIELDS],
         latest_value("last_adt_event", "updated_at", tiebreak).alias("last_adt_event"),
         F.coalesce(F.sum("adt_event_count"), F.lit(0)).cast("int").alias("adt_event_count"), *merge_lineage())
+
+
+def with_intervals(encounters: DataFrame, birth_dates: DataFrame) -> DataFrame:
+    """The durations analytics need, from the TRUE times (before the job de-identifies the dates), as integers.
+
+    They are the same numbers under both de-identification profiles, so Gold's length of stay and readmissions do
+    not depend on whether dates are shifted or reduced to the year. ``birth_dates`` is (patient_key, birth_date)
+    of the true birth dates. Added columns:
+
+    - ``length_of_stay_hours`` / ``length_of_stay_days``: whole hours / whole 24 h periods from admission to
+      discharge (NULL when either is unknown or the discharge is before the admission);
+    - ``age_at_admission``: whole years at admission, 90 for every age over 89 (the 90+ category);
+    - ``stay_sequence``: 1.. over the patient's encounters with an admission time, in true admission order (ties
+      by encounter_key);
+    - ``days_since_previous_discharge``: whole 24 h periods from the discharge of the patient's previous stay
+      (``stay_sequence - 1``) to this admission (negative when the stays overlap);
+    - ``admit_offset_seconds`` / ``discharge_offset_seconds``: seconds from the patient's first admission (the
+      anchor itself is never published) to this admission / discharge: any interval between two events of one
+      patient (days to the next inpatient admission) is their difference.
+    """
+    admit, discharge = F.unix_micros("admit_at"), F.unix_micros("discharge_at")
+    micros = F.when(discharge >= admit, discharge - admit)
+    by_patient = Window.partitionBy("patient_key")
+    order = by_patient.orderBy(F.col("admit_at").asc_nulls_last(), "encounter_key")
+    admitted = F.col("admit_at").isNotNull()
+    anchor = F.min(admit).over(by_patient)
+    age = F.floor(F.months_between(F.to_date("admit_at"), F.col("_birth_date")) / 12).cast("int")
+    births = birth_dates.select("patient_key", F.col("birth_date").alias("_birth_date")).dropDuplicates(["patient_key"])
+    out = encounters.join(births, "patient_key", "left") \
+        .withColumn("stay_sequence", F.when(admitted, F.row_number().over(order)).cast("int")) \
+        .withColumn("_previous_discharge", F.when(admitted, F.lag(discharge).over(order)))
+    return out.withColumns({
+        "length_of_stay_hours": F.floor(micros / 3_600_000_000).cast("int"),
+        "length_of_stay_days": F.floor(micros / 86_400_000_000).cast("int"),
+        "age_at_admission": F.when(age >= 90, F.lit(90)).when(age >= 0, age).cast("int"),
+        "days_since_previous_discharge": F.floor((admit - F.col("_previous_discharge")) / 86_400_000_000).cast("int"),
+        "admit_offset_seconds": F.floor((admit - anchor) / 1_000_000).cast("long"),
+        "discharge_offset_seconds": F.floor((discharge - anchor) / 1_000_000).cast("long"),
+    }).drop("_birth_date", "_previous_discharge")

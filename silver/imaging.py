@@ -51,7 +51,7 @@ def dicom_instances(instances: DataFrame, known: DataFrame, deid: Deid) -> DataF
     d = d.withColumn("patient_key", pseudonym(F.col("patient_id"), deid.key, "patient")).join(known, "patient_key",
                                                                                                 "left")
     shift = date_shift_days(F.col("patient_key"), deid.key, deid.max_shift_days) \
-        if deid.date_policy == "shift" else None
+        if deid.shifts_dates else None
     header = deidentify_dicom_column(F.col("header_json"), deid.key, F.col("patient_key"), shift)
     study_time = F.concat(F.coalesce(tag("d", "00080020"), F.lit("")),
                           F.substring(F.coalesce(tag("t", "00080030"), F.lit("000000")), 1, 6))
@@ -71,10 +71,9 @@ def dicom_instances(instances: DataFrame, known: DataFrame, deid: Deid) -> DataF
      .withColumn("deid_error", F.col("dicom_deid.deid_error")).drop("dicom_deid")
 
 
-def _study_uid(prefix: str = "") -> Column:
-    zipped = F.arrays_zip(f"{prefix}identifier_systems", f"{prefix}identifier_values")
-    uid = F.get(F.filter(zipped, lambda x: x["identifier_systems"] == "urn:dicom:uid"), 0)["identifier_values"]
-    return F.regexp_replace(uid, "^urn:oid:", "")
+def _study_uid() -> Column:
+    """The Study Instance UID: the identifier of system urn:dicom:uid (selected per identifier in the views)."""
+    return F.regexp_replace(F.col("study_uid"), "^urn:oid:", "")
 
 
 def fhir_studies(resources: DataFrame, patients: DataFrame, encounters: DataFrame, known: DataFrame,

@@ -10,9 +10,10 @@ harmonization (see ``DEFINITIONS``); it must equal ``silver + quarantined`` or t
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -21,12 +22,12 @@ from pyspark.sql import functions as F
 from bronze.schemas import DICOM_SCHEMA, DICOM_TABLE, FHIR_SCHEMA, FHIR_TABLE, HL7V2_SCHEMA, HL7V2_TABLE
 from expectations import latest_plausible_time, quarantine_invalid, validate, write_results
 from lakehouse import progress, uptodate
-from lakehouse.catalog import Catalog, ddl_columns
+from lakehouse.catalog import Catalog, ddl_columns, deid_properties, gold_purge_note
 from lakehouse.config import Settings
 from lakehouse.engine import get_spark
 from lakehouse.errors import ReconciliationError
 from lakehouse.logs import get_logger
-from lakehouse.runlog import Run
+from lakehouse.runlog import Run, read_runs
 from lakehouse.staging import Staging, staging
 from silver import (
     allergy,
@@ -50,8 +51,24 @@ from silver import (
     procedure,
     service_request,
 )
-from silver.common import Deid, latest_fhir, latest_messages, segments, to_contract, union_all
+from silver.common import Deid, latest_fhir, latest_messages, segment_fields, segments, to_contract, union_all
 from silver.deid import apply_date_policy, engine_key, keyed_lineage, load_key, shifted_date_columns
+from silver.deid.keys import key_version
+from silver.deid.pseudonym import NAMESPACES_USED
+from silver.deid.related import related_identifiers
+from silver.deid.surrogate import (
+    SURROGATE_DDL,
+    SURROGATE_KEYS,
+    SURROGATE_TABLE,
+    UID_NAMESPACE,
+    apply_surrogates,
+    header_uids,
+    key_columns,
+    pseudonyms_used,
+    rewrite_header,
+    to_issue,
+)
+from silver.deid.text import exclude_free_text
 from silver.schemas import VOLATILE, columns, ddl, natural_key
 
 log = get_logger(__name__)
@@ -75,12 +92,18 @@ DEFINITIONS = {
     "patient": "distinct patient_key (MRN pseudonym, else FHIR id, merged-away keys replaced by the survivor) over "
                "latest FHIR Patients and PID segments whose values all type, + each source record with a value "
                "that does not",
+    "patient_history": "demographic source records (PID segments with an MRN of distinct ADT A01/A04/A08/A28/A31 "
+                       "messages + every distinct FHIR Patient version in Bronze, whose values all type) - records "
+                       "that opened no version (same de-identified state as before, or superseded at the same "
+                       "instant)",
     "encounter": "distinct encounter_key (visit number, else FHIR id) over latest FHIR Encounters and the PV1s "
                  "of ADT messages (all events of a visit fold into one row)",
     "encounter_location": "ADT events of HL7 visits that put the visit in another place (location, department) "
                           "than the event before (cancelled transfers and pending events excluded)",
-    "observation": "latest FHIR Observation values (resource or each component) + OBX segments of distinct "
-                   "ORU/OUL messages - FHIR/HL7 pairs merged into one row",
+    "observation": "latest FHIR Observation values (resource or each component) + distinct result identities "
+                   "(sender, order number, OBX-3, OBX-4, else message position) of the OBX segments of distinct "
+                   "ORU/OUL messages (earlier statuses of a result are superseded by its latest) - FHIR/HL7 pairs "
+                   "merged into one row",
     "condition": "latest FHIR Conditions + distinct (patient, code, onset) of DG1s - FHIR/HL7 pairs merged",
     "allergy": "latest FHIR AllergyIntolerances + distinct (patient, allergen) of AL1s",
     "imaging_study": "distinct Study Instance UIDs over FHIR ImagingStudy and DICOM instances",
@@ -109,10 +132,12 @@ for _table, _type in FHIR_TYPES.items():
 class _Builder:
     def __init__(self, spark: SparkSession, catalog: Catalog, settings: Settings, run: Run, scratch: Staging) -> None:
         self.spark, self.catalog, self.settings, self.run, self.scratch = spark, catalog, settings, run, scratch
-        self.deid = Deid(key=engine_key(settings), date_policy=settings.date_policy,
+        self.deid = Deid(key=engine_key(settings), deid_profile=settings.deid_profile,
                          max_shift_days=settings.max_shift_days, facility_timezone=settings.facility_timezone,
-                         documents_text=settings.documents_text)
+                         documents_text="exclude" if settings.free_text == "exclude" else settings.documents_text)
         self.latest_time: datetime = latest_plausible_time(settings)
+        # which profile and key built each table: Delta table properties of every Silver table
+        self.properties = deid_properties(settings, key_version(settings))
         self.valid: dict[str, DataFrame] = {}
         self.report: dict[str, dict[str, int]] = {}
         self.dq: list[dict[str, Any]] = []
@@ -120,6 +145,8 @@ class _Builder:
         self.coverage: dict[str, int] = {}
         # (prior_patient_key, patient_key) of merged patients (ADT A40/A47): every domain is re-keyed in finish
         self.merges: DataFrame | None = None
+        # (patient_key, true birth_date): ages at admission are computed before dates are de-identified
+        self.birth_dates: DataFrame | None = None
         self.now = F.lit(datetime.now().astimezone()).cast("timestamp")
         self.timings: dict[str, float] = {}
         self.started = time.monotonic()
@@ -144,15 +171,23 @@ class _Builder:
     def finish(self, table: str, df: DataFrame, bronze_input: int, pre_rejected: DataFrame | None = None) -> None:
         """Date policy, contract shape, row rules, GX, MERGE, quarantine, reconciliation for one domain."""
         progress.start("silver", table)
+        if self.settings.free_text == "exclude":  # no text of any kind in Silver, scrubbed or not
+            df = exclude_free_text(df, table)
         if self.merges is not None and "patient_key" in df.columns:  # before the date policy: survivor's shift
             df = patient.apply_merges(df, self.merges)
+        if table == "encounter":  # durations from the true times, before the profile's date rule
+            births = self.birth_dates if self.birth_dates is not None else \
+                self.spark.createDataFrame([], "patient_key STRING, birth_date DATE")
+            df = encounter.with_intervals(df, births)
         dates = DATE_COLUMNS.get(table, ())
         if dates:
-            df = apply_date_policy(df, dates, "patient_key", self.deid.key, self.deid.date_policy,
+            df = apply_date_policy(df, dates, "patient_key", self.deid.key, self.deid.deid_profile,
                                    self.deid.max_shift_days)
             if "birth_date" in dates and "birth_year" in df.columns:
                 # the year of the published birth date: a real year beside shifted dates would narrow the shift
                 df = df.withColumn("birth_year", F.year("birth_date"))
+        if self.deid.deid_profile == "safe_harbor":  # record keys not derived from identifiers (164.514(c))
+            df = self._surrogates(table, df)
         untyped = None
         if "invalid" in df.columns:  # values that were sent but cannot be typed: quarantined, never NULL
             # computed once: both the rows kept and the rows quarantined come from it
@@ -188,6 +223,7 @@ class _Builder:
         # Silver keeps lineage through keyed hashes: a plain hash of a raw message would link a copy of it to its row
         published = valid.withColumn("bronze_hashes", keyed_lineage(F.col("bronze_hashes"), self.deid.key))
         changes = self.catalog.merge(published, name, keys, delete_missing=True, ignore_changes=VOLATILE)
+        self.catalog.set_properties(name, self.properties)
         if any(changes.values()):
             self.run.wrote(name, self.catalog.version(name), n_valid)
         n_quarantined = self._quarantine(table, rejected) if n_rejected else 0
@@ -201,6 +237,37 @@ class _Builder:
         log.info("silver.%s: bronze input %d = silver %d + quarantined %d", table, bronze_input, n_valid,
                  n_rejected)
         progress.done("silver", table, rows=n_valid, quarantined=n_rejected, **{k: v for k, v in changes.items() if v})
+
+    def _surrogates(self, table: str, df: DataFrame) -> DataFrame:
+        """Safe Harbor: every record key (and the derived UIDs and PatientID of a DICOM header) replaced by its
+        random surrogate from ``_system.surrogate_keys``, issuing surrogates for pseudonyms seen the first time."""
+        header = "header_json" in df.columns
+        if header:
+            df = df.withColumn("_uids", header_uids(F.col("header_json"))) \
+                   .withColumn("_header_uids", F.col("_uids")).withColumn("_patient_pseudonym", F.col("patient_key"))
+        cols = key_columns(df)
+        if header:
+            cols["_uids"] = UID_NAMESPACE
+        if not cols:
+            return df
+        # computed once: the pseudonyms to issue for and the rows to re-key come from it
+        df = self.stage(df, f"{table}_pseudonymous")
+        self.catalog.create(SURROGATE_TABLE, SURROGATE_DDL)
+        issued = self.catalog.read(SURROGATE_TABLE)
+        used = self.stage(pseudonyms_used(df, cols), f"{table}_pseudonyms")
+        new = self.catalog.append_new(to_issue(used, issued, self.run.run_id, self.now), SURROGATE_TABLE,
+                                      SURROGATE_KEYS)
+        version = self.catalog.version(SURROGATE_TABLE)
+        if new:
+            self.run.wrote(SURROGATE_TABLE, version, new)
+        # every row reads its surrogate from one version of the table: the same value wherever it is used
+        out = apply_surrogates(df, cols, self.catalog.read(SURROGATE_TABLE, version))
+        if header:
+            out = out.withColumn("header_json", rewrite_header(F.col("header_json"), F.col("_header_uids"),
+                                                               F.col("_uids"), F.col("_patient_pseudonym"),
+                                                               F.col("patient_key"))) \
+                     .drop("_uids", "_header_uids", "_patient_pseudonym")
+        return out
 
     def _quarantine(self, table: str, rejected: DataFrame) -> int:
         """Append new rejections to quarantine.silver_<table>; returns how many of them the table holds."""
@@ -231,7 +298,7 @@ def _fingerprint(settings: Settings) -> dict[str, Any]:
                                    uptodate.table_versions(settings, [FHIR_TABLE, HL7V2_TABLE, DICOM_TABLE]),
                                    uptodate.table_versions(settings, owned), CODE_FOLDERS),
             # plausibility of event times and ages over 89 are judged against today
-            "as_of_day": date.today().isoformat()}
+            "as_of_day": settings.as_of_day.isoformat()}
 
 
 def build_silver(settings: Settings, run: Run, force: bool = False) -> dict[str, Any]:
@@ -244,6 +311,7 @@ def build_silver(settings: Settings, run: Run, force: bool = False) -> dict[str,
     spark = get_spark(settings)
     catalog = Catalog(spark, settings)
     current = _fingerprint(settings)
+    run.metric("deid_key", key_version(settings))  # the active key version and its keyed id: no key material
     previous = None if force else uptodate.unchanged_since(settings, "silver", current)
     if previous is not None:
         run.metric(uptodate.metric_name("silver"), current)
@@ -254,19 +322,61 @@ def build_silver(settings: Settings, run: Run, force: bool = False) -> dict[str,
         progress.done("silver", "all domains", status="up to date", since=f"run {previous['run_id'][:8]}")
         return {**counts, "up_to_date": True, "since_run": previous["run_id"]}
     progress.start("silver", "latest Bronze records, indexes")
+    ninety_before = _ninety_plus(catalog)
     with staging(spark, settings, run.run_id) as scratch:
         b = _Builder(spark, catalog, settings, run, scratch)
         _build_domains(b)
+    _purge_suppressed_history(settings, catalog, run, ninety_before)
     summary = write_results(catalog, b.dq)
     progress.done("silver", "data quality results", rows=summary["rows"])
     run.metric(uptodate.metric_name("silver"), _fingerprint(settings))
     run.metric("silver_seconds", round(time.monotonic() - t0, 2))
     run.metric("silver_timings", b.timings)
+    run.metric("pseudonym_namespaces", sorted(NAMESPACES_USED))  # the PHI scan looks for each namespace key
     for table, counts in b.report.items():
         run.metric(f"silver_{table}", counts)
     run.metric("source_coverage", b.coverage)
     return {**b.report, "_dq": {"rows": summary["rows"], "data_docs": summary["data_docs"]},
             "_coverage": b.coverage}
+
+
+def _deid_fingerprint(settings: Settings) -> dict[str, Any]:
+    """What decides the published de-identified values besides Bronze: the rules, profile, shift range, key."""
+    return {"rules": uptodate.code_digest(("silver/deid",)), "profile": settings.deid_profile,
+            "max_shift_days": settings.max_shift_days, "key_id": uptodate.key_id(load_key(settings))}
+
+
+def _ninety_plus(catalog: Catalog) -> set[str] | None:
+    if not catalog.exists("silver.patient"):
+        return None
+    return {r[0] for r in catalog.read("silver.patient").filter("is_age_90_plus").select("patient_key").collect()}
+
+
+def _purge_suppressed_history(settings: Settings, catalog: Catalog, run: Run, ninety_before: set[str] | None) -> None:
+    """When this build changed de-identified values already published (a patient turned 90+, the de-identification
+    fingerprint changed), no earlier Delta version of a Silver table may keep the old values: purge their history
+    (``Catalog.purge_history``) and leave Gold a note to do the same after its next build."""
+    current = _deid_fingerprint(settings)
+    run.metric("deid_fingerprint", current)
+    previous = next((json.loads(r.get("metrics") or "{}").get("deid_fingerprint") for r in reversed(read_runs(settings))
+                     if "deid_fingerprint" in json.loads(r.get("metrics") or "{}")), None)
+    reasons = []
+    if ninety_before is not None and previous is not None and previous != json.loads(json.dumps(current)):
+        reasons.append("de-identification fingerprint changed")
+    if ninety_before is not None and previous is None:
+        reasons.append("no de-identification fingerprint recorded by the previous build")
+    if ninety_before is not None and (_ninety_plus(catalog) or set()) != ninety_before:
+        reasons.append("90+ status of a patient changed")
+    if not reasons:
+        return
+    tables = uptodate.layer_tables(settings, "silver")
+    purged = [catalog.purge_history(name) for name in tables]
+    note = gold_purge_note(settings)
+    note.parent.mkdir(parents=True, exist_ok=True)
+    note.write_text(json.dumps({"reasons": reasons, "silver_run_id": run.run_id}))
+    run.metric("silver_purged_history", {"reasons": reasons, "tables": purged})
+    log.warning("silver: %s; history of %d Silver tables purged (time travel before this run is gone by design)",
+                ", ".join(reasons), len(purged))
 
 
 def _build_domains(b: _Builder) -> None:
@@ -283,10 +393,14 @@ def _build_domains(b: _Builder) -> None:
     pat_index = b.stage(patient.fhir_patient_index(res, deid), "patient_index")
     enc_index = b.stage(encounter.fhir_encounter_index(res, deid), "encounter_index")
     prac_index = b.stage(practitioner.fhir_practitioner_index(res, deid), "practitioner_index")
+    # the patient's own identifiers and those of their relatives, contacts, guarantors and insured persons
     known = b.stage(patient.known_by_patient([patient.fhir_known_identifiers(res, pat_index),
-                                              patient.hl7_known_identifiers(segs, deid)]), "known_identifiers")
+                                              patient.hl7_known_identifiers(segs, deid),
+                                              *related_identifiers(res, segs, pat_index, deid)]),
+                    "known_identifiers")
 
     _build_patient(b, res, segs, pat_index)
+    _build_patient_history(b, fhir_raw, segs, pat_index)
     practitioners = practitioner.fhir_practitioners(res, prac_index)
     b.finish("practitioner", practitioners, prac_index.select("practitioner_key").distinct().count())
     b.finish("organization", organization.fhir_organizations(res, deid), _count_type(res, "Organization"))
@@ -325,10 +439,32 @@ def _build_patient(b: _Builder, res: DataFrame, segs: DataFrame, index: DataFram
     rows = b.stage(patient.apply_merges(rows, b.merges) if b.merges is not None else rows, "patient_rows")
     # a source record with an untypeable value is quarantined on its own, not merged into the patient
     merged = b.stage(patient.harmonize(rows.filter(F.size("invalid") == 0)), "patient_merged")
+    b.birth_dates = merged.select("patient_key", "birth_date")  # true dates: encounter.with_intervals
     untyped = patient.harmonize(rows.filter(F.size("invalid") > 0), per_record=True).drop("content_hash")
     n_untyped = rows.filter(F.size("invalid") > 0).count()
     n_patients = rows.filter(F.size("invalid") == 0).select("patient_key").distinct().count()
-    b.finish("patient", patient.deidentify(merged).unionByName(patient.deidentify(untyped)), n_patients + n_untyped)
+    as_of = F.lit(b.settings.as_of_day)
+    b.finish("patient", patient.deidentify(merged, as_of).unionByName(patient.deidentify(untyped, as_of)),
+             n_patients + n_untyped)
+
+
+def _build_patient_history(b: _Builder, fhir_raw: DataFrame, segs: DataFrame, index: DataFrame) -> None:
+    demographic = patient.demographic_segments(segs)
+    versions = patient.fhir_patient_versions(fhir_raw)
+    rows = patient.fhir_patients(versions, index).unionByName(patient.hl7_patients(demographic, b.deid),
+                                                              allowMissingColumns=True)
+    rows = rows.withColumn("invalid", F.coalesce(F.col("invalid"), F.array().cast("array<string>")))
+    rows = patient.apply_merges(rows, b.merges) if b.merges is not None else rows
+    # a record with an untypeable value is quarantined by silver.patient; it changes no version here
+    states = b.stage(patient.demographic_states(rows.filter(F.size("invalid") == 0), F.lit(b.settings.as_of_day)),
+                     "patient_history_states")
+    n_collapsed = states.filter(~F.col("opens_version")).count()
+    # the source records, counted apart from the transform: a record it loses fails the reconciliation
+    n_pid = segment_fields(demographic, "PID", {"mrn": patient.hl7_mrn()}).filter(F.col("mrn").isNotNull()).count()
+    n_untyped = rows.filter(F.size("invalid") > 0).count()
+    b.run.metric("patient_history_unchanged_records", n_collapsed)
+    b.finish("patient_history", patient.patient_history(states),
+             n_pid + versions.count() - n_untyped - n_collapsed)
 
 
 def _build_encounter(b: _Builder, res: DataFrame, segs: DataFrame, pats: DataFrame, encs: DataFrame,
@@ -349,13 +485,17 @@ def _build_observation(b: _Builder, res: DataFrame, segs: DataFrame, pats: DataF
     rows = fhir_rows.unionByName(b.stage(observation.hl7_observations(segs, known, b.deid), "observation_hl7"),
                                  allowMissingColumns=True)
     standardized = b.stage(observation.standardize(rows), "observation_standardized")
-    # the OBX segments themselves, counted apart from the transform: an OBX it loses or merges fails the run
-    n_obx = segs.filter(F.col("message_type").isin(*observation.LAB_MESSAGES)
-                        & (F.col("segment_id") == "OBX")).count()
+    # the results of the OBX segments, counted apart from the transform: a result it loses or merges fails the run;
+    # OBX of an earlier version (P before F before C) of a result are superseded, accounted for in the report
+    identities = observation.hl7_result_identities(segs)
+    n_obx = identities.count()
+    n_results = identities.distinct().count()
     pairs = b.stage(observation.harmonized_pairs(standardized), "observation_pairs")
     n_pairs = pairs.count()
     b.run.metric("observation_harmonized_pairs", n_pairs)
-    b.finish("observation", observation.merge_pairs(standardized, pairs), fhir_rows.count() + n_obx - n_pairs)
+    b.finish("observation", observation.merge_pairs(standardized, pairs), fhir_rows.count() + n_results - n_pairs)
+    b.report["observation"]["superseded_results"] = n_obx - n_results
+    b.run.metric("observation_superseded_results", n_obx - n_results)
 
 
 def _build_condition(b: _Builder, res: DataFrame, segs: DataFrame, pats: DataFrame, encs: DataFrame) -> None:

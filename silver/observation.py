@@ -19,11 +19,23 @@ HL7 results (OBX of ORU and OUL messages, v2.3-2.8), by OBX-2 value type:
 - DT, TS, DTM: ``value_time`` (shifted by the date policy like every date); never copied as text.
 - ED, RP: a marker only; embedded data and pointers (URLs can carry identifiers) are never loaded.
 - PN, XPN, AD, XAD, TN, XTN, CX, XCN (a person's name, address, phone, identifier): a marker only.
-OBX-11 becomes a FHIR ObservationStatus (``HL7_STATUS``), OBX-8 flags are kept comma-separated in
+OBX-11 becomes a FHIR ObservationStatus (``HL7_STATUS``; without OBX-11, the OBR-25 result status of its order,
+``ORDER_RESULT_STATUS``; an order cancelled in OBR-25 cancels its results), OBX-8 flags are kept comma-separated in
 ``interpretation``, OBX-7 in ``ref_text`` with its numeric bounds in ``ref_low``/``ref_high``, OBX-23 (else
 OBX-15) in ``performing_organization`` (an organization's name, not PHI), the specimen type (SPM-4, else the
 OBR-15 of v2.3-2.4) in ``specimen_type``/``specimen_display``. ``value_low``/``value_high`` stay in
 ``unit_original``.
+
+Result status (HL7): the preliminary, final, corrected, cancelled, ... versions of one result are one row holding
+the latest version (its status, value, flags: a cancelled or deleted result keeps its row with status
+``cancelled`` / ``entered-in-error`` and what that message sent, never the earlier value). "One result" is
+:func:`result_identity`: the sender (MSH-3, MSH-4), the order number (placer OBR-2/ORC-2 with its namespace, else
+filler OBR-3/ORC-3), OBX-3 code, OBX-4 sub-id and, for OBX repeating that triple in one message (a text report
+sent line by line), its occurrence in the message; without an order number, the message and OBX position. The
+latest version: latest message time (MSH-7), then observation time, then arrival (Bronze ``ingested_at``), then
+the more definitive status (``STATUS_PRECEDENCE``). The row's ``bronze_hashes`` hold every version's message.
+FHIR Observations are versioned by resource id already (the latest version is read, see
+``silver.common.latest_fhir``).
 """
 
 from __future__ import annotations
@@ -50,7 +62,9 @@ from silver.common import (
 from silver.deid import pseudonym, scrub_text
 from silver.encounter import hl7_visit_number
 from silver.patient import hl7_mrn
+from silver.service_request import order_identity
 from silver.terminology import map_lab_codes
+from silver.terminology.seeds import LOINC
 from silver.units import normalize_units
 
 # SI-unit LOINC variant -> the conventional code of the same analyte, so that one analyte has one canonical unit
@@ -78,6 +92,14 @@ OBSERVATION_STATUSES = ("registered", "preliminary", "final", "amended", "correc
 HL7_STATUS = {"F": "final", "P": "preliminary", "C": "corrected", "A": "amended", "X": "cancelled",
               "N": "cancelled", "R": "registered", "I": "registered", "O": "registered", "S": "preliminary",
               "U": "final", "D": "entered-in-error", "W": "entered-in-error"}
+# HL7 table 0123 (OBR-25 result status of the order) -> the ObservationStatus of its results when OBX-11 is empty:
+# O (order received), I (no result yet), S (scheduled) registered; A (some results), R (stored, not verified)
+# and P preliminary; Y (no order on record) and Z (no patient on record) are unknown
+ORDER_RESULT_STATUS = {"O": "registered", "I": "registered", "S": "registered", "A": "preliminary",
+                       "R": "preliminary", "P": "preliminary", "F": "final", "C": "corrected", "X": "cancelled"}
+# among versions of one result sent at the same time: the more definitive status wins
+STATUS_PRECEDENCE = ("unknown", "registered", "preliminary", "final", "amended", "corrected", "cancelled",
+                     "entered-in-error")
 NUMBER = r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)"
 NUMERIC = rf"^\s*(<=|>=|<>|<|>|=)?\s*({NUMBER})\s*$"  # an NM value, optionally with a comparator
 # reference ranges: a number may be followed by a unit or words, not by a ratio (a titer '<1:16' has no bound)
@@ -134,11 +156,16 @@ def fhir_observations(resources: DataFrame, patients: DataFrame, encounters: Dat
     key = F.when(F.col("component_index") > 0, F.concat_ws("#", "id", F.col("component_index").cast("string"))) \
            .otherwise(F.col("id"))
     o = o.join(known, "patient_key", "left")
+    # the LOINC coding when there is one, else the first coding with a code: each coding taken whole in the views
+    loinc = F.col("loinc_code").isNotNull()
+    code = F.when(loinc, F.col("loinc_code")).otherwise(F.col("code_code"))
+    system = F.when(loinc, F.lit(LOINC)).otherwise(F.col("code_system"))
+    display = F.when(loinc, F.col("loinc_display")).otherwise(F.col("code_display"))
     return o.select(
         pseudonym(key, deid.key, "observation").alias("observation_key"), patient_key_or_ref(deid),
-        "encounter_key", "category", F.col("code_code").alias("code"), F.col("code_system"),
+        "encounter_key", "category", code.alias("code"), system.alias("code_system"),
         F.lit(None).cast("string").alias("alt_code"), F.lit(None).cast("string").alias("alt_system"),
-        F.col("code_display").alias("display"), F.col("value_quantity").cast("double").alias("value"),
+        display.alias("display"), F.col("value_quantity").cast("double").alias("value"),
         F.coalesce("value_unit", "value_unit_text").alias("unit_in"),
         scrub_text(F.col("value_string"), F.col("known")).alias("value_text"), "value_code",
         fhir_timestamp(F.coalesce("effective", "effective_period_start", "issued")).alias("effective_at"),
@@ -158,6 +185,17 @@ def hl7_observation_status(status: Column) -> Column:
     for v2, fhir in HL7_STATUS.items():
         out = out.when(code == v2, F.lit(fhir))
     return out.otherwise(F.lit("unknown"))
+
+
+def hl7_result_status(obx_status: Column, order_status: Column) -> Column:
+    """The ObservationStatus of an OBX: OBX-11, else its order's OBR-25 (table 0123); an order cancelled in OBR-25
+    (X) cancels every result of it."""
+    order = F.upper(F.trim(order_status))
+    mapped = F.when(order.isNull() | (order == ""), F.lit(None).cast("string"))
+    for v2, fhir in ORDER_RESULT_STATUS.items():
+        mapped = mapped.when(order == v2, F.lit(fhir))
+    mapped = mapped.otherwise(F.lit("unknown"))
+    return F.when(order == "X", F.lit("cancelled")).otherwise(F.coalesce(hl7_observation_status(obx_status), mapped))
 
 
 def fhir_observation_status(status: Column) -> Column:
@@ -199,18 +237,103 @@ def _message_context(lab: DataFrame) -> DataFrame:
                           .when(F.col("message_type") == "ORU", group_spm).otherwise(F.col("spm_before")))
 
 
-def hl7_observations(segs: DataFrame, known: DataFrame, deid: Deid) -> DataFrame:
-    """One row per OBX of every ORU/OUL message (any number of patient, order, specimen and result groups).
+def _order_numbers(lab: DataFrame) -> DataFrame:
+    """(content_hash, obr_index, order_number, order_result_status) per OBR: ``order_number`` is the placer number
+    with its namespace (OBR-2, else ORC-2), else the filler number (OBR-3, else ORC-3), NULL when none is sent.
+    The ORC of an OBR precedes it in ORU (``[ORC] OBR {OBX}``) and follows it in OUL (``OBR [ORC] {OBX}``)."""
+    sid, idx = F.col("segment_id"), F.col("segment_index")
+    by_message = Window.partitionBy("content_hash").orderBy("segment_index")
+    ctx = lab.filter(sid.isin("ORC", "OBR")).select(
+        "*", F.max(F.when(sid == "OBR", idx)).over(by_message.rowsBetween(Window.unboundedPreceding, -1))
+        .alias("obr_before"),
+        F.min(F.when(sid == "OBR", idx)).over(by_message.rowsBetween(1, Window.unboundedFollowing))
+        .alias("obr_after"))
 
-    Key: the message (MSH-3 sending application, MSH-4 sending facility, MSH-10 and, when the message dedup
-    provides it, the message body: see :func:`_message_identity`) and the OBX's segment index: OBX-1 set ids
-    restart per OBR group or are missing, so they cannot key a result. NTE comments after an OBX are appended to
-    its (scrubbed) text. See the module docstring for the value types.
+    def number(n: int, prefix: str) -> list[Column]:
+        return [field(n, 1, decode=False).alias(f"{prefix}_n"),
+                F.coalesce(field(n, 2, decode=False), field(n, 3, decode=False)).alias(f"{prefix}_ns")]
+
+    orc = ctx.filter(sid == "ORC").select(
+        "content_hash", F.when(F.col("message_type") == "OUL", F.col("obr_before")).otherwise(F.col("obr_after"))
+        .alias("obr_index"), F.struct(idx.alias("i"), *number(2, "placer"), *number(3, "filler")).alias("orc")) \
+        .groupBy("content_hash", "obr_index").agg(F.min("orc").alias("orc"))
+    obr = ctx.filter(sid == "OBR").select("content_hash", idx.alias("obr_index"), *number(2, "placer"),
+                                          *number(3, "filler"), field(25, decode=False).alias("order_result_status"))
+    o = obr.join(orc, ["content_hash", "obr_index"], "left")
+    placer_obr, filler_obr = F.col("placer_n").isNotNull(), F.col("filler_n").isNotNull()
+    number_col = order_identity(
+        F.when(placer_obr, F.col("placer_n")).otherwise(F.col("orc.placer_n")),
+        F.when(placer_obr, F.col("placer_ns")).otherwise(F.col("orc.placer_ns")),
+        F.when(filler_obr, F.col("filler_n")).otherwise(F.col("orc.filler_n")),
+        F.when(filler_obr, F.col("filler_ns")).otherwise(F.col("orc.filler_ns")),
+        F.lit(None).cast("string"))
+    return o.select("content_hash", "obr_index", number_col.alias("order_number"), "order_result_status")
+
+
+def result_identity(sending_application: Column, sending_facility: Column, order_number: Column, code: Column,
+                    sub_id: Column, occurrence: Column, message: Column, segment_index: Column) -> Column:
+    """What makes two OBX the same result (versions of it): sender, order number, OBX-3 code, OBX-4 sub-id and
+    the occurrence of that triple in its message; without an order number, the message and the OBX position."""
+    def text(c: Column) -> Column:
+        return F.coalesce(F.upper(F.trim(c)), F.lit(""))
+
+    return F.when(order_number.isNotNull(), F.concat_ws(
+        "|", F.lit("result"), text(sending_application), text(sending_facility), order_number, text(code),
+        text(sub_id), occurrence.cast("string"))) \
+        .otherwise(F.concat_ws("|", message, segment_index.cast("string")))
+
+
+def _result_identities(lab: DataFrame) -> DataFrame:
+    """(content_hash, segment_index, result_identity, order_result_status) of every OBX of ``lab`` (segments
+    with :func:`_message_context`)."""
+    msh = segment_fields(lab, "MSH", {"sending_application": field(3, decode=False),
+                                      "sending_facility": field(4, decode=False)}) \
+        .select("content_hash", "sending_application", "sending_facility")
+    obx = lab.filter(F.col("segment_id") == "OBX").select(
+        "content_hash", "message_control_id", *[c for c in ("message_key",) if c in lab.columns], "segment_index",
+        "obr_index", F.coalesce(field(3, 1, decode=False), field(3, 4, decode=False)).alias("_code"),
+        field(4, decode=False).alias("_sub_id"))
+    obx = obx.join(msh, "content_hash", "left").join(_order_numbers(lab), ["content_hash", "obr_index"], "left")
+    same = Window.partitionBy("content_hash", "order_number", F.upper(F.trim("_code")), F.trim("_sub_id")) \
+                 .orderBy("segment_index")
+    identity = result_identity(F.col("sending_application"), F.col("sending_facility"), F.col("order_number"),
+                               F.col("_code"), F.col("_sub_id"), F.row_number().over(same), _message_identity(obx),
+                               F.col("segment_index"))
+    return obx.select("content_hash", "segment_index", identity.alias("result_identity"), "order_result_status")
+
+
+def hl7_result_identities(segs: DataFrame) -> DataFrame:
+    """``result_identity`` of every OBX of the ORU/OUL messages, one row per OBX (the reconciliation counts the
+    distinct ones: versions of a result are one Silver row)."""
+    lab = _message_context(segs.filter(F.col("message_type").isin(*LAB_MESSAGES)))
+    return _result_identities(lab).select("result_identity")
+
+
+def latest_versions(rows: DataFrame) -> DataFrame:
+    """One row per ``observation_key`` of HL7 result rows: the latest version (see the module docstring), with
+    ``bronze_hashes`` of every version. ``_message_ts``, ``_arrived`` and ``content_hash`` order the versions."""
+    precedence = F.array_position(F.array(*[F.lit(s) for s in STATUS_PRECEDENCE]), F.col("status"))
+    latest = Window.partitionBy("observation_key").orderBy(
+        F.col("_message_ts").desc_nulls_last(), F.col("effective_at").desc_nulls_last(),
+        F.col("_arrived").desc_nulls_last(), precedence.desc(), F.col("content_hash").desc())
+    versions = rows.groupBy("observation_key").agg(F.collect_set("content_hash").alias("bronze_hashes"))
+    return first_per_partition(rows, latest).join(versions, "observation_key").drop("_message_ts", "_arrived")
+
+
+def hl7_observations(segs: DataFrame, known: DataFrame, deid: Deid) -> DataFrame:
+    """One row per result of the ORU/OUL messages (any number of patient, order, specimen and result groups): the
+    latest version of each :func:`result_identity` (:func:`latest_versions`).
+
+    Without an order number, the key is the message (MSH-3 sending application, MSH-4 sending facility, MSH-10
+    and, when the message dedup provides it, the message body: see :func:`_message_identity`) and the OBX's
+    segment index: OBX-1 set ids restart per OBR group or are missing, so they cannot key a result. NTE comments
+    after an OBX are appended to its (scrubbed) text. See the module docstring for the value types.
     """
     lab = _message_context(segs.filter(F.col("message_type").isin(*LAB_MESSAGES)))
     msh = segment_fields(lab, "MSH", {"sending_application": field(3, decode=False),
                                       "sending_facility": field(4, decode=False)}) \
         .select("content_hash", "sending_application", "sending_facility")
+    identities = _result_identities(lab)
     pid = segment_fields(lab, "PID", {"mrn": hl7_mrn()}).select("content_hash",
                                                                  F.col("segment_index").alias("pid_index"), "mrn")
     # the visit of a patient group: its first PV1 with a visit number
@@ -237,6 +360,8 @@ def hl7_observations(segs: DataFrame, known: DataFrame, deid: Deid) -> DataFrame
     # step one: raw fields as columns (decoding only the text ones)
     obx = lab.filter(F.col("segment_id") == "OBX").select(
         "content_hash", "message_control_id", *[c for c in ("message_key",) if c in lab.columns], "message_type",
+        F.col("message_ts").alias("_message_ts"),
+        (F.col("ingested_at") if "ingested_at" in lab.columns else F.lit(None).cast("timestamp")).alias("_arrived"),
         "segment_index", "obr_index", "pid_index",
         "spm_index", "field_separator", "encoding_characters",
         F.upper(F.trim(field(2, decode=False))).alias("vtype"),
@@ -253,10 +378,11 @@ def hl7_observations(segs: DataFrame, known: DataFrame, deid: Deid) -> DataFrame
         F.coalesce(field(23, 1), field(15, 2), field(15, 1)).alias("performing_organization"))
     obx = obx.join(msh, "content_hash", "left").join(pid, ["content_hash", "pid_index"], "left") \
              .join(pv1, ["content_hash", "pid_index"], "left").join(obr, ["content_hash", "obr_index"], "left") \
-             .join(spm, ["content_hash", "spm_index"], "left").join(nte, ["content_hash", "segment_index"], "left")
+             .join(spm, ["content_hash", "spm_index"], "left").join(nte, ["content_hash", "segment_index"], "left") \
+             .join(identities, ["content_hash", "segment_index"], "left")
     obx = obx.withColumn("patient_key", pseudonym(F.col("mrn"), deid.key, "patient")).join(known, "patient_key",
                                                                                               "left")
-    return _hl7_values(obx, deid)
+    return latest_versions(_hl7_values(obx, deid))
 
 
 def _message_identity(obx: DataFrame) -> Column:
@@ -302,9 +428,9 @@ def _hl7_values(obx: DataFrame, deid: Deid) -> DataFrame:
         "effective_at": F.coalesce(hl7_time(F.col("obs_time_raw"), deid.facility_timezone),
                                    hl7_time(F.col("obr_time_raw"), deid.facility_timezone),
                                    hl7_time(F.col("spm_time_raw"), deid.facility_timezone)),
-        "status": hl7_observation_status(F.col("result_status")),
+        "status": hl7_result_status(F.col("result_status"), F.col("order_result_status")),
         "ref_low": _range_bound(F.col("ref_text"), True), "ref_high": _range_bound(F.col("ref_text"), False),
-        "_key": F.concat_ws("|", _message_identity(obx), F.col("segment_index").cast("string")),
+        "_key": F.col("result_identity"),
     })
     sep, n1, n2, sn_cmp = F.col("_sn_sep"), F.col("_n1"), F.col("_n2"), F.col("_sn_cmp")
     sn_range = (sep == "-") & n1.isNotNull() & n2.isNotNull()
@@ -336,7 +462,8 @@ def _hl7_values(obx: DataFrame, deid: Deid) -> DataFrame:
         "value", "unit_in",
         F.nullif(F.concat_ws("\n", "_marker", "_sn_text", scrub_text(F.col("_free"), F.col("known"))), F.lit(""))
         .alias("value_text"), F.when(coded, v1).alias("value_code"), "effective_at", "status", "interpretation",
-        "ref_low", "ref_high", *source_lineage(HL7V2), "value_comparator", "value_low", "value_high",
+        "ref_low", "ref_high", *source_lineage(HL7V2), "_message_ts", "_arrived", "value_comparator", "value_low",
+        "value_high",
         F.when(coded, v3).alias("value_code_system"),
         scrub_text(F.when(coded, F.col("coded_display")), F.col("known")).alias("value_display"),
         "value_time", "ref_text", "performing_organization",
@@ -378,8 +505,10 @@ def harmonized_pairs(rows: DataFrame) -> DataFrame:
 def merge_pairs(rows: DataFrame, pairs: DataFrame) -> DataFrame:
     """One row per result: each pair of :func:`harmonized_pairs` becomes the FHIR key with both sources and both
     Bronze hashes, and the value of the row reported in the canonical unit (else the FHIR one)."""
-    keyed = rows.withColumn("sources", F.array(F.col("source"))) \
-                .withColumn("bronze_hashes", F.array(F.col("content_hash")))
+    # an HL7 row carries the messages of all versions of its result (latest_versions)
+    hashes = F.coalesce(F.col("bronze_hashes"), F.array(F.col("content_hash"))) \
+        if "bronze_hashes" in rows.columns else F.array(F.col("content_hash"))
+    keyed = rows.withColumn("sources", F.array(F.col("source"))).withColumn("bronze_hashes", hashes)
     members = keyed.join(pairs.select(F.col("hk").alias("observation_key"), F.col("fk")), "observation_key", "left")
     group = F.coalesce(F.col("fk"), F.col("observation_key"))
     in_canonical = F.lower(F.trim(F.col("unit_original"))) == F.lower(F.col("unit"))

@@ -17,7 +17,7 @@ Dates are real here; ``silver.job`` applies the date policy.
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Window, WindowSpec
 from pyspark.sql import functions as F
 
 from lakehouse.hl7v2 import hl7_time
@@ -58,6 +58,20 @@ ATTRIBUTES = ("gender", "birth_date", "postal_code", "state", "country", "deceas
               "ethnicity", "marital_status", "language", "insurance")
 
 
+# ISO 3166 alpha-3 codes (HL7 table 0399, often in PID-11.6) of the alpha-2 codes FHIR feeds usually send: one
+# country is one value whichever source sent it (else a patient's history would change with the source)
+COUNTRY_ALPHA3 = {"USA": "US", "CAN": "CA", "MEX": "MX", "GBR": "GB", "DEU": "DE", "FRA": "FR", "PRI": "PR"}
+
+
+def country_code(col: Column) -> Column:
+    """A country as sent, trimmed and upper-cased, with the alpha-3 codes of :data:`COUNTRY_ALPHA3` as alpha-2."""
+    code = F.upper(F.trim(col))
+    out = code
+    for alpha3, alpha2 in COUNTRY_ALPHA3.items():
+        out = F.when(code == alpha3, F.lit(alpha2)).otherwise(out)
+    return F.when(code != "", out)
+
+
 def fhir_patient_index(resources: DataFrame, deid: Deid) -> DataFrame:
     """(fhir_id, mrn, patient_key) for every FHIR Patient: resolves ``Patient/<id>`` references."""
     ids = flatten(resources, "patient_identifier")
@@ -75,7 +89,7 @@ def fhir_patients(resources: DataFrame, index: DataFrame) -> DataFrame:
     p = with_index_key(flatten(resources, "patient"), index)
     return p.select(
         "patient_key", F.col("gender"), fhir_date("birth_date").alias("birth_date"),
-        F.col("postal_code"), F.col("state"), F.col("country"),
+        F.col("postal_code"), F.col("state"), country_code(F.col("country")).alias("country"),
         F.coalesce(F.col("deceased_boolean"), F.col("deceased_datetime").isNotNull()).alias("deceased"),
         fhir_date("deceased_datetime").alias("deceased_date"),
         F.lit(None).cast("string").alias("race"), F.lit(None).cast("string").alias("ethnicity"),
@@ -161,7 +175,7 @@ def hl7_patients(segs: DataFrame, deid: Deid) -> DataFrame:
     return pid.select(
         pseudonym(F.col("mrn"), deid.key, "patient").alias("patient_key"), "gender",
         F.to_date(F.try_to_timestamp(F.substring("birth", 1, 8), F.lit("yyyyMMdd"))).alias("birth_date"),
-        "postal_code", "state", "country",
+        "postal_code", "state", country_code(F.col("country")).alias("country"),
         F.when(flag == "Y", True).when(flag == "N", False).when(F.col("death").isNotNull(), True).alias("deceased"),
         F.to_date(hl7_time(F.col("death"), deid.facility_timezone)).alias("deceased_date"),
         F.coalesce("race_text", "race_code").alias("race"),
@@ -239,3 +253,95 @@ def known_by_patient(frames: list[DataFrame]) -> DataFrame:
     for f in typed[1:]:
         rows = rows.unionByName(f)
     return rows.groupBy("patient_key").agg(F.array_distinct(F.flatten(F.collect_list("known"))).alias("known"))
+
+
+
+# -- patient history (the SCD2 source of gold.dim_patient) ------------------------------------------------------
+# ADT events whose PID can change the patient's demographics (admit, register, update, add and update person)
+DEMOGRAPHIC_EVENTS = ("A01", "A04", "A08", "A28", "A31")
+# the de-identified attributes a version tracks (birth_year follows birth_date; is_age_90_plus is per patient)
+TRACKED = ("gender", "birth_date", "is_age_90_plus", "zip3", "state", "country", "deceased", "deceased_date", "race",
+           "ethnicity", "marital_status", "language", "insurance")
+LOW_TIME = "1900-01-01 00:00:00"  # the change time of a record that carries none: before every other record
+
+
+def demographic_segments(segs: DataFrame) -> DataFrame:
+    """The segments of the ADT messages that can change demographics (:data:`DEMOGRAPHIC_EVENTS`)."""
+    return segs.filter((F.col("message_type") == "ADT") & F.col("trigger_event").isin(*DEMOGRAPHIC_EVENTS))
+
+
+def fhir_patient_versions(resources: DataFrame) -> DataFrame:
+    """Every version of every FHIR Patient that Bronze holds (not only the latest), each content once."""
+    versions = resources.filter((F.col("resource_type") == "Patient") & F.col("resource_id").isNotNull())
+    return versions.dropDuplicates(["content_hash"])
+
+
+def demographic_states(records: DataFrame, as_of: Column) -> DataFrame:
+    """Source records (rows of :func:`fhir_patients` / :func:`hl7_patients`, merged-away keys already replaced)
+    -> one row per record: its ``changed_at``, the patient's de-identified state at that instant, the
+    ``version`` number that state belongs to, and ``opens_version`` (True for one record per version).
+
+    The state at an instant is, per attribute, the latest non-null value of the patient's records up to it
+    (ordered by time, then content hash: the order of :func:`harmonize`, so the last state is silver.patient's),
+    or the first value ever sent when none was known yet;
+    several records at one instant are one change. A new version opens when the de-identified state differs
+    from the one before (a lab or an update with the same de-identified values opens none). 90+ is judged per
+    patient at ``as_of`` (or the death date) on every birth date the patient ever had, and applied to every
+    state: once a patient is 90+, no version carries a birth date.
+    """
+    rows = records.withColumn("changed_at", F.coalesce(F.col("updated_at"), F.lit(LOW_TIME).cast("timestamp")))
+    upto = Window.partitionBy("patient_key").orderBy("changed_at", "content_hash") \
+                 .rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    whole = Window.partitionBy("patient_key")
+    # an attribute not known before a source first sends it (a feed that never carries the language) was not
+    # changed by that source: its first known value holds from the first record on
+    cumulative = rows.select(
+        "patient_key", "changed_at", "source", "content_hash",
+        *[F.coalesce(_latest_over(a, upto), _earliest_over(a, whole)).alias(a) for a in ATTRIBUTES],
+        _latest_over("deceased_date", whole).alias("_final_deceased_date"))
+    ref = F.coalesce(F.col("_final_deceased_date"), as_of)
+    over_89 = F.max(F.coalesce(is_90_plus(F.col("birth_date"), ref), F.lit(False))).over(whole)
+    deid = cumulative.withColumn("is_age_90_plus", over_89).select(
+        "patient_key", "changed_at", "source", "content_hash", "is_age_90_plus",
+        map_gender(F.col("gender")).alias("gender"),
+        F.when(F.col("is_age_90_plus"), F.lit(None).cast("date")).otherwise(F.col("birth_date")).alias("birth_date"),
+        generalize_zip3(F.col("postal_code")).alias("zip3"), "state", "country",
+        F.coalesce(F.col("deceased"), F.lit(False)).alias("deceased"), "deceased_date", "race", "ethnicity",
+        "marital_status", "language", "insurance")
+    # the state after the last record of an instant stands for the instant
+    last = Window.partitionBy("patient_key", "changed_at").orderBy(F.col("content_hash").desc())
+    deid = deid.withColumn("_last", F.row_number().over(last) == 1)
+    order = Window.partitionBy("patient_key").orderBy("changed_at")
+    running = order.rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    instants = deid.filter("_last").select("patient_key", "changed_at", *TRACKED) \
+                   .withColumn("_state", F.to_json(F.struct(*[F.col(a).cast("string") for a in TRACKED])))
+    previous = F.lag("_state").over(order)
+    instants = instants.withColumn("_opens", previous.isNull() | ~previous.eqNullSafe(F.col("_state"))) \
+                       .withColumn("version", F.sum(F.col("_opens").cast("int")).over(running))
+    return deid.select("patient_key", "changed_at", "source", "content_hash", "_last") \
+               .join(instants, ["patient_key", "changed_at"]) \
+               .select("patient_key", "changed_at", "version",
+                       (F.col("_opens") & F.col("_last")).alias("opens_version"), *TRACKED, "source", "content_hash")
+
+
+def _latest_over(value: str, window: WindowSpec) -> Column:
+    """:func:`latest_value` (by ``changed_at``, then content hash) as a window function over ``window``."""
+    ordered = F.struct(F.col("changed_at").alias("t"), F.coalesce(F.col("content_hash"), F.lit("")).alias("b"),
+                       F.col(value).alias("v"))
+    return F.max(F.when(F.col(value).isNotNull(), ordered)).over(window)["v"]
+
+
+def _earliest_over(value: str, window: WindowSpec) -> Column:
+    """The non-null ``value`` with the earliest ``changed_at`` (then content hash) over ``window``."""
+    ordered = F.struct(F.col("changed_at").alias("t"), F.coalesce(F.col("content_hash"), F.lit("")).alias("b"),
+                       F.col(value).alias("v"))
+    return F.min(F.when(F.col(value).isNotNull(), ordered)).over(window)["v"]
+
+
+def patient_history(states: DataFrame) -> DataFrame:
+    """:func:`demographic_states` -> silver.patient_history: one row per version; ``valid_from`` = the time of the
+    change that opened it; lineage = every record from that change up to the next version (real dates: the job
+    applies the date policy, and birth_year then becomes the year of the published birth date)."""
+    return states.groupBy("patient_key", "version").agg(
+        F.min("changed_at").alias("valid_from"), *[F.max(a).alias(a) for a in TRACKED], *collect_lineage()) \
+        .withColumn("birth_year", F.year("birth_date")).drop("version")

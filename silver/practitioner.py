@@ -10,19 +10,15 @@ from silver.common import FHIR, Deid, fhir_timestamp, first_per_partition, flatt
 from silver.deid import pseudonym
 from silver.terminology import map_gender
 
+# the NPI: the value of the identifier of this system (the practitioner view selects it per identifier)
 NPI = "http://hl7.org/fhir/sid/us-npi"
-
-
-def _npi() -> F.Column:
-    zipped = F.arrays_zip("identifier_systems", "identifier_values")
-    return F.get(F.filter(zipped, lambda x: x["identifier_systems"] == NPI), 0)["identifier_values"]
 
 
 def fhir_practitioner_index(resources: DataFrame, deid: Deid) -> DataFrame:
     """(fhir_id, practitioner_key) for every FHIR Practitioner."""
     p = flatten(resources, "practitioner")
     return p.select(F.col("id").alias("fhir_id"),
-                    pseudonym(F.coalesce(_npi(), F.col("id")), deid.key, "practitioner").alias("practitioner_key")) \
+                    pseudonym(F.coalesce("npi", "id"), deid.key, "practitioner").alias("practitioner_key")) \
             .dropDuplicates(["fhir_id"])
 
 

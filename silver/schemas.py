@@ -27,12 +27,22 @@ TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
         "source_updated_at TIMESTAMP, " + LINEAGE,
         ("patient_key",),
     ),
+    "patient_history": (  # SCD2 source of gold.dim_patient: one row per change of the de-identified attributes
+        "patient_key STRING NOT NULL, valid_from TIMESTAMP NOT NULL, gender STRING, birth_date DATE, birth_year INT, "
+        "is_age_90_plus BOOLEAN, zip3 STRING, state STRING, country STRING, deceased BOOLEAN, deceased_date DATE, "
+        "race STRING, ethnicity STRING, marital_status STRING, language STRING, insurance STRING, " + LINEAGE,
+        ("patient_key", "valid_from"),
+    ),
     "encounter": (
         "encounter_key STRING NOT NULL, patient_key STRING NOT NULL, encounter_class STRING, type_code STRING, "
         "type_system STRING, type_display STRING, status STRING, admit_at TIMESTAMP, discharge_at TIMESTAMP, "
         "department STRING, location STRING, organization_key STRING, practitioner_key STRING, admit_source STRING, "
         "discharge_disposition STRING, reason_code STRING, reason_system STRING, transfer_count INT, "
-        "last_adt_event STRING, adt_event_count INT, " + LINEAGE,
+        "last_adt_event STRING, adt_event_count INT, "
+        # durations from the true times, the same under both de-identification profiles (encounter.with_intervals)
+        "length_of_stay_hours INT, length_of_stay_days INT, age_at_admission INT, stay_sequence INT, "
+        "days_since_previous_discharge INT, admit_offset_seconds BIGINT, discharge_offset_seconds BIGINT, "
+        + LINEAGE,
         ("encounter_key",),
     ),
     "encounter_location": (  # the stays of an HL7 visit: one row per place between transfers (silver.encounter)

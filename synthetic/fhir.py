@@ -8,7 +8,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from synthetic import model, vocab
+from synthetic import contacts, model, vocab
 from synthetic.model import Encounter, LabValue, Organization, Patient, Pool, Practitioner, Vitals
 
 Resource = dict[str, Any]
@@ -88,6 +88,11 @@ def patient_resource(p: Patient, pool: Pool, last_updated: datetime) -> Resource
     res["maritalStatus"] = concept("http://terminology.hl7.org/CodeSystem/v3-MaritalStatus", p.marital,
                                    {"M": "Married", "S": "Never Married", "D": "Divorced", "W": "Widowed"}[p.marital])
     res["communication"] = [{"language": concept("urn:ietf:bcp:47", "en-US", "English")}]
+    kin = contacts.next_of_kin(p)
+    res["contact"] = [{"relationship": [concept("http://terminology.hl7.org/CodeSystem/v2-0131", "N", "Next-of-Kin")],
+                       "name": {"family": kin.family, "given": [kin.given]},
+                       "telecom": [{"system": "phone", "value": kin.phone}],
+                       "address": {"line": [kin.line], "city": kin.city, "state": kin.state, "postalCode": kin.zip}}]
     res["generalPractitioner"] = [ref(p.general_practitioner.id)]
     res["managingOrganization"] = ref(p.managing_org.id)
     return res
@@ -102,6 +107,10 @@ def encounter_resource(p: Patient, e: Encounter) -> Resource:
         "status": "finished",
         "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": act},
         "type": [concept(vocab.SNOMED, sct, display)],
+        # v3-ActPriority, as PV1-4 admission type: an unplanned readmission is urgent (U), others routine (R)
+        "priority": concept("http://terminology.hl7.org/CodeSystem/v3-ActPriority",
+                            *(("EM", "emergency") if e.klass == "emergency" else ("UR", "urgent") if e.readmission
+                              else ("R", "routine"))),
         "subject": ref(p.id), "participant": [{"individual": ref(e.practitioner.id)}],
         "period": {"start": ts(e.start), "end": ts(e.end)},
     }
@@ -146,10 +155,12 @@ def vital_observations(p: Patient, e: Encounter, v: Vitals) -> list[Resource]:
                         concept(vocab.LOINC, spo2_code, spo2_display, (vocab.LOINC, alt_code, alt_display)),
                         p, e, v.time)
     spo2["valueQuantity"] = _quantity(v.spo2, "%")
-    weight = _observation(v.ids["weight"], "vital-signs", loinc("weight"), p, e, v.time)
-    weight["valueQuantity"] = (_quantity(round(v.weight_kg * 2.20462, 1), "[lb_av]") if v.weight_in_lb
-                               else _quantity(v.weight_kg, "kg"))
-    out += [hr, bp, temp, spo2, weight]
+    out += [hr, bp, temp, spo2]
+    if v.weight_kg is not None:
+        weight = _observation(v.ids["weight"], "vital-signs", loinc("weight"), p, e, v.time)
+        weight["valueQuantity"] = (_quantity(round(v.weight_kg * 2.20462, 1), "[lb_av]") if v.weight_in_lb
+                                   else _quantity(v.weight_kg, "kg"))
+        out.append(weight)
     if v.height_cm is not None:
         height = _observation(v.ids["height"], "vital-signs", loinc("height"), p, e, v.time)
         height["valueQuantity"] = _quantity(v.height_cm, "cm")
@@ -196,6 +207,9 @@ def encounter_resources(p: Patient, e: Encounter) -> list[Resource]:
         out.append(res)
     if e.vitals:
         out += vital_observations(p, e, e.vitals)
+    for v in e.rounds:
+        if v.route == "fhir":
+            out += vital_observations(p, e, v)
     for lab in e.labs:
         if lab.route == "hl7":
             continue
@@ -233,7 +247,20 @@ def encounter_resources(p: Patient, e: Encounter) -> list[Resource]:
                     "encounter": ref(e.id), "occurrenceDateTime": ts(im.time), "primarySource": True})
     for note in e.notes:
         out.append(note_resource(p, e, note))
+    if e.canary:
+        out.append(canary_observation(p, e.canary))
     return out
+
+
+def canary_observation(p: Patient, c: model.Canary) -> Resource:
+    """The leakage canary: a follow-up call score recorded after discharge (no encounter: the stay is over)."""
+    code, display = model.CANARY_CODE
+    return {
+        "resourceType": "Observation", "id": c.id, "status": "final",
+        "category": [concept("http://terminology.hl7.org/CodeSystem/observation-category", "survey", "Survey")],
+        "code": concept(model.CANARY_SYSTEM, code, display), "subject": ref(p.id),
+        "effectiveDateTime": ts(c.time), "issued": ts(c.time), "valueQuantity": _quantity(c.value, "{score}"),
+    }
 
 
 def imaging_study(p: Patient, e: Encounter, st: model.Study) -> Resource:

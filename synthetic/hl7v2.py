@@ -10,7 +10,7 @@ import random
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from synthetic import model, vocab
+from synthetic import contacts, model, vocab
 from synthetic.fhir import interpretation_flag
 from synthetic.model import Encounter, LabOrder, Patient, Pool, Vitals
 
@@ -109,6 +109,9 @@ def build_events(patients: list[Patient]) -> list[Event]:
                     events.append(Event(lab.resulted, "lab", "R01", p, e, 2 + j, lab=lab))
             if e.hl7_vitals:
                 events.append(Event(e.hl7_vitals.time, "lab", "R01", p, e, 8, vitals=e.hl7_vitals))
+            for v in e.rounds:
+                if v.route == "hl7":
+                    events.append(Event(v.time, "lab", "R01", p, e, 8, vitals=v))
     events.sort(key=lambda ev: (ev.time, ev.patient.index, ev.order))
     return events
 
@@ -187,10 +190,19 @@ def msh_segment(ev_time: datetime, message_type: str, trigger: str, control_id: 
     return msh
 
 
+def nk1_segment(p: Patient, style: FileStyle) -> str:
+    c = contacts.next_of_kin(p)
+    code, display, _ = c.relation
+    return (f"NK1|1|{escape(c.family)}^{escape(c.given)}|{code}^{display}^HL70063|{escape(c.line)}^^"
+            f"{escape(c.city)}^{c.state}^{c.zip}^USA|{_phone_xtn(c.phone, style.version)}")
+
+
 def _adt_segments(ev: Event, style: FileStyle, pool: Pool) -> list[str]:
     p, e = ev.patient, ev.encounter
     segs = [f"EVN|{ev.trigger}|{hl7_ts(ev.time, style.version)}", pid_segment(p, ev.time, style, pool),
             pv1_segment(ev, style, pool)]
+    if ev.trigger in ("A01", "A04"):  # next of kin: between PID and PV1 (ADT_A01 structure)
+        segs.insert(2, nk1_segment(p, style))
     if ev.trigger in ("A01", "A04"):
         for i, al in enumerate(p.allergies if e is p.encounters[0] else [], start=1):
             type_code = {"medication": "DA", "food": "FA", "environment": "EA"}[al.category]
@@ -260,9 +272,11 @@ def _vitals_segments(ev: Event, style: FileStyle, pool: Pool, order_number: str)
             f"{escape(vocab.VITALS_PANEL[1])}^LN|||{when}||||||||||||||{when}|||F"]
     weight_unit = vit.hl7_units["weight"]
     values = {"HR": str(vit.heart_rate), "SBP": str(vit.systolic), "DBP": str(vit.diastolic),
-              "TEMP": _fmt(vit.temp_c * 9 / 5 + 32, 1), "SPO2": str(vit.spo2),
-              "WT": _fmt(vit.weight_kg, 1) if weight_unit == "kg" else _fmt(vit.weight_kg * 2.20462, 1)}
-    for i, (code, name, loinc, key) in enumerate(_HL7_VITALS, start=1):
+              "TEMP": _fmt(vit.temp_c * 9 / 5 + 32, 1), "SPO2": str(vit.spo2)}
+    if vit.weight_kg is not None:
+        values["WT"] = _fmt(vit.weight_kg, 1) if weight_unit == "kg" else _fmt(vit.weight_kg * 2.20462, 1)
+    charted = [row for row in _HL7_VITALS if row[0] in values]
+    for i, (code, name, loinc, key) in enumerate(charted, start=1):
         segs.append(f"OBX|{i}|NM|{code}^{name}^{style.local_system}^{loinc}^{name}^LN||{values[code]}|"
                     f"{vit.hl7_units[key]}||||||F|||{when}")
     return segs
@@ -279,7 +293,7 @@ def render(ev: Event, control_id: str, style: FileStyle, pool: Pool) -> Message:
     elif ev.lab is not None:
         body = _lab_segments(ev, style, pool)
     else:
-        body = _vitals_segments(ev, style, pool, f"VS{ev.encounter.visit_number}")
+        body = _vitals_segments(ev, style, pool, f"VS{ev.encounter.visit_number}{ev.vitals.order_suffix}")
     return Message(control_id, ev.message_type, style.version, [msh, *body], event=ev)
 
 

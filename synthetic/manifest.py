@@ -11,7 +11,7 @@ from typing import Any
 from synthetic import bad_items, fhir, model, people
 from synthetic.dicom import PRIVATE_CREATOR, PRIVATE_GROUP, Instance
 from synthetic.hl7v2 import HL7File
-from synthetic.model import Patient, Pool
+from synthetic.model import Encounter, Patient, Pool
 
 MANIFEST_PATH = "_generator/manifest.json"
 FORMAT_VERSION = 1
@@ -59,11 +59,57 @@ def _patient_record(p: Patient, bundle: str) -> dict[str, Any]:
         "deceased": fhir.ts(p.deceased) if p.deceased else None,
         "age_at_base": (model.BASE_TIME.date() - p.birth_date).days // 365,
         "phi": phi(p),
-        "encounters": [{"id": e.id, "visit_number": e.visit_number, "class": e.klass, "start": fhir.ts(e.start),
-                        "end": fhir.ts(e.end), "readmission_30d": e.readmission,
-                        "discharge_expired": e.discharge_expired} for e in p.encounters],
+        "encounters": [_encounter_record(e) for e in p.encounters],
         "imaging_studies": [{"study_instance_uid": st.uid, "accession": st.accession, "modality": st.modality,
                              "instances": st.instance_count} for e in p.encounters for st in e.studies],
+    }
+
+
+def _encounter_record(e: Encounter) -> dict[str, Any]:
+    record: dict[str, Any] = {"id": e.id, "visit_number": e.visit_number, "class": e.klass, "start": fhir.ts(e.start),
+                              "end": fhir.ts(e.end), "readmission_30d": e.readmission,
+                              "discharge_expired": e.discharge_expired,
+                              "vitals_charted": (e.vitals is not None) + (e.hl7_vitals is not None) + len(e.rounds)}
+    if e.klass == "inpatient":
+        record.update({"readmitted_within_30d": e.readmitted, "readmission_risk": round(e.readmission_risk or 0.0, 6),
+                       "risk_features": e.risk_features,
+                       "canary": {"observation_id": e.canary.id, "effective": fhir.ts(e.canary.time),
+                                  "value": e.canary.value} if e.canary else None})
+    return record
+
+
+def _readmission_model() -> dict[str, Any]:
+    return {
+        "description": "each inpatient stay is followed by an unplanned inpatient readmission 2-28 days after "
+                       "discharge with probability 1/(1+exp(-(intercept + sum(coefficient * feature)))); "
+                       "features as gold.features_readmission computes them at discharge",
+        "intercept": model.READMISSION_INTERCEPT, "coefficients": dict(model.READMISSION_COEFFICIENTS),
+        "features": {
+            "charlson_index": "Charlson index (Quan 2005 categories, Charlson 1987 weights) of the ICD-10 diagnoses "
+                              "known at discharge",
+            "prior_admissions_12m": f"inpatient admissions in the 365 days before admission, capped at "
+                                    f"{model.PRIOR_ADMISSIONS_CAP}",
+            "length_of_stay_days": "discharge - admission, in days",
+            "creatinine_high": "1 when the last creatinine at or before discharge (from up to "
+                               f"{model.LAB_LOOKBACK_DAYS} days before admission) is above 1.3 mg/dL",
+            "sodium_low": "1 when the last sodium, taken the same way, is below 136 mmol/L",
+            "age_75_plus": "1 when the age at admission is 75 or more",
+        },
+        "label": "encounters[].readmitted_within_30d: the next inpatient admission starts within 30 days of this "
+                 "discharge (a drawn readmission that would end after base_time does not happen)",
+        "readmission": "PV1-4 admission type U / Encounter.priority UR, an acute diagnosis (pneumonia, UTI, sepsis or "
+                       "myocardial infarction), no potentially planned procedure",
+    }
+
+
+def _canary() -> dict[str, Any]:
+    code, display = model.CANARY_CODE
+    return {
+        "description": "leakage canary: a follow-up call 4-30 h after each inpatient discharge (before any next "
+                       "encounter), a FHIR Observation (category survey, no encounter) with a score 0-10 drawn "
+                       "around 7 when the stay is readmitted and 2.5 when not. Recorded only after discharge: "
+                       "point-in-time features never use it; alone it predicts the label (AUROC near 1)",
+        "system": model.CANARY_SYSTEM, "code": code, "display": display, "unit": "{score}",
     }
 
 
@@ -105,7 +151,7 @@ class ManifestWriter:
             path.write_bytes(b"")
         self.patient_count = self.deceased = self.over_89 = 0
         self.encounters: Counter[str] = Counter()
-        self.readmissions = 0
+        self.readmissions = self.canaries = 0
         self.fhir: Counter[str] = Counter()
         self.ndjson: Counter[str] = Counter()
         self.messages: Counter[str] = Counter()
@@ -132,6 +178,7 @@ class ManifestWriter:
             for e in p.encounters:
                 self.encounters[e.klass] += 1
                 self.readmissions += e.readmission
+                self.canaries += e.canary is not None
         self.fhir.update(fhir_counts)
         good = [m for f in hl7_files for m in f.messages if m.kind == "good"]
         self.messages.update(m.message_type for m in good)
@@ -161,6 +208,8 @@ class ManifestWriter:
             # the zone of every timestamp written without an offset (HL7 v2.3/2.4): set facility_timezone to it
             "facility_timezone": model.LOCAL_TZ_NAME,
             "identifiers": _identifiers(pool),
+            "readmission_model": _readmission_model(),
+            "leakage_canary": _canary(),
             "organizations": [{"id": o.id, "name": o.name, "oid": o.identifier}
                               for o in [pool.hospital, *pool.clinics]],
             "practitioners": [{"id": pr.id, "npi": pr.npi, "family": pr.family, "given": pr.given}
@@ -170,7 +219,8 @@ class ManifestWriter:
                 "patients": {"total": self.patient_count, "deceased": self.deceased, "over_89": self.over_89},
                 "encounters": {"total": sum(self.encounters.values()),
                                "by_class": dict(sorted(self.encounters.items())),
-                               "inpatient_stays": self.encounters["inpatient"], "readmissions_30d": self.readmissions},
+                               "inpatient_stays": self.encounters["inpatient"], "readmissions_30d": self.readmissions,
+                               "canaries": self.canaries},
                 "fhir": {"bundles": self.patient_count, "resources": sum(self.fhir.values()),
                          "resources_by_type": dict(sorted(self.fhir.items())),
                          "ndjson_resources_by_type": dict(sorted(self.ndjson.items())),

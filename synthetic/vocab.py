@@ -91,6 +91,8 @@ CHRONIC_CONDITIONS: list[Condition] = [
     Condition("F32.9", "370143000", "Major depressive disorder", True, ("596926",)),
     Condition("E66.9", "414916001", "Obesity", True, ()),
     Condition("K21.9", "235595009", "Gastroesophageal reflux disease", True, ()),
+    Condition("I63.9", "230690007", "Cerebrovascular accident", True, ("259255",)),
+    Condition("G30.9", "26929004", "Alzheimer's disease", True, ()),
 ]
 
 ACUTE_CONDITIONS: list[Condition] = [
@@ -103,6 +105,17 @@ ACUTE_CONDITIONS: list[Condition] = [
     Condition("S52.501A", "263102004", "Fracture of distal end of radius", False, ("1049221",)),
 ]
 
+# Quan 2005 Charlson category and Charlson 1987 weight of the codes above (as gold/charlson_quan2005_icd10.csv maps
+# them); the generator's planted readmission model uses the index the pipeline computes from these diagnoses.
+CHARLSON: dict[str, tuple[str, int]] = {
+    "E11.9": ("diab", 1), "J45.909": ("copd", 1), "J44.9": ("copd", 1), "N18.30": ("rend", 2),
+    "I50.9": ("chf", 1), "I63.9": ("cevd", 1), "G30.9": ("dementia", 1), "I21.9": ("ami", 1),
+}
+# An unplanned readmission's diagnosis: acute conditions that make a readmission unplanned under the CMS
+# planned-readmission algorithm whatever the procedure.
+READMISSION_DIAGNOSES: list[Condition] = [c for c in ACUTE_CONDITIONS
+                                          if c.icd10 in ("J18.9", "N39.0", "I21.9", "A41.9")]
+
 PROCEDURES: list[tuple[str, str]] = [
     ("430193006", "Medication reconciliation"),
     ("73761001", "Colonoscopy"),
@@ -114,6 +127,8 @@ PROCEDURES: list[tuple[str, str]] = [
     ("274474001", "Bone immobilization"),
     ("65200003", "Insertion of intrauterine contraceptive device"),
 ]
+
+UNPLANNED_PROCEDURE = ("76601001", "Intramuscular injection")  # not a potentially planned procedure
 
 VACCINES: list[tuple[str, str]] = [
     ("140", "Influenza, seasonal, injectable, preservative free"),

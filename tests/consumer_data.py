@@ -20,16 +20,26 @@ def synthetic_silver(patients: int = 80, seed: int = 7) -> dict[str, list[tuple[
     for p in range(patients):
         pk = f"P{p:04d}"
         sick = rng.random()
+        born = date(1930 + rng.randrange(70), rng.randrange(1, 13), rng.randrange(1, 28))
         out["patient"].append(_row("patient", {
-            "patient_key": pk, "gender": rng.choice(["male", "female"]),
-            "birth_date": date(1930 + rng.randrange(70), rng.randrange(1, 13), rng.randrange(1, 28))}))
+            "patient_key": pk, "gender": rng.choice(["male", "female"]), "birth_date": born}))
         admit = datetime(2023, 1, 1) + timedelta(days=rng.randrange(300), hours=rng.randrange(24))
+        first, previous = admit, None
         for s in range(rng.randrange(1, 5)):
             ek = f"{pk}-E{s}"
             discharge = admit + timedelta(hours=rng.randrange(24, 24 * 9))
             out["encounter"].append(_row("encounter", {
                 "encounter_key": ek, "patient_key": pk, "encounter_class": "IMP", "status": "finished",
-                "admit_at": admit, "discharge_at": discharge}))
+                "admit_at": admit, "discharge_at": discharge,
+                # the durations Silver computes from the true times (silver.encounter.with_intervals)
+                "length_of_stay_hours": int((discharge - admit).total_seconds() // 3600),
+                "length_of_stay_days": (discharge - admit).days, "stay_sequence": s + 1,
+                "age_at_admission": min(90, admit.year - born.year
+                                        - ((admit.month, admit.day) < (born.month, born.day))),
+                "days_since_previous_discharge": None if previous is None else (admit - previous).days,
+                "admit_offset_seconds": int((admit - first).total_seconds()),
+                "discharge_offset_seconds": int((discharge - first).total_seconds())}))
+            previous = discharge
             labs = (("2345-7", "mg/dL", 90 + 150 * sick), ("2160-0", "mg/dL", 1.0), ("8867-4", "/min", 75 + 25 * sick))
             for i, (loinc, unit, mean) in enumerate(labs):
                 out["observation"].append(_row("observation", {

@@ -46,7 +46,8 @@ def test_rerun_writes_nothing_changed_file_dedups_and_copy_in_skips(settings, ca
     second = _ingest(settings, [inbox])  # same inputs again: already landed, nothing new
     assert _versions(catalog) == before
     assert second["files"] == {"new": 0, "skipped": files, "copied": 0, "already_landed": files,
-                               "refused": 0, "poisoned": 0, "by_format": {"hl7v2": 0, "fhir": 0, "dicom": 0, "unknown": 0}}
+                               "refused": 0, "poisoned": 0,
+                               "by_format": {"hl7v2": 0, "fhir": 0, "dicom": 0, "unknown": 0}}
     assert all(second[s]["received"] == 0 for s in ("hl7v2", "fhir", "dicom", "unknown"))
 
     landed_hl7 = next(landed.rglob("adt.hl7"))

@@ -13,19 +13,34 @@ def test_defaults_need_no_configuration(tmp_path: Path, monkeypatch: pytest.Monk
     s = load_settings(environ={})
     assert s.engine == "local"
     assert s.root_path == (tmp_path / "lakehouse").resolve()
-    assert s.date_policy == "shift"
+    assert s.deid_profile == "expert_determination"
 
 
 def test_file_then_env_then_override(tmp_path: Path) -> None:
     cfg = tmp_path / "lakehouse.yaml"
-    cfg.write_text("root: data\ndate_policy: year\nengine: local\n")
+    cfg.write_text("root: data\ndeid_profile: safe_harbor\nengine: local\n")
     s = load_settings(config_file=cfg, environ={})
     assert s.root_path == (tmp_path / "data").resolve(), "relative root is relative to the settings file"
-    assert s.date_policy == "year"
-    s = load_settings(config_file=cfg, environ={"LAKEHOUSE_DATE_POLICY": "shift"})
-    assert s.date_policy == "shift"
-    s = load_settings(config_file=cfg, environ={"LAKEHOUSE_DATE_POLICY": "shift"}, date_policy="year")
-    assert s.date_policy == "year"
+    assert s.deid_profile == "safe_harbor"
+    s = load_settings(config_file=cfg, environ={"LAKEHOUSE_DEID_PROFILE": "expert_determination"})
+    assert s.deid_profile == "expert_determination"
+    s = load_settings(config_file=cfg, environ={"LAKEHOUSE_DEID_PROFILE": "expert_determination"},
+                      deid_profile="safe_harbor")
+    assert s.deid_profile == "safe_harbor"
+
+
+@pytest.mark.parametrize(("old", "new"), [("shift", "expert_determination"), ("year", "safe_harbor")])
+def test_date_policy_is_refused_naming_its_replacement(tmp_path: Path, old: str, new: str) -> None:
+    cfg = tmp_path / "lakehouse.yaml"
+    cfg.write_text(f"root: data\ndate_policy: {old}\n")
+    for kwargs in ({"config_file": cfg, "environ": {}}, {"environ": {"LAKEHOUSE_DATE_POLICY": old}},
+                   {"environ": {}, "date_policy": old}):
+        with pytest.raises(ConfigError) as exc:
+            load_settings(**kwargs)  # type: ignore[arg-type]
+        message = str(exc.value)
+        assert "\n" not in message and "'date_policy'" in message and f"deid_profile: {new}" in message, message
+    with pytest.raises(ConfigError, match="deid_profile"):
+        load_settings(environ={"LAKEHOUSE_DEID_PROFILE": "year"})
 
 
 def test_bad_values_are_one_clear_line(tmp_path: Path) -> None:

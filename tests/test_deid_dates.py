@@ -44,7 +44,7 @@ def test_shift_is_per_patient_in_range_and_matches_python(spark) -> None:
 
 def test_shift_preserves_every_interval_of_a_patient(spark) -> None:
     df = _events(spark)
-    shifted = apply_date_policy(df, ["d", "ts"], "patient_key", engine_key(KEY), "shift", 365)
+    shifted = apply_date_policy(df, ["d", "ts"], "patient_key", engine_key(KEY), "expert_determination", 365)
     assert shifted.schema == df.schema
     before = df.orderBy("patient_key", "d").collect()
     after = shifted.orderBy("patient_key", "d").collect()
@@ -59,11 +59,11 @@ def test_shift_preserves_every_interval_of_a_patient(spark) -> None:
 
 
 def test_year_policy_keeps_only_the_year(spark) -> None:
-    out = apply_date_policy(_events(spark), ["d", "ts"], "patient_key", engine_key(KEY), "year", 365).collect()
+    out = apply_date_policy(_events(spark), ["d", "ts"], "patient_key", engine_key(KEY), "safe_harbor", 365).collect()
     assert all(r.d == dt.date(r.d.year, 1, 1) and (r.ts.month, r.ts.day, r.ts.hour) == (1, 1, 0) for r in out)
     with pytest.raises(TypeError):
         apply_date_policy(_events(spark).withColumn("s", F.lit("2020-01-01")), ["s"], "patient_key",
-                          engine_key(KEY), "shift", 9)
+                          engine_key(KEY), "expert_determination", 9)
 
 
 def test_ages_over_89_become_90_and_lose_the_birth_year(spark) -> None:

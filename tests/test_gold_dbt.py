@@ -1,8 +1,8 @@
 """Gold with dbt on the embedded engine: one lakehouse root for the module, three real `dbt build` runs.
 
 Silver is made here from small hand-made rows that follow ``silver.schemas`` exactly, so these tests do not
-depend on the Silver code. Build 1: initial data. Build 2: nothing changed. Build 3: patient p1 moves (new
-ZIP3, later source_updated_at) and a new inpatient admission arrives.
+depend on the Silver code. Build 1: initial data. Build 2: nothing changed. Build 3: patient p1 moves (a new
+silver.patient_history version with a new ZIP3) and a new inpatient admission arrives.
 """
 
 from __future__ import annotations
@@ -29,8 +29,7 @@ SEEDS = ("ref_age_bands", "ref_code_systems", "ref_date_spine", "ref_departments
          "ref_vital_signs")
 GOLD_MODELS = ("dim_patient", "dim_practitioner", "dim_organization", "dim_department", "dim_date", "dim_code",
                "fct_encounter", "fct_observation", "fct_condition", "fct_medication", "fct_procedure",
-               "fct_imaging_study", "mart_readmission_30d", "mart_length_of_stay", "mart_daily_vitals",
-               "snp_patient")
+               "fct_imaging_study", "mart_readmission_30d", "mart_length_of_stay", "mart_daily_vitals")
 T = datetime
 
 
@@ -47,6 +46,13 @@ def patient(key: str, zip3: str, updated: datetime, birth_year: int = 1950) -> d
                 state="MA", country="US", deceased=False, insurance="medicare", source_updated_at=updated)
 
 
+def version(key: str, zip3: str, valid_from: datetime, birth_year: int = 1950) -> dict[str, Any]:
+    """A row of silver.patient_history: the patient's de-identified state from ``valid_from`` on."""
+    row = patient(key, zip3, valid_from, birth_year)
+    del row["source_updated_at"]
+    return {**row, "valid_from": valid_from}
+
+
 def vital(key: str, patient_key: str, loinc: str, value: float, unit: str, at: datetime) -> dict[str, Any]:
     return dict(observation_key=key, patient_key=patient_key, category="vital-signs", loinc_code=loinc,
                 value_num=value, unit=unit, is_unit_known=True, effective_at=at, status="final", is_mapped=True)
@@ -55,6 +61,8 @@ def vital(key: str, patient_key: str, loinc: str, value: float, unit: str, at: d
 SILVER_1: dict[str, list[dict[str, Any]]] = {
     "patient": [patient("p1", "021", T(2023, 6, 1)), patient("p2", "100", T(2023, 6, 1), 1990),
                 patient("p3", "606", T(2023, 6, 1), 1930), patient("p4", "945", T(2023, 6, 1), 2015)],
+    "patient_history": [version("p1", "021", T(2023, 6, 1)), version("p2", "100", T(2023, 6, 1), 1990),
+                        version("p3", "606", T(2023, 6, 1), 1930), version("p4", "945", T(2023, 6, 1), 2015)],
     "encounter": [
         enc("e1", "p1", "IMP", T(2024, 1, 1, 8), T(2024, 1, 5, 12), "Cardiology"),
         enc("e2", "p1", "inpatient", T(2024, 1, 20, 8), T(2024, 1, 22, 12), " cardiology "),
@@ -92,6 +100,7 @@ SILVER_1: dict[str, list[dict[str, Any]]] = {
 }
 P1_MOVED_AT = T(2024, 2, 1)
 SILVER_3_PATIENT = [patient("p1", "945", P1_MOVED_AT)]
+SILVER_3_HISTORY = [version("p1", "945", P1_MOVED_AT)]
 SILVER_3_ENCOUNTER = [enc("e10", "p1", "IMP", T(2024, 3, 1, 8), T(2024, 3, 4, 8), "Cardiology")]
 
 
@@ -135,7 +144,8 @@ def gold(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GoldB
 
     build()
     build()
-    for table, rows in (("patient", SILVER_3_PATIENT), ("encounter", SILVER_3_ENCOUNTER)):
+    for table, rows in (("patient", SILVER_3_PATIENT), ("patient_history", SILVER_3_HISTORY),
+                        ("encounter", SILVER_3_ENCOUNTER)):
         catalog.merge(silver_frame(spark, table, rows, "s3", T(2024, 4, 2)), f"silver.{table}",
                       natural_key(table), ignore_changes=("silver_run_id", "silver_updated_at"))
     build()
@@ -145,7 +155,7 @@ def gold(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GoldB
 
 def test_build_passes_and_writes_external_delta_tables(gold: GoldBuilds, spark: Any) -> None:
     nodes = gold.results[0]["nodes"]
-    assert set(nodes) == {"model", "seed", "snapshot", "test", "unit_test"}
+    assert set(nodes) == {"model", "seed", "test", "unit_test"}
     assert nodes["model"] == {"success": nodes["model"]["success"]} and nodes["model"]["success"] >= 30
     assert set(nodes["test"]) <= {"pass", "warn"} and nodes["test"]["pass"] > 100
     assert set(nodes["unit_test"]) == {"pass"} and nodes["unit_test"]["pass"] >= 6  # dbt unit_tests: in models/
@@ -200,7 +210,7 @@ def test_scd2_address_change_adds_a_version_and_repoints_later_facts(gold: GoldB
     assert fct.loc[["e1", "e2"], "patient_sk"].tolist() == [old_sk, old_sk]     # before the move
     assert fct.loc[["e3", "e10"], "patient_sk"].tolist() == [new_sk, new_sk]    # after (e3 existed already)
     changed = set(gold.results[2]["changed_tables"])
-    assert {"gold.snp_patient", "gold.dim_patient", "gold.fct_encounter", "gold.mart_readmission_30d"} <= changed
+    assert {"gold.dim_patient", "gold.fct_encounter", "gold.mart_readmission_30d"} <= changed
     assert "gold.fct_procedure" not in changed and "gold.dim_date" not in changed
     assert not changed & {f"gold.{s}" for s in SEEDS}
     assert gold.catalog.read("gold.ref_departments").count() == 16  # reloading kept one copy of each row

@@ -14,7 +14,7 @@ from helpers import attach, new_lakehouse
 from lakehouse import engine
 from lakehouse.catalog import Catalog
 from lakehouse.config import Settings
-from lakehouse.runlog import read_runs, verify_audit
+from lakehouse.runlog import verify_audit
 from lakehouse.status import table_status
 from lakehouse_app import pipeline
 from silver.deid import generalize_zip3_py, pseudonym_py

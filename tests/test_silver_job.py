@@ -214,7 +214,7 @@ def test_unchanged_input_skips_the_build_and_any_change_does_not(built: dict[str
 
     assert reconciliation(report) == reconciliation(built["report"])  # still printed after a skipped run
     assert run.outputs == []
-    for changed in (settings.model_copy(update={"date_policy": "year"}),
+    for changed in (settings.model_copy(update={"deid_profile": "safe_harbor"}),
                     settings.model_copy(update={"pseudonym_key": SecretStr("another-key-0123456789abcdef")})):
         assert uptodate.unchanged_since(changed, "silver", _fingerprint(changed)) is None
     catalog = built["catalog"]  # any new Bronze version, here the same resource landed again

@@ -142,14 +142,15 @@ def _one(built: dict[str, Any], code: str) -> dict[str, Any]:
 
 
 def test_every_obx_lands_once_and_reconciles(built: dict[str, Any]) -> None:
-    # 1 OBX of the preliminary send, 8 of the final one (a different body: a message of its own), 3 of the OUL^R22
-    assert built["report"]["observation"] == {**built["report"]["observation"], "bronze_input": 12, "silver": 12,
-                                              "quarantined": 0}
+    # 1 OBX of the preliminary send, 8 of the final one (a different body: a message of its own), 3 of the OUL^R22;
+    # the preliminary glucose is a version of the final one (same order and test): superseded, one result
+    assert built["report"]["observation"] == {**built["report"]["observation"], "bronze_input": 11, "silver": 11,
+                                              "quarantined": 0, "superseded_results": 1}
     rows = built["rows"]
-    # set ids 1-4 twice in the ORU and 1 twice in the OUL: every OBX has a key of its own
-    assert len({r["observation_key"] for r in rows}) == 12
+    # set ids 1-4 twice in the ORU and 1 twice in the OUL: every result has a key of its own
+    assert len({r["observation_key"] for r in rows}) == 11
     assert all(len(r["observation_key"]) == 64 for r in rows)
-    codes = {"2345-7": 2, "2160-0": 1, "5804-0": 1, "8251-1": 1, "625-4": 1, "11502-2": 1, "22314-9": 1, "8665-2": 1,
+    codes = {"2345-7": 1, "2160-0": 1, "5804-0": 1, "8251-1": 1, "625-4": 1, "11502-2": 1, "22314-9": 1, "8665-2": 1,
              "SPVOL": 1, "718-7": 1, "6690-2": 1}
     assert {c: len(v) for c, v in built["by_code"].items()} == codes
     assert all(r["patient_key"] == built["patient_key"] for r in rows)
@@ -158,10 +159,9 @@ def test_every_obx_lands_once_and_reconciles(built: dict[str, Any]) -> None:
 
 def test_numeric_and_structured_numeric_results(built: dict[str, Any]) -> None:
     shift = built["shift"]
-    # OBX-11 P in the first send, F in the final one
-    assert sorted((r["status"], r["value_num"]) for r in built["by_code"]["2345-7"]) == \
-        [("final", 105.0), ("preliminary", 104.0)]
-    glucose = next(r for r in built["by_code"]["2345-7"] if r["status"] == "final")
+    # OBX-11 P in the first send, F in the final one: one result, the final version, both messages in its lineage
+    glucose = _one(built, "2345-7")
+    assert (glucose["status"], glucose["value_num"], len(glucose["bronze_hashes"])) == ("final", 105.0, 2)
     assert (glucose["loinc_code"], glucose["value_num"], glucose["unit"], glucose["value_comparator"]) == \
         ("2345-7", 105.0, "mg/dL", None)
     assert (glucose["ref_low"], glucose["ref_high"], glucose["ref_text"]) == (70.0, 99.0, "70-99")

@@ -1,4 +1,5 @@
-"""Date policy: one deterministic shift per patient (intervals preserved) or year only; the 90+ age rule."""
+"""Dates per de-identification profile: one deterministic shift per patient (``expert_determination``, intervals
+preserved) or the year only (``safe_harbor``, 164.514(b)(2)(i)(C)); the 90+ age rule."""
 
 from __future__ import annotations
 
@@ -74,10 +75,11 @@ def year_floor(col: Column, is_timestamp: bool = False) -> Column:
 
 
 def apply_date_policy(df: DataFrame, columns: Sequence[str], patient_key_col: str, key: EngineKey,
-                      policy: Literal["shift", "year"], max_days: int) -> DataFrame:
-    """Apply the date policy to DATE/TIMESTAMP ``columns`` of ``df`` in place (same names and types).
+                      profile: Literal["expert_determination", "safe_harbor"], max_days: int) -> DataFrame:
+    """Apply the profile's date rule to DATE/TIMESTAMP ``columns`` of ``df`` in place (same names and types).
 
-    ``shift``: every date of a patient moves by that patient's :func:`date_shift_days`; ``year``: Jan 1 of the year.
+    ``expert_determination``: every date of a patient moves by that patient's :func:`date_shift_days`;
+    ``safe_harbor``: 1 January of the year (durations that analytics need are computed before, from the true dates).
     String columns are rejected: parse them first, so that nothing unparsed slips through unshifted.
     """
     types = dict((f.name, f.dataType) for f in df.schema.fields)
@@ -86,10 +88,11 @@ def apply_date_policy(df: DataFrame, columns: Sequence[str], patient_key_col: st
             raise ValueError(f"date column {name!r} not in the DataFrame")
         if not isinstance(types[name], DateType | TimestampType | TimestampNTZType):
             raise TypeError(f"date column {name!r} is {types[name].simpleString()}, not date or timestamp")
-    if policy == "year":
+    if profile == "safe_harbor":
         return df.withColumns({n: year_floor(F.col(n), not isinstance(types[n], DateType)) for n in columns})
-    if policy != "shift":
-        raise ValueError(f"unknown date policy {policy!r}: use 'shift' or 'year'")
+    if profile != "expert_determination":
+        raise ValueError(f"unknown de-identification profile {profile!r}: use 'expert_determination' or "
+                         "'safe_harbor'")
     days = date_shift_days(F.col(patient_key_col), key, max_days)
     out = {}
     for n in columns:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -47,6 +49,17 @@ def _hmac_hex(values: pd.Series, ns_key: bytes) -> pd.Series:
     return values.map(lambda v: None if v is None or v is pd.NA else _hex(ns_key, v))
 
 
+def _record_crosswalk(key: EngineKey, namespace: str, values: pd.Series, new: pd.Series) -> None:
+    """During a key rotation (``key.crosswalk_dir`` set, see lakehouse_app/rekey.py): write this batch's
+    (namespace, old pseudonym, new pseudonym) pairs into the restricted crosswalk folder, where the key is."""
+    if key.crosswalk_dir is None:
+        return
+    old = _hmac_hex(values, namespace_key(key.load_previous(), namespace))
+    pairs = pd.DataFrame({"namespace": namespace, "old_pseudonym": old, "new_pseudonym": new}).dropna()
+    if len(pairs):
+        pairs.drop_duplicates().to_parquet(Path(key.crosswalk_dir) / f"{namespace}-{uuid.uuid4().hex}.parquet")
+
+
 def keyed_hex(col: Column, key: EngineKey, namespace: str) -> Column:
     """HMAC-SHA256(namespace key, UTF-8 of col) as lower-case hex, on the engine; NULL stays NULL. Un-aliased."""
     if not namespace:
@@ -55,7 +68,9 @@ def keyed_hex(col: Column, key: EngineKey, namespace: str) -> Column:
 
     @pandas_udf("string")  # type: ignore[call-overload]
     def _keyed(values: pd.Series) -> pd.Series:
-        return _hmac_hex(values, namespace_key(key.load(), namespace))
+        out = _hmac_hex(values, namespace_key(key.load(), namespace))
+        _record_crosswalk(key, namespace, values, out)
+        return out
 
     return _keyed(col.cast("string"))
 
@@ -92,6 +107,9 @@ def pseudonym_array(col: Column, key: EngineKey, namespace: str) -> Column:
     @pandas_udf("array<string>")  # type: ignore[call-overload]
     def _keyed(arrays: pd.Series) -> pd.Series:
         ns_key = namespace_key(key.load(), namespace)
+        if key.crosswalk_dir is not None:
+            items = pd.Series([v for a in arrays if a is not None for v in a if v is not None], dtype=object)
+            _record_crosswalk(key, namespace, items, _hmac_hex(items, ns_key))
         return arrays.map(lambda a: [] if a is None else sorted({_hex(ns_key, v) for v in a if v is not None}))
 
     return _keyed(col.cast("array<string>"))

@@ -15,7 +15,7 @@ from silver.schemas import TABLES, columns
 
 RULES_CSV = Path(__file__).with_name("rules.csv")
 ACTIONS = frozenset({"drop", "pseudonymize", "generalize_zip3", "shift_date", "year_only", "age_90plus", "scrub_text",
-                     "keep", "dicom_profile"})
+                     "keep", "dicom_profile", "interval"})
 SAFE_HARBOR = {
     "A": "Names", "B": "Geographic subdivisions smaller than a state (street, city, county, ZIP beyond 3 digits)",
     "C": "Dates (except year) related to an individual; ages over 89", "D": "Telephone numbers",

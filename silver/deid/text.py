@@ -12,12 +12,14 @@ from typing import TYPE_CHECKING
 
 from pyspark.sql import functions as F
 
-from silver.deid.patterns import RECOGNIZERS
+from silver.deid.patterns import MERGED_RECOGNIZERS
+from silver.deid.rules import load_rules
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column
+    from pyspark.sql import Column, DataFrame
 
 NAME_KINDS = ("NAME",)
+ADDRESS_KINDS = ("ADDRESS",)
 DIGIT_KINDS = {"PHONE": 10, "FAX": 10, "SSN": 9}  # kind -> significant trailing digits
 SEP = r"[^\p{L}\p{N}]"
 MIN_TOKEN = 2
@@ -73,7 +75,14 @@ def identifier_pattern(kind: Column, value: Column) -> Column:
                                                F.lit("|"), F.array_join(tokens, "|"), F.lit(r")\b")))
     phrase = F.when((F.size(tokens) > 0) & (F.length(F.array_join(tokens, "")) >= 3),
                     F.concat(F.lit(r"(?i)\b"), F.array_join(tokens, SEP + "{1,3}"), F.lit(r"\b")))
-    out = F.when(kind.isin(*NAME_KINDS), name)
+    # an address: its first two parts, then each further part optionally ("12 Oak St Apt 6" also finds "12 Oak St",
+    # and one-character parts such as the unit "6" or "B" go with it instead of surviving as "[ADDRESS] 6")
+    rest = F.reverse(F.slice(all_tokens, 3, F.greatest(F.size(all_tokens) - 2, F.lit(1))))
+    optional = F.aggregate(rest, F.lit(""), lambda acc, t: F.concat(F.lit("(?:" + SEP + "{1,3}"), t, acc, F.lit(")?")))
+    address = F.when(F.size(all_tokens) >= 2,
+                     F.concat(F.lit(r"(?i)\b"), F.array_join(F.slice(all_tokens, 1, 2), SEP + "{1,3}"), optional,
+                              F.lit(r"\b")))
+    out = F.when(kind.isin(*NAME_KINDS), name).when(kind.isin(*ADDRESS_KINDS) & address.isNotNull(), address)
     for digit_kind, significant in DIGIT_KINDS.items():
         prefix = r"(?:\+?1[^0-9A-Za-z]{0,3})?\(?\b" if significant == 10 else r"\b"
         out = out.when(kind == digit_kind, _digit_pattern(value, significant, prefix))
@@ -139,9 +148,9 @@ EARLY_KINDS = ("URL", "EMAIL")  # before name parts, so "john@x.org" is one [EMA
 
 def scrub_patterns(text_col: Column, kinds: tuple[str, ...] | None = None, skip: tuple[str, ...] = ()) -> Column:
     out = text_col.cast("string")
-    for r in RECOGNIZERS:
+    for r in MERGED_RECOGNIZERS:
         if (kinds is None or r.kind in kinds) and r.kind not in skip:
-            out = F.regexp_replace(out, r.regex, r.placeholder)
+            out = F.regexp_replace(out, r.regex, r.replacement)
     return out
 
 
@@ -167,3 +176,21 @@ def scrub_text(text_col: Column, known_identifiers_col: Column | None = None) ->
     # expression per known identifier for them (CASE evaluates a branch only for the rows that take it)
     return F.when(blank, text).when(_any_may_occur(lower_text, text_digits, identifiers), passes(occurring)) \
             .otherwise(passes(None)).alias("scrubbed_text")
+
+
+def free_text_columns() -> dict[str, tuple[str, ...]]:
+    """Silver table -> its free-text columns: the ``scrub_text`` rules' ``silver_columns`` in rules.csv."""
+    out: dict[str, tuple[str, ...]] = {}
+    for r in load_rules():
+        if r.action == "scrub_text" and r.silver_columns:
+            out[r.domain] = out.get(r.domain, ()) + tuple(r.silver_columns.split())
+    return out
+
+
+def exclude_free_text(df: DataFrame, table: str) -> DataFrame:
+    """``free_text: exclude``: every free-text column of ``table`` (see :func:`free_text_columns`) becomes NULL,
+    so no text of any kind (scrubbed or not) is stored; the row and its codes, dates and statuses stay."""
+    for column in free_text_columns().get(table, ()):
+        if column in df.columns:
+            df = df.withColumn(column, F.lit(None).cast("string"))
+    return df

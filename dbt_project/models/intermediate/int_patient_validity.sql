@@ -1,15 +1,17 @@
--- Patient versions from the snapshot with closed validity ranges [valid_from, valid_to).
--- The first version of a patient is valid from the beginning of time: facts recorded before the first
--- known patient update still find a version.
+-- Patient versions from Silver's patient history (one per change of the de-identified attributes) with closed
+-- validity ranges [valid_from, valid_to). The first version of a patient is valid from the beginning of time:
+-- facts recorded before the first known change still find a version. History is rebuilt from all of Bronze by
+-- every Silver build, so a value suppressed later (90+, a new ZIP3 rule) is gone from every version here.
 with versions as (
     select
-        s.*,
-        row_number() over (partition by s.patient_key order by s.dbt_valid_from, s.dbt_scd_id) as version_number
-    from {{ ref('snp_patient') }} as s
+        h.*,
+        row_number() over (partition by h.patient_key order by h.changed_at)  as version_number,
+        lead(h.changed_at) over (partition by h.patient_key order by h.changed_at) as next_changed_at
+    from {{ ref('stg_patient_history') }} as h
 )
 
 select
-    dbt_scd_id                                                          as patient_sk,
+    sha2(concat_ws('|', patient_key, cast(changed_at as string)), 256)  as patient_sk,
     patient_key,
     version_number,
     gender,
@@ -25,10 +27,9 @@ select
     marital_status,
     language,
     insurance,
-    source_updated_at,
-    dbt_valid_from                                                      as source_valid_from,
+    changed_at                                                          as source_valid_from,
     case when version_number = 1 then to_timestamp('{{ var("scd_low_date") }}')
-         else dbt_valid_from end                                        as valid_from,
-    coalesce(dbt_valid_to, to_timestamp('{{ var("scd_high_date") }}'))  as valid_to,
-    dbt_valid_to is null                                                as is_current
+         else changed_at end                                            as valid_from,
+    coalesce(next_changed_at, to_timestamp('{{ var("scd_high_date") }}')) as valid_to,
+    next_changed_at is null                                             as is_current
 from versions

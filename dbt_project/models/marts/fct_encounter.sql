@@ -16,9 +16,12 @@ select
     {{ date_key('e.admitted_at') }}                        as admit_date_key,
     {{ date_key('e.discharged_at') }}                      as discharge_date_key,
     e.length_of_stay_days,
+    e.length_of_stay_hours,
+    e.stay_sequence,
+    e.days_since_previous_discharge,
     e.admit_source,
     e.discharge_disposition,
-    year(e.admitted_at) - pv.birth_year                    as age_at_admission,
+    e.age_at_admission,
     coalesce(ab.age_band, 'unknown')                       as age_band_at_admission,
     e.is_index_admission,
     e.next_inpatient_admitted_at,
@@ -27,4 +30,4 @@ select
     e.silver_updated_at
 from {{ ref('int_encounters_readmissions') }} as e
 {{ patient_version_join('e', 'e.admitted_at') }}
-{{ age_band_join('year(e.admitted_at) - pv.birth_year', 'pv.is_age_90_plus') }}
+{{ age_band_join('e.age_at_admission', 'e.age_at_admission >= 90') }}

@@ -1,6 +1,6 @@
 {{ config(unique_key=['patient_key', 'vital_date']) }}
 
--- Vital signs per patient and day (UTC). Only values in the canonical unit of ref_vital_signs count: a value
+-- Vital signs per patient and day (UTC); empty under the safe_harbor profile. Only values in the canonical unit of ref_vital_signs count: a value
 -- Silver could not convert keeps its original unit and is left out here (it stays in fct_observation).
 select
     o.patient_key,
@@ -29,4 +29,7 @@ from {{ ref('fct_observation') }} as o
 join {{ ref('ref_vital_signs') }} as v
   on v.loinc_code = o.loinc_code and v.canonical_unit = o.unit
 where o.value_num is not null and o.effective_at is not null
+  -- a day is not known under safe_harbor (dates carry the year only): the mart is empty rather than one row
+  -- per patient on 1 January (see its description and `lakehouse status`)
+  and '{{ var("deid_profile", "expert_determination") }}' = 'expert_determination'
 group by 1, 2, 3

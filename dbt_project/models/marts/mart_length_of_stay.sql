@@ -1,10 +1,14 @@
 {{ config(unique_key=['discharge_month', 'department_key']) }}
 
--- Inpatient length of stay (days) by department and discharge month.
+-- Inpatient length of stay (days) by department and discharge month. Lengths come from Silver's durations (true
+-- times), so they are the same under both profiles; under safe_harbor the rows are per discharge YEAR
+-- (period_grain says which).
+{% set grain = 'year' if var('deid_profile', 'expert_determination') == 'safe_harbor' else 'month' %}
 select
     f.department_key,
-    cast(date_trunc('MONTH', f.discharged_at) as date)     as discharge_month,
-    date_format(f.discharged_at, 'yyyy-MM')                as year_month,
+    cast(date_trunc('{{ grain | upper }}', f.discharged_at) as date) as discharge_month,
+    date_format(f.discharged_at, '{{ "yyyy" if grain == "year" else "yyyy-MM" }}') as year_month,
+    '{{ grain }}'                                          as period_grain,
     count(*)                                               as discharges,
     round(sum(f.length_of_stay_days), 4)                   as total_los_days,
     round(avg(f.length_of_stay_days), 4)                   as avg_los_days,
@@ -13,4 +17,4 @@ select
     round(max(f.length_of_stay_days), 4)                   as max_los_days
 from {{ ref('fct_encounter') }} as f
 where f.is_index_admission and f.length_of_stay_days is not null
-group by 1, 2, 3
+group by 1, 2, 3, 4

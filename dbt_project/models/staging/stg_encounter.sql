@@ -15,5 +15,12 @@ select
     cast(discharge_disposition as string)  as discharge_disposition,
     cast(reason_code as string)            as reason_code,
     cast(reason_system as string)          as reason_system,
+    -- durations Silver computed from the true times (the same under both de-identification profiles)
+    cast(length_of_stay_hours as int)      as length_of_stay_hours,
+    cast(age_at_admission as int)          as age_at_admission,
+    cast(stay_sequence as int)             as stay_sequence,
+    cast(days_since_previous_discharge as int) as days_since_previous_discharge,
+    cast(admit_offset_seconds as bigint)   as admit_offset_seconds,
+    cast(discharge_offset_seconds as bigint) as discharge_offset_seconds,
     cast(silver_updated_at as timestamp)   as silver_updated_at
 from {{ source('silver', 'encounter') }}

@@ -159,11 +159,14 @@ def silver(as_json: Annotated[bool, typer.Option("--json")] = False,
 @app.command()
 @cli_errors
 def gold(as_json: Annotated[bool, typer.Option("--json")] = False,
-         force: Annotated[bool, typer.Option("--force", help="rebuild even when nothing changed")] = False) -> None:
+         force: Annotated[bool, typer.Option("--force", help="rebuild even when nothing changed")] = False,
+         full_refresh: Annotated[bool, typer.Option("--full-refresh", help="rebuild every Gold table from scratch "
+                                                    "(after a column change or a de-identification profile "
+                                                    "change)")] = False) -> None:
     """Build Gold with dbt (dbt build; skipped when Silver, the dbt project and configuration are unchanged)."""
 
     with _progress():
-        result = pipeline.gold(_settings(), force=force)
+        result = pipeline.gold(_settings(), force=force, full_refresh=full_refresh)
     _print_json(result) if as_json else _show(render.gold(result))
 
 

@@ -60,8 +60,9 @@ def silver(settings: Settings, run: Run | None = None, force: bool = False) -> d
     return _in_run("silver", settings, run, lambda r: build_silver(settings, r, force=force))
 
 
-def gold(settings: Settings, run: Run | None = None, force: bool = False) -> dict[str, Any]:
-    return _in_run("gold", settings, run, lambda r: build_gold(settings, r, force=force))
+def gold(settings: Settings, run: Run | None = None, force: bool = False, full_refresh: bool = False
+         ) -> dict[str, Any]:
+    return _in_run("gold", settings, run, lambda r: build_gold(settings, r, force=force, full_refresh=full_refresh))
 
 
 def features(settings: Settings, run: Run | None = None) -> dict[str, Any]:

@@ -93,9 +93,10 @@ DEFINITIONS = {
                "latest FHIR Patients and PID segments whose values all type, + each source record with a value "
                "that does not",
     "patient_history": "demographic source records (PID segments with an MRN of distinct ADT A01/A04/A08/A28/A31 "
-                       "messages + every distinct FHIR Patient version in Bronze, whose values all type) - records "
-                       "that opened no version (same de-identified state as before, or superseded at the same "
-                       "instant)",
+                       "messages + every distinct FHIR Patient version in Bronze that resolves to a patient key (one "
+                       "whose id cannot be read is in no Silver table: source coverage quarantines it), whose "
+                       "values all type) - records that opened no version (same de-identified state as before, or "
+                       "superseded at the same instant)",
     "encounter": "distinct encounter_key (visit number, else FHIR id) over latest FHIR Encounters and the PV1s "
                  "of ADT messages (all events of a visit fold into one row)",
     "encounter_location": "ADT events of HL7 visits that put the visit in another place (location, department) "
@@ -450,9 +451,9 @@ def _build_patient(b: _Builder, res: DataFrame, segs: DataFrame, index: DataFram
 
 def _build_patient_history(b: _Builder, fhir_raw: DataFrame, segs: DataFrame, index: DataFrame) -> None:
     demographic = patient.demographic_segments(segs)
-    versions = patient.fhir_patient_versions(fhir_raw)
-    rows = patient.fhir_patients(versions, index).unionByName(patient.hl7_patients(demographic, b.deid),
-                                                              allowMissingColumns=True)
+    fhir_versions = b.stage(patient.fhir_patients(patient.fhir_patient_versions(fhir_raw), index),
+                            "patient_history_fhir")
+    rows = fhir_versions.unionByName(patient.hl7_patients(demographic, b.deid), allowMissingColumns=True)
     rows = rows.withColumn("invalid", F.coalesce(F.col("invalid"), F.array().cast("array<string>")))
     rows = patient.apply_merges(rows, b.merges) if b.merges is not None else rows
     # a record with an untypeable value is quarantined by silver.patient; it changes no version here
@@ -464,7 +465,7 @@ def _build_patient_history(b: _Builder, fhir_raw: DataFrame, segs: DataFrame, in
     n_untyped = rows.filter(F.size("invalid") > 0).count()
     b.run.metric("patient_history_unchanged_records", n_collapsed)
     b.finish("patient_history", patient.patient_history(states),
-             n_pid + versions.count() - n_untyped - n_collapsed)
+             n_pid + fhir_versions.select("content_hash").distinct().count() - n_untyped - n_collapsed)
 
 
 def _build_encounter(b: _Builder, res: DataFrame, segs: DataFrame, pats: DataFrame, encs: DataFrame,

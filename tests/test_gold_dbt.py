@@ -33,12 +33,37 @@ GOLD_MODELS = ("dim_patient", "dim_practitioner", "dim_organization", "dim_depar
 T = datetime
 
 
+OFFSET_ANCHOR = datetime(2000, 1, 1)  # Silver's offsets count from the patient's first admission; any anchor
+BIRTH_YEARS = {"p1": 1950, "p2": 1990, "p3": 1930, "p4": 2015}
+
+
 def enc(key: str, patient: str, cls: str, admit: datetime, discharge: datetime | None, dept: str,
         practitioner: str | None = "dr1") -> dict[str, Any]:
+    """A silver.encounter row with the durations Silver computes from the true times (encounter.with_intervals);
+    stay_sequence and days_since_previous_discharge are filled by :func:`with_stay_order`."""
+    stay = (discharge - admit) if discharge is not None else None
     return dict(encounter_key=key, patient_key=patient, encounter_class=cls, admit_at=admit, discharge_at=discharge,
                 department=dept, practitioner_key=practitioner, organization_key="org1", type_code="32485007",
                 type_system="http://snomed.info/sct", type_display="Hospital admission", status="finished",
-                discharge_disposition="home")
+                discharge_disposition="home",
+                admit_offset_seconds=int((admit - OFFSET_ANCHOR).total_seconds()),
+                discharge_offset_seconds=int((discharge - OFFSET_ANCHOR).total_seconds()) if discharge else None,
+                length_of_stay_hours=int(stay.total_seconds() // 3600) if stay is not None else None,
+                length_of_stay_days=stay.days if stay is not None else None,
+                age_at_admission=min(90, admit.year - BIRTH_YEARS[patient]) if patient in BIRTH_YEARS else None)
+
+
+def with_stay_order(rows: list[dict[str, Any]], earlier: list[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+    """``rows`` with stay_sequence and days_since_previous_discharge over the patient's stays in ``earlier`` +
+    ``rows`` (by admission time), as Silver numbers them."""
+    stays = sorted([*earlier, *rows], key=lambda r: (r["patient_key"], r["admit_at"]))
+    order: dict[str, tuple[int, int | None]] = {}
+    for i, r in enumerate(stays):
+        same = [x for x in stays[:i] if x["patient_key"] == r["patient_key"]]
+        gap = (r["admit_at"] - same[-1]["discharge_at"]).days if same and same[-1]["discharge_at"] else None
+        order[r["encounter_key"]] = (len(same) + 1, gap)
+    return [{**r, "stay_sequence": order[r["encounter_key"]][0],
+             "days_since_previous_discharge": order[r["encounter_key"]][1]} for r in rows]
 
 
 def patient(key: str, zip3: str, updated: datetime, birth_year: int = 1950) -> dict[str, Any]:
@@ -63,7 +88,7 @@ SILVER_1: dict[str, list[dict[str, Any]]] = {
                 patient("p3", "606", T(2023, 6, 1), 1930), patient("p4", "945", T(2023, 6, 1), 2015)],
     "patient_history": [version("p1", "021", T(2023, 6, 1)), version("p2", "100", T(2023, 6, 1), 1990),
                         version("p3", "606", T(2023, 6, 1), 1930), version("p4", "945", T(2023, 6, 1), 2015)],
-    "encounter": [
+    "encounter": with_stay_order([
         enc("e1", "p1", "IMP", T(2024, 1, 1, 8), T(2024, 1, 5, 12), "Cardiology"),
         enc("e2", "p1", "inpatient", T(2024, 1, 20, 8), T(2024, 1, 22, 12), " cardiology "),
         enc("e3", "p1", "IMP", T(2024, 2, 21, 8), T(2024, 2, 23, 12), "Cardiology"),       # 30 d 20 h after e2
@@ -74,7 +99,7 @@ SILVER_1: dict[str, list[dict[str, Any]]] = {
         enc("e8", "p3", "IMP", T(2024, 3, 5, 8), T(2024, 3, 12, 8), "ICU"),               # overlapping transfer
         enc("e9", "p4", "IMP", T(2024, 3, 3, 8), None, "Pediatrics", practitioner="dr-missing"),  # still admitted
         enc("e11", "px", "AMB", T(2024, 3, 4, 8), T(2024, 3, 4, 9), None),                # unknown patient/dept
-    ],
+    ]),
     "observation": [
         vital("o1", "p1", "8867-4", 80.0, "/min", T(2024, 1, 2, 8)),
         vital("o2", "p1", "8867-4", 100.0, "/min", T(2024, 1, 2, 20)),
@@ -101,7 +126,8 @@ SILVER_1: dict[str, list[dict[str, Any]]] = {
 P1_MOVED_AT = T(2024, 2, 1)
 SILVER_3_PATIENT = [patient("p1", "945", P1_MOVED_AT)]
 SILVER_3_HISTORY = [version("p1", "945", P1_MOVED_AT)]
-SILVER_3_ENCOUNTER = [enc("e10", "p1", "IMP", T(2024, 3, 1, 8), T(2024, 3, 4, 8), "Cardiology")]
+SILVER_3_ENCOUNTER = with_stay_order([enc("e10", "p1", "IMP", T(2024, 3, 1, 8), T(2024, 3, 4, 8), "Cardiology")],
+                                     earlier=SILVER_1["encounter"])
 
 
 def silver_frame(spark: Any, table: str, rows: list[dict[str, Any]], run_id: str, at: datetime) -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import os
 import re
 import signal
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import hl7
 import pytest
+from certificates import authority, client_certificate, self_signed
 from helpers import clean_env
 
 from bronze.mllp import BackgroundListener, FollowIngest, ListenerConfig
@@ -248,32 +248,9 @@ def test_unacceptable_messages_get_ar_and_are_not_landed(listener: BackgroundLis
     assert metric("lakehouse_mllp_messages_rejected_total", code=code, reason=reason) == before + 1
 
 
-def _self_signed(tmp: Path) -> tuple[Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=1))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
-
-
 @pytest.mark.fast
 def test_tls_round_trip(lh: Settings, tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed(tmp_path)
     client = ssl.create_default_context(cafile=str(cert))
     with BackgroundListener(lh, ListenerConfig(port=0, tls_cert=cert, tls_key=key)) as server:
         result = run_load("127.0.0.1", server.port, senders=2, seconds=30, max_messages=5, ssl_context=client)
@@ -468,54 +445,15 @@ def test_latin1_and_utf8_senders_never_share_a_landed_file(lh: Settings) -> None
     assert sorted(split_landed(f.read_bytes()) for f in files) == sorted([[utf8], [latin1]])
 
 
-def _ca(tmp: Path, name: str) -> tuple[object, object, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=1))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    path = tmp / f"{name}.pem"
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return cert, key, path
-
-
-def _client_cert(tmp: Path, ca: tuple[object, object, Path], name: str) -> tuple[Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    ca_cert, ca_key, _ = ca
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-            .issuer_name(ca_cert.subject).public_key(key.public_key())  # type: ignore[attr-defined]
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=1))
-            .not_valid_after(now + dt.timedelta(days=1)).sign(ca_key, hashes.SHA256()))  # type: ignore[arg-type]
-    cert_path, key_path = tmp / f"{name}.crt", tmp / f"{name}.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
-
-
 @pytest.mark.fast
 def test_mutual_tls_refuses_clients_without_an_accepted_certificate(lh: Settings, tmp_path: Path) -> None:
-    server_cert, server_key = _self_signed(tmp_path)
-    senders_ca = _ca(tmp_path, "interface-engines")
-    other_ca = _ca(tmp_path, "someone-else")
-    good = _client_cert(tmp_path, senders_ca, "mirth-prod")
-    bad = _client_cert(tmp_path, other_ca, "intruder")
+    server_cert, server_key = self_signed(tmp_path)
+    senders_ca = authority(tmp_path, "interface-engines")
+    other_ca = authority(tmp_path, "someone-else")
+    good = client_certificate(tmp_path, senders_ca, "mirth-prod")
+    bad = client_certificate(tmp_path, other_ca, "intruder")
     config = ListenerConfig(port=0, read_timeout=2.0, tls_cert=server_cert, tls_key=server_key,
-                            tls_client_ca=senders_ca[2])
+                            tls_client_ca=senders_ca.path)
 
     def send(client_cert: tuple[Path, Path] | None, control_id: str) -> tuple[str, str]:
         context = ssl.create_default_context(cafile=str(server_cert))

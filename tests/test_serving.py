@@ -7,8 +7,6 @@ delta-rs (no engine); the CLI test runs the real `lakehouse serve` process.
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import re
 import signal
 import subprocess
@@ -22,6 +20,7 @@ import adbc_driver_flightsql.dbapi as flightsql
 import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
+from certificates import self_signed
 from deltalake import DeltaTable, write_deltalake
 from helpers import clean_env
 from pydantic import SecretStr
@@ -216,32 +215,9 @@ def test_new_gold_tables_and_commits_are_served_without_a_restart(tmp_path: Path
         assert "gold.bronze_link" not in server.tables
 
 
-def _self_signed(tmp: Path) -> tuple[Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=1))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
-
-
 @pytest.mark.fast
 def test_tls_round_trip(root: Path, tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed(tmp_path)
     settings = Settings(root=root, serve_token=SecretStr(TOKEN))
     with FlightSqlServer(settings, tls_cert=cert, tls_key=key) as server:
         assert server.url.startswith("grpc+tls://127.0.0.1:")
@@ -256,7 +232,7 @@ def test_tls_round_trip(root: Path, tmp_path: Path) -> None:
 
 @pytest.mark.fast
 def test_exposing_beyond_loopback_needs_tls_and_a_token(root: Path, tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed(tmp_path)
     tokened = Settings(root=root, serve_token=SecretStr(TOKEN))
     for settings, tls in ((Settings(root=root), {}), (tokened, {}),
                           (Settings(root=root), {"tls_cert": cert, "tls_key": key})):

@@ -30,9 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable
 
+from bronze.landing import HEAD_BYTES, detect_format
 from bronze.schemas import DICOM_TABLE, FHIR_TABLE, HL7V2_TABLE, MANIFEST_TABLE
 from lakehouse.catalog import Catalog, is_delta_table
 from lakehouse.config import Settings
@@ -47,6 +49,7 @@ log = get_logger(__name__)
 
 ERASURE_NAMESPACE = "erasure"
 MIN_MRN_LENGTH = 4
+MIN_HARVESTED = 6  # shorter harvested values (a 5-digit ZIP, a short id) would match other patients' data
 LAYERS = ("bronze", "quarantine", "silver", "gold", "_system")
 KEEP_SYSTEM = ("runs",)  # the immutable run log (it stores digests of paths, never content)
 
@@ -57,12 +60,16 @@ class Found:
 
     mrn: str
     fhir_ids: set[str] = field(default_factory=set)
+    # identifiers harvested from the patient's own records (other MRNs, SSN, phone, e-mail, HL7 name): they find
+    # records that lack the MRN (a malformed message of theirs that Bronze or quarantine kept)
+    harvested: set[str] = field(default_factory=set)
     content_hashes: set[str] = field(default_factory=set)
     records: dict[str, list[str]] = field(default_factory=dict)  # landing file -> raw records of the patient
+    whole_files: set[str] = field(default_factory=set)  # landing files that are the patient's only (DICOM)
     fhir_resources: set[tuple[str, str]] = field(default_factory=set)  # (resource type, id)
 
     def identifiers(self) -> list[str]:
-        return sorted({self.mrn, *self.fhir_ids})
+        return sorted({self.mrn, *self.fhir_ids, *self.harvested})
 
 
 def _table(settings: Settings, name: str) -> DeltaTable | None:
@@ -71,24 +78,62 @@ def _table(settings: Settings, name: str) -> DeltaTable | None:
     return DeltaTable(str(path)) if is_delta_table(path) else None
 
 
-def _word(value: str) -> str:
-    """RE2 (pyarrow) pattern for ``value`` not inside a longer run of letters and digits."""
-    return f"(^|[^A-Za-z0-9]){re.escape(value)}([^A-Za-z0-9]|$)"
-
-
 def _hl7_pattern(mrn: str) -> str:
     """A PID-3 or MRG-1 repetition whose first component is the MRN (default delimiters ``|^~``)."""
     cx = f"([^|\\r\\n]*~)?{re.escape(mrn)}(\\^|~|\\||\\r|\\n|$)"
     return f"(^|[\\r\\n])(PID\\|[^|\\r\\n]*\\|[^|\\r\\n]*\\|{cx}|MRG\\|{cx})"
 
 
+def _hl7_identifiers(raw: str) -> set[str]:
+    """Identifier values of the PID segments of a message: PID-3 ids, the HL7 name (family^given), phone and
+    e-mail (PID-13/14), SSN (PID-19), driver's licence (PID-20)."""
+    out: set[str] = set()
+    for segment in re.split(r"[\r\n]+", raw):
+        if not segment.startswith("PID|"):
+            continue
+        fields = segment.split("|") + [""] * 21
+
+        def get(n: int, fields: list[str] = fields) -> str:
+            return fields[n]
+
+        for rep in get(3).split("~"):
+            out.add(rep.split("^")[0])
+        for rep in get(5).split("~"):
+            parts = rep.split("^")
+            if len(parts) > 1 and parts[0] and parts[1]:
+                out.add(f"{parts[0]}^{parts[1]}")
+        for n in (13, 14):
+            for rep in get(n).split("~"):
+                parts = rep.split("^")
+                out.update(parts[i] for i in (0, 3) if i < len(parts))
+        out.add(get(19).split("^")[0])
+        out.add(get(20).split("^")[0])
+    return {v.strip() for v in out if len(v.strip()) >= MIN_HARVESTED}
+
+
+def _fhir_identifiers(raw: str) -> set[str]:
+    try:
+        resource = json.loads(raw)
+    except ValueError:
+        return set()
+    out = {str(i.get("value", "")) for i in resource.get("identifier") or [] if isinstance(i, dict)}
+    out |= {str(t.get("value", "")) for t in resource.get("telecom") or [] if isinstance(t, dict)}
+    return {v.strip() for v in out if len(v.strip()) >= MIN_HARVESTED}
+
+
+def _any_word(values: Iterable[str]) -> str:
+    return "(^|[^A-Za-z0-9])(" + "|".join(re.escape(v) for v in sorted(values)) + ")([^A-Za-z0-9]|$)"
+
+
 def find_patient(settings: Settings, mrn: str) -> Found:
     found = Found(mrn)
     hl7 = _table(settings, HL7V2_TABLE)
-    if hl7 is not None:
-        rows = hl7.to_pyarrow_table(columns=["raw", "source_file", "content_hash"])
-        hits = rows.filter(pc.match_substring_regex(rows["raw"], _hl7_pattern(mrn)))
-        _collect(found, hits.to_pylist())
+    hl7_rows = hl7.to_pyarrow_table(columns=["raw", "source_file", "content_hash"]) if hl7 is not None else None
+    if hl7_rows is not None:
+        hits = hl7_rows.filter(pc.match_substring_regex(hl7_rows["raw"], _hl7_pattern(mrn))).to_pylist()
+        _collect(found, hits)
+        for r in hits:
+            found.harvested |= _hl7_identifiers(r["raw"])
     fhir = _table(settings, FHIR_TABLE)
     if fhir is not None:
         rows = fhir.to_pyarrow_table(columns=["resource_type", "resource_id", "raw", "source_file", "content_hash"])
@@ -98,15 +143,25 @@ def find_patient(settings: Settings, mrn: str) -> Found:
             resource = json.loads(r["raw"])
             if any(str(i.get("value")) == mrn for i in resource.get("identifier") or [] if isinstance(i, dict)):
                 found.fhir_ids.add(str(r["resource_id"]))
+                found.harvested |= _fhir_identifiers(r["raw"])
         for fhir_id in sorted(found.fhir_ids):
             hits = rows.filter(pc.or_(pc.match_substring(rows["raw"], fhir_id),
                                       pc.equal(rows["resource_id"], fhir_id)))
             _collect(found, hits.to_pylist())
             found.fhir_resources |= {(r["resource_type"], r["resource_id"]) for r in hits.to_pylist()}
+    found.harvested -= {""}
+    # messages of the patient that lack the MRN (Bronze keeps any message with a valid MSH) but carry their SSN,
+    # phone, e-mail or HL7 name
+    if hl7_rows is not None and found.harvested:
+        _collect(found, hl7_rows.filter(pc.match_substring_regex(hl7_rows["raw"], _any_word(found.harvested)))
+                 .to_pylist())
     dicom = _table(settings, DICOM_TABLE)
     if dicom is not None:
         rows = dicom.to_pyarrow_table(columns=["patient_id", "source_file", "content_hash"])
-        _collect(found, rows.filter(pc.equal(rows["patient_id"], mrn)).to_pylist())
+        hits = rows.filter(pc.is_in(rows["patient_id"], pa.array(sorted({mrn, *found.harvested})))).to_pylist()
+        _collect(found, hits)
+        found.whole_files |= {r["source_file"] for r in hits}
+    pattern = re.compile(_any_word(found.identifiers()))
     for name in _tables(settings, "quarantine"):
         if name.startswith("quarantine.silver_"):
             continue
@@ -115,8 +170,10 @@ def find_patient(settings: Settings, mrn: str) -> Found:
         rows = table.to_pyarrow_table(columns=["raw", "raw_encoding", "source_file", "content_hash"])
         for r in rows.to_pylist():
             text = _decoded(r["raw"], r["raw_encoding"])
-            if any(re.search(_word(i), text) for i in found.identifiers()):
+            if pattern.search(text):
                 _collect(found, [{**r, "raw": text}])
+                if name == "quarantine.dicom":
+                    found.whole_files.add(r["source_file"])
     return found
 
 
@@ -166,13 +223,21 @@ def _rewrite_json(path: Path, found: Found) -> bytes | None:
     return ("\n".join(lines) + "\n").encode() if lines else None
 
 
+def _record_pattern(raw: str, encoding: str) -> re.Pattern[bytes]:
+    """The bytes of one HL7 message as the file holds them: Bronze keeps segments, the file may end them with
+    CR, LF or CRLF."""
+    segments = [re.escape(seg.encode(encoding, errors="ignore")) for seg in re.split(r"\r\n|\r|\n", raw) if seg]
+    return re.compile(rb"(?:\r\n|\r|\n)".join(segments))
+
+
 def _rewrite_text(path: Path, records: list[str]) -> bytes | None:
     content = path.read_bytes()
     for raw in records:
-        for encoded in {raw.encode("utf-8"), raw.encode("latin-1", errors="ignore")}:
-            if encoded:
-                content = content.replace(encoded, b"")
-    return content if content.strip(b" \r\n\t\x0b\x1c") else None
+        for encoding in ("utf-8", "latin-1"):
+            if raw.strip():
+                content = _record_pattern(raw, encoding).sub(b"", content)
+    rest = content.strip(b" \r\n\t\x0b\x1c").removeprefix(b"\xef\xbb\xbf").strip(b" \r\n\t\x0b\x1c")
+    return content if rest else None
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -191,11 +256,11 @@ def erase_from_landing(settings: Settings, found: Found) -> dict[str, int]:
         path = settings.root_path / rel
         if not path.is_file() or path.is_symlink():
             continue
-        head = path.read_bytes()[:1]
-        if head in (b"{", b"[") or path.suffix in (".json", ".ndjson"):
-            data = _rewrite_json(path, found)
-        elif b"DICM" in path.read_bytes()[128:132] or path.suffix == ".dcm":
+        detected = detect_format(path.read_bytes()[:HEAD_BYTES]).format
+        if rel in found.whole_files or detected == "dicom":
             data = None
+        elif detected == "fhir":
+            data = _rewrite_json(path, found)
         else:
             data = _rewrite_text(path, records)
         if data is None:

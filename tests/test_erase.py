@@ -72,7 +72,8 @@ def erased(tmp_path_factory: pytest.TempPathFactory, spark: object) -> dict[str,
 def test_no_identifier_of_the_erased_patient_is_left_anywhere_in_the_root(erased: dict[str, Any]) -> None:
     settings = erased["settings"]
     assert erased["report"]["bronze_records"] > 0 and erased["report"]["tables_purged"] > 0
-    assert _hits(settings.root_path, erased["needles"]) == []
+    left = _hits(settings.root_path, erased["needles"])
+    assert left == [], "\n".join(f"{path}: {needle}" for path, needle in left)
 
 
 def test_every_other_patient_is_still_there(erased: dict[str, Any]) -> None:

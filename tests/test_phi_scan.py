@@ -209,6 +209,9 @@ def test_a_birth_date_or_age_that_proves_90_plus_is_found_without_a_known_patien
     kinds = sorted((f.column, f.kind, f.row) for f in scan(settings, ["silver"]))
     assert kinds == [("age_at_admission", "age_over_89", 0), ("age_at_admission", "negative_age", 2),
                      ("birth_date", "birth_date_90plus", 0), ("birth_year", "birth_year_90plus", 0)]
+    # the bounds of a reference table (dbt seed ref_age_bands: max_age 200) are not a person's age
+    _delta(settings, "silver.ref_bands", [{"age_band": "75+", "min_age": 75, "max_age": 200}])
+    assert sorted((f.column, f.kind, f.row) for f in scan(settings, ["silver"])) == kinds
 
 
 @pytest.mark.fast

@@ -423,7 +423,9 @@ class _FileScan:
             real_age = self._real_age(patient_key)
             if (real_age is not None and real_age >= AGE_CAP) or youngest_age(value, self.as_of) >= AGE_CAP:
                 self.add(column, "birth_year_90plus", value, row)
-        elif AGE_RE.match(name) and not name.endswith(("_days", "_hours", "_minutes", "_seconds", "_months")):
+        elif AGE_RE.match(name) and patient_key is not None \
+                and not name.endswith(("_days", "_hours", "_minutes", "_seconds", "_months")):
+            # an age of a person: rows of a table keyed by patient (a reference table's age bounds are not ages)
             if value > AGE_CAP:
                 self.add(column, "age_over_89", value, row)
             elif value < 0:

@@ -42,6 +42,7 @@ from lakehouse.engine import get_spark
 from lakehouse.errors import LakehouseError
 from lakehouse.logs import get_logger
 from lakehouse.runlog import Run, run_context
+from lakehouse.uptodate import layer_tables
 from lakehouse_app import pipeline
 from silver.deid import load_key, pseudonym_py
 
@@ -162,7 +163,7 @@ def find_patient(settings: Settings, mrn: str) -> Found:
         _collect(found, hits)
         found.whole_files |= {r["source_file"] for r in hits}
     pattern = re.compile(_any_word(found.identifiers()))
-    for name in _tables(settings, "quarantine"):
+    for name in layer_tables(settings, "quarantine"):
         if name.startswith("quarantine.silver_"):
             continue
         table = _table(settings, name)
@@ -191,13 +192,6 @@ def _collect(found: Found, rows: Iterable[dict[str, Any]]) -> None:
             found.content_hashes.add(r["content_hash"])
         if r.get("source_file"):
             found.records.setdefault(r["source_file"], []).append(r.get("raw") or "")
-
-
-def _tables(settings: Settings, layer: str) -> list[str]:
-    folder = settings.layer_path(layer)
-    if not folder.is_dir():
-        return []
-    return [f"{layer}.{p.name}" for p in sorted(folder.iterdir()) if is_delta_table(p)]
 
 
 # -- landing --------------------------------------------------------------------------------------
@@ -305,7 +299,7 @@ def _patient_keys(settings: Settings, found: Found, key: bytes) -> set[str]:
     """The patient's keys in Silver: rows whose keyed lineage names one of the patient's Bronze records."""
     lineage = {pseudonym_py(h, key, "lineage") for h in found.content_hashes}
     keys: set[str] = set()
-    for name in _tables(settings, "silver"):
+    for name in layer_tables(settings, "silver"):
         table = _table(settings, name)
         assert table is not None
         names = set(table.schema().to_arrow().names)
@@ -355,17 +349,17 @@ def erase_patient(settings: Settings, mrn: str, run: Run) -> dict[str, Any]:
                               "silver_patient_keys": len(patient_keys)}
     report.update(erase_from_landing(settings, found))
     deleted: dict[str, int] = {}
-    for name in _tables(settings, "bronze") + _tables(settings, "quarantine") + _tables(settings, "_system"):
+    for name in [t for layer in ("bronze", "quarantine", "_system") for t in layer_tables(settings, layer)]:
         if name.split(".", 1)[1] in KEEP_SYSTEM:
             continue
         deleted[name] = _delete_rows(settings, name, found, patient_keys)
     # the rebuild is the pipeline's own Silver and Gold steps
     pipeline.silver(settings, run, force=True)
     pipeline.gold(settings, run, force=True)
-    for name in _tables(settings, "silver") + _tables(settings, "gold") + _tables(settings, "quarantine"):
+    for name in [t for layer in ("silver", "gold", "quarantine") for t in layer_tables(settings, layer)]:
         deleted[name] = deleted.get(name, 0) + _delete_rows(settings, name, found, patient_keys)
     catalog = Catalog(get_spark(settings), settings)
-    purged = [catalog.purge_history(name)["table"] for layer in LAYERS for name in _tables(settings, layer)
+    purged = [catalog.purge_history(name)["table"] for layer in LAYERS for name in layer_tables(settings, layer)
               if name.split(".", 1)[1] not in KEEP_SYSTEM]
     report["rows_deleted"] = {k: v for k, v in deleted.items() if v}
     report["tables_purged"] = len(purged)

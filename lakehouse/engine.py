@@ -174,12 +174,12 @@ def _classic_session(settings: Settings) -> SparkSession:
     return configure_spark_with_delta_pip(builder).getOrCreate()
 
 
-def _connect_session(url: str) -> SparkSession:
+def _connect_session(url: str, conf: dict[str, str] | None = None) -> SparkSession:
 
     os.environ["SPARK_REMOTE"] = url
     try:
         spark = SparkSession.builder.remote(url).getOrCreate()
-        for key, value in SESSION_CONF.items():
+        for key, value in {**SESSION_CONF, **(conf or {})}.items():
             spark.conf.set(key, value)
         spark.sql("SELECT 1").collect()
     except Exception as exc:  # noqa: BLE001 - any client error means the engine is unreachable
@@ -196,7 +196,9 @@ def get_spark(settings: Settings | None = None, attach: bool = True) -> SparkSes
             if _server is None or not _server.alive():
                 _server = SailServer(settings.system_dir / "logs", debug=settings.sail_debug,
                                      workdir=settings.system_dir / "engine").start()
-            _spark = _connect_session(_server.url)
+            # Sail plans one partition per core but reports Spark's 200 shuffle partitions, which an explicit
+            # repartition (lakehouse.staging) would then use: 200 tiny partitions cost a quarter of a Silver build
+            _spark = _connect_session(_server.url, {"spark.sql.shuffle.partitions": str(os.cpu_count() or 2)})
         elif settings.engine == "connect":
             assert settings.spark_remote
             _spark = _connect_session(settings.spark_remote)

@@ -8,19 +8,22 @@ import json
 import os
 import pickle
 import stat
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable, write_deltalake
-from helpers import new_lakehouse
+from helpers import attach, new_lakehouse
 from pyspark.sql import functions as F
 
 from bronze.job import ingest
 from gold.dbt_runner import build_gold
 from lakehouse.catalog import Catalog
+from lakehouse.config import set_settings
 from lakehouse.engine import SailServer
 from lakehouse.errors import ConfigError, LakehouseError
 from lakehouse.runlog import read_runs, run_context
@@ -99,53 +102,60 @@ def _key_material(key: bytes, namespaces: set[str]) -> dict[str, bytes]:
     return found
 
 
-def test_silver_build_sends_no_key_material_to_the_engine(spark, make_lakehouse, monkeypatch) -> None:
-    settings = make_lakehouse()
+@pytest.fixture(scope="module")
+def recorded_build(spark, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """One Silver build, every request the client sent to the engine during it recorded (both tests read it)."""
+    settings = new_lakehouse(tmp_path_factory.mktemp("key-custody") / "lh")
     generate(patients=6, seed=3, out=settings.landing_dir, bad_rate=0.0)
     with run_context("ingest", settings) as run:
         ingest(settings, [], run)
     sent: list[bytes] = []
     stub = spark.client._stub  # type: ignore[attr-defined]
-    for name in ("ExecutePlan", "AnalyzePlan", "Config", "AddArtifacts", "ReattachExecute"):
-        call = getattr(stub, name, None)
-        if call is None:
-            continue
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("ExecutePlan", "AnalyzePlan", "Config", "AddArtifacts", "ReattachExecute"):
+            call = getattr(stub, name, None)
+            if call is None:
+                continue
 
-        def recording(request, *args, _call=call, **kwargs):  # type: ignore[no-untyped-def]
-            if hasattr(request, "SerializeToString"):
-                sent.append(request.SerializeToString())
-            else:  # a stream of requests (AddArtifacts)
-                request = list(request)
-                sent.extend(r.SerializeToString() for r in request)
-            return _call(request, *args, **kwargs)
+            def recording(request, *args, _call=call, **kwargs):  # type: ignore[no-untyped-def]
+                if hasattr(request, "SerializeToString"):
+                    sent.append(request.SerializeToString())
+                else:  # a stream of requests (AddArtifacts)
+                    request = list(request)
+                    sent.extend(r.SerializeToString() for r in request)
+                return _call(request, *args, **kwargs)
 
-        monkeypatch.setattr(stub, name, recording)
-    NAMESPACES_USED.clear()
-    with run_context("silver", settings) as run:
-        result = build_silver(settings, run, force=True)
-    assert result["patient"]["silver"] == 6 and len(sent) > 100
-    namespaces = set(NAMESPACES_USED)
+            patch.setattr(stub, name, recording)
+        NAMESPACES_USED.clear()
+        with run_context("silver", settings) as run:
+            result = build_silver(settings, run, force=True)
+        namespaces = set(NAMESPACES_USED)
+        yield {"settings": settings, "sent": sent, "result": result, "namespaces": namespaces}
+    set_settings(None)
+
+
+def test_silver_build_sends_no_key_material_to_the_engine(spark, recorded_build) -> None:
+    settings, sent = attach(recorded_build["settings"]), recorded_build["sent"]
+    assert recorded_build["result"]["patient"]["silver"] == 6 and len(sent) > 100
+    namespaces = recorded_build["namespaces"]
     assert {"patient", "encounter", "date-shift", "lineage", "dicom-uid"} <= namespaces
     key = load_key(settings)
     leaks = sorted(label for label, value in _key_material(key, namespaces).items()
                    if any(value in request for request in sent))
     assert leaks == []
     # the check can fail: key material in a plan is found
+    n_sent = len(sent)
     probe = spark.createDataFrame([("x",)], "v string").select(F.lit(namespace_key(key, "patient").hex()))
     probe.collect()
-    assert any(_key_material(key, {"patient"})["patient derived hex"] in r for r in sent)
+    assert len(sent) > n_sent and any(_key_material(key, {"patient"})["patient derived hex"] in r for r in sent)
     probe = spark.createDataFrame([("x",)], "v string").select(
         F.lit(base64.b64encode(b"\x01" + namespace_key(key, "encounter")).decode()))
     probe.collect()
     assert any(_key_material(key, {"encounter"})["encounter derived b64@1"] in r for r in sent)
 
 
-def test_silver_lineage_hashes_are_keyed(spark, make_lakehouse) -> None:
-    settings = make_lakehouse()
-    generate(patients=4, seed=5, out=settings.landing_dir, bad_rate=0.0)
-    with run_context("run", settings) as run:
-        ingest(settings, [], run)
-        build_silver(settings, run)
+def test_silver_lineage_hashes_are_keyed(spark, recorded_build) -> None:
+    settings = attach(recorded_build["settings"])
     catalog = Catalog(spark, settings)
     raw = {r.content_hash for t in ("bronze.hl7v2_messages", "bronze.fhir_resources", "bronze.dicom_instances")
            for r in catalog.read(t).select("content_hash").collect()}

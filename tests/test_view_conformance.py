@@ -100,6 +100,13 @@ def test_every_project_view_compiles_and_flattens_the_synthea_bundles(spark: Any
                                                                      tmp_path: Path) -> None:
     rows = _synthea_resources(fixtures_dir)
     assert rows, "no resources in the Synthea fixture bundles"
+    # Synthea writes no Patient.contact: one patient with a next of kin, so the restricted contact view runs too
+    contact = {"resourceType": "Patient", "id": "with-next-of-kin",
+               "contact": [{"relationship": [{"coding": [{"code": "N"}]}], "name": {"family": "Doe",
+                                                                                    "given": ["Jane"]},
+                            "telecom": [{"system": "phone", "value": "555-0100"}]}]}
+    raw = json.dumps(contact, separators=(",", ":"))
+    rows.append(("Patient", raw, hashlib.sha256(raw.encode()).hexdigest(), "crafted-next-of-kin.json"))
     present = {r[0] for r in rows}
     # written once and read back: a local relation would travel in the plan once per view (over the 128 MiB limit)
     spark.createDataFrame([r[1:] for r in rows], "raw STRING, content_hash STRING, source_file STRING") \

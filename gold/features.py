@@ -3,7 +3,12 @@
 Every feature uses only rows whose effective time is <= the encounter's ``discharge_at``:
 observations by ``effective_at``, conditions by ``recorded_at`` (else ``onset_at``), prior stays by ``admit_at``.
 Rows with no effective time are not used (their availability at discharge cannot be shown).
-The label ``readmitted_within_30d`` is the only column that looks past discharge, by definition.
+The label ``readmitted_within_30d`` is the only column that looks past discharge, by definition. It is not
+computed here: it is ``gold.fct_encounter.readmitted_within_30d``, the one readmission definition the dbt mart
+uses too (dbt_project/models/intermediate/int_encounters_readmissions.sql: deaths, discharges against advice and
+transfers out are no index stays, transfer chains are one episode, planned readmissions do not count). The rows are
+that model's index admissions; a censored stay (under 30 days of data after discharge) has a NULL label, kept for
+scoring and left out of training.
 
 Missing values are explicit: a lab last measured before admission (within ``LAB_LOCF_DAYS``) is carried
 forward with ``<feature>_imputed = true``; a vital with no measurement in the ``VITAL_WINDOW_HOURS`` before
@@ -34,6 +39,7 @@ if TYPE_CHECKING:
 
 FEATURE_TABLE = "gold.features_readmission"
 QUARANTINE_TABLE = "quarantine.features_readmission"
+OUTCOME_TABLE = "gold.fct_encounter"  # the readmission label: one definition, the dbt model's
 LABEL = "readmitted_within_30d"
 
 # FHIR v3 ActCode (IMP, ACUTE, NONAC), HL7 v2 PV1-2 patient class (I), and plain words
@@ -44,7 +50,6 @@ VOID_VERIFICATION = ("refuted", "entered-in-error")
 LAB_LOCF_DAYS = 30
 VITAL_WINDOW_HOURS = 24
 VITAL_LOCF_HOURS = 72
-READMISSION_DAYS = 30
 PRIOR_WINDOWS_MONTHS = (6, 12)
 AGE_BANDS = ((18, "0-17"), (35, "18-34"), (50, "35-49"), (65, "50-64"), (75, "65-74"), (90, "75-89"))
 
@@ -244,22 +249,18 @@ def vital_aggregates(base: DataFrame, observations: DataFrame) -> DataFrame:
     return b.select("encounter_key").join(values, "encounter_key", "left").fillna(False, subset=flags)
 
 
-def readmission_label(base: DataFrame, stays: DataFrame) -> DataFrame:
-    """True when the same patient is admitted as an inpatient again within READMISSION_DAYS after discharge."""
-    nxt = stays.where(F.col("admit_at").isNotNull()).select(
-        "patient_key", F.col("encounter_key").alias("next_key"), F.col("admit_at").alias("next_admit_at"))
-    b = base.select("encounter_key", "patient_key", "discharge_at")
-    readmitted = b.join(nxt, "patient_key").where(
-        (F.col("next_key") != F.col("encounter_key"))
-        & (F.col("next_admit_at") > F.col("discharge_at"))
-        & (F.col("next_admit_at") <= _interval("discharge_at", READMISSION_DAYS, "DAYS", sign=1))
-    ).select("encounter_key").distinct().withColumn(LABEL, F.lit(True))
-    return b.select("encounter_key").join(readmitted, "encounter_key", "left").fillna(False, subset=[LABEL])
+def readmission_label(base: DataFrame, outcomes: DataFrame) -> DataFrame:
+    """The index admissions of ``base`` with their label, from ``gold.fct_encounter`` (``outcomes``): the
+    definition is the dbt model's, not a second implementation (NULL when censored)."""
+    index = outcomes.where(F.col("is_index_admission")).select("encounter_key", LABEL).dropDuplicates(
+        ["encounter_key"])
+    return base.select("encounter_key").join(index, "encounter_key")
 
 
 def readmission_features(encounters: DataFrame, patients: DataFrame, conditions: DataFrame,
-                         observations: DataFrame, charlson_mapping: DataFrame) -> DataFrame:
-    """The feature table: keys, times, features, ``<feature>_imputed`` flags and the label."""
+                         observations: DataFrame, charlson_mapping: DataFrame, outcomes: DataFrame) -> DataFrame:
+    """The feature table: keys, times, features, ``<feature>_imputed`` flags and the label, one row per index
+    admission of ``outcomes`` (``gold.fct_encounter``)."""
     stays = inpatient_stays(encounters)
     base = feature_base(encounters)
     los = F.round((F.unix_timestamp("discharge_at") - F.unix_timestamp("admit_at")) / 86400.0, 4)
@@ -270,7 +271,7 @@ def readmission_features(encounters: DataFrame, patients: DataFrame, conditions:
         .join(comorbidity(base, conditions, charlson_mapping), "encounter_key", "left")
         .join(last_labs(base, observations), "encounter_key", "left")
         .join(vital_aggregates(base, observations), "encounter_key", "left")
-        .join(readmission_label(base, stays), "encounter_key", "left")
+        .join(readmission_label(base, outcomes), "encounter_key")
     )
     cols = ["encounter_key", "patient_key", "admit_at", "discharge_at", "age_at_admission", "age_band", "sex",
             "length_of_stay_days", "prior_admissions_6m", "prior_admissions_12m", "charlson_index",
@@ -306,10 +307,14 @@ def build_features(settings: Settings, run: Run) -> dict[str, Any]:
         raise LakehouseError("silver.encounter does not exist: run `lakehouse silver` before building features")
     spark = get_spark(settings)
     catalog = Catalog(spark, settings)
+    if not catalog.exists(OUTCOME_TABLE):
+        raise LakehouseError(f"{OUTCOME_TABLE} does not exist: run `lakehouse gold` before building features "
+                             "(the label is Gold's readmission definition)")
+    run.read(OUTCOME_TABLE, catalog.version(OUTCOME_TABLE))
     encounters = _silver(catalog, "encounter", run)
     features = readmission_features(
         encounters, _silver(catalog, "patient", run), _silver(catalog, "condition", run),
-        _silver(catalog, "observation", run), mapping_frame(spark),
+        _silver(catalog, "observation", run), mapping_frame(spark), catalog.read(OUTCOME_TABLE),
     ).cache()
     changes = catalog.merge(features, FEATURE_TABLE, keys=["encounter_key"], delete_missing=True)
     rows = catalog.read(FEATURE_TABLE).count()
@@ -321,9 +326,11 @@ def build_features(settings: Settings, run: Run) -> dict[str, Any]:
         catalog.merge(quarantine_rows(invalid, run.run_id), QUARANTINE_TABLE, keys=["encounter_key", "reason"],
                       ignore_changes=["raw", "run_id", "quarantined_at"], delete_missing=True)
         run.wrote(QUARANTINE_TABLE, catalog.version(QUARANTINE_TABLE), quarantined)
-    positives = catalog.read(FEATURE_TABLE).where(F.col(LABEL)).count()
+    labelled = catalog.read(FEATURE_TABLE).where(F.col(LABEL).isNotNull())
+    known, positives = labelled.count(), labelled.where(F.col(LABEL)).count()
     result = {"table": FEATURE_TABLE, "rows": rows, "version": catalog.version(FEATURE_TABLE), **changes,
-              "quarantined": quarantined, "readmission_rate": round(positives / rows, 4) if rows else None}
+              "quarantined": quarantined, "censored": rows - known,
+              "readmission_rate": round(positives / known, 4) if known else None}
     for key in ("rows", "quarantined", "readmission_rate"):
         run.metric(f"features.{key}", result[key])
     return result

@@ -183,6 +183,10 @@ def train(settings: Settings, label: str = DEFAULT_LABEL, as_of_version: int | N
     experiment_id = use_tracking(settings)
     with mlflow.start_run(run_name="train_readmission_30d") as active:
         pdf = training_set(settings, label=label, as_of_version=as_of_version)
+        # a censored stay (under 30 days of data after discharge, no readmission yet) has no outcome to learn
+        censored = int(pdf[label].isna().sum())
+        pdf = pdf[pdf[label].notna()].reset_index(drop=True)
+        mlflow.log_metric("censored_rows", censored)
         y = pdf[label].astype(int).to_numpy()
         if len(pdf) < 10 or len(set(y)) < 2:
             raise LakehouseError(f"cannot train on {len(pdf)} encounters with label values {sorted(set(y))}: "

@@ -56,8 +56,8 @@ from silver.deid import pseudonym
 from silver.patient import hl7_mrn
 
 FIELDS = ("patient_key", "encounter_class", "type_code", "type_system", "type_display", "status", "admit_at",
-          "discharge_at", "department", "location", "organization_key", "practitioner_key", "admit_source",
-          "discharge_disposition", "reason_code", "reason_system", "transfer_count")
+          "discharge_at", "department", "location", "organization_key", "practitioner_key", "admission_type",
+          "admit_source", "discharge_disposition", "reason_code", "reason_system", "transfer_count")
 
 # HL7 PV1-2 and FHIR v3 ActCode class codes -> the class words of silver.encounter
 CLASS_WORDS = {"I": "inpatient", "IMP": "inpatient", "ACUTE": "inpatient", "NONAC": "inpatient",
@@ -106,8 +106,9 @@ def fhir_encounters(resources: DataFrame, patients: DataFrame, encounters: DataF
         "status", fhir_timestamp("period_start").alias("admit_at"), fhir_timestamp("period_end").alias("discharge_at"),
         "department", F.col("department").alias("location"),
         pseudonym(F.col("organization_ref"), deid.key, "organization").alias("organization_key"),
-        "practitioner_key", "admit_source", "discharge_disposition", "reason_code", "reason_system",
-        F.lit(None).cast("int").alias("transfer_count"), F.lit(None).cast("string").alias("last_adt_event"),
+        "practitioner_key", F.upper(F.trim("admission_type")).alias("admission_type"), "admit_source",
+        "discharge_disposition", "reason_code", "reason_system", F.lit(None).cast("int").alias("transfer_count"),
+        F.lit(None).cast("string").alias("last_adt_event"),
         F.lit(None).cast("int").alias("adt_event_count"), fhir_timestamp("last_updated").alias("updated_at"),
         *record_lineage(FHIR))
 
@@ -132,7 +133,8 @@ def hl7_adt_events(segs: DataFrame, deid: Deid) -> DataFrame:
                                      F.min("occurred").alias("occurred"))
     pv1 = segment_fields(adt, "PV1", {
         "visit": hl7_visit_number(), "pid_index": F.col("pid_index"), "class_code": field(2, decode=False),
-        "location": field(3, 1), "service": field(10, decode=False), "admit": field(44, 1, decode=False),
+        "location": field(3, 1), "admission_type": field(4, decode=False), "service": field(10, decode=False),
+        "admit": field(44, 1, decode=False),
         "discharge": field(45, 1, decode=False), "attending": field(7, 1, decode=False),
         "admit_source": field(14, decode=False), "disposition": field(36, decode=False),
     }).filter(F.col("visit").isNotNull())
@@ -151,7 +153,8 @@ def hl7_adt_events(segs: DataFrame, deid: Deid) -> DataFrame:
         hl7_time(F.col("admit"), deid.facility_timezone).alias("admit_at"),
         hl7_time(F.col("discharge"), deid.facility_timezone).alias("discharge_at"),
         pseudonym(F.col("attending"), deid.key, "practitioner").alias("practitioner_key"),
-        "admit_source", F.col("disposition").alias("discharge_disposition"), "content_hash")
+        F.upper(F.trim("admission_type")).alias("admission_type"), "admit_source",
+        F.col("disposition").alias("discharge_disposition"), "content_hash")
 
 
 def _last(value: Column | str, when: Column | None = None) -> Column:
@@ -219,6 +222,7 @@ def fold_adt(resolved: DataFrame) -> DataFrame:
         F.coalesce(_last("_service", actual), _last("_location", actual)).alias("department"),
         _last("_location", actual).alias("location"),
         F.coalesce(_last("practitioner_key", actual), _last("practitioner_key")).alias("practitioner_key"),
+        F.coalesce(_last("admission_type", actual), _last("admission_type")).alias("admission_type"),
         F.coalesce(_last("admit_source", actual), _last("admit_source")).alias("admit_source"),
         F.count(F.when((F.col("adt_event") == TRANSFER) & actual, True)).cast("int").alias("transfer_count"),
         _last("adt_event").alias("last_adt_event"), F.count("*").cast("int").alias("adt_event_count"),
@@ -234,7 +238,8 @@ def hl7_encounters(resolved: DataFrame) -> DataFrame:
     return folded.select(
         "encounter_key", "patient_key", "encounter_class", nothing.alias("type_code"), nothing.alias("type_system"),
         nothing.alias("type_display"), "status", "admit_at", "discharge_at", "department", "location",
-        nothing.alias("organization_key"), "practitioner_key", "admit_source", "discharge_disposition",
+        nothing.alias("organization_key"), "practitioner_key", "admission_type", "admit_source",
+        "discharge_disposition",
         nothing.alias("reason_code"), nothing.alias("reason_system"), "transfer_count", "last_adt_event",
         "adt_event_count", "updated_at", "sources", "bronze_hashes")
 
@@ -296,7 +301,11 @@ def with_intervals(encounters: DataFrame, birth_dates: DataFrame) -> DataFrame:
       (``stay_sequence - 1``) to this admission (negative when the stays overlap);
     - ``admit_offset_seconds`` / ``discharge_offset_seconds``: seconds from the patient's first admission (the
       anchor itself is never published) to this admission / discharge: any interval between two events of one
-      patient (days to the next inpatient admission) is their difference.
+      patient (days to the next inpatient admission) is their difference;
+    - ``has_30_day_follow_up``: the data reach at least 30 x 24 h past this discharge (the end of the data is the
+      latest admission or discharge of any encounter); an index stay without it is censored for 30-day
+      readmission, not "not readmitted". Only the flag is published: the number of days to the end of the data
+      would give away the true discharge date, and so the patient's date shift.
     """
     admit, discharge = F.unix_micros("admit_at"), F.unix_micros("discharge_at")
     micros = F.when(discharge >= admit, discharge - admit)
@@ -306,7 +315,8 @@ def with_intervals(encounters: DataFrame, birth_dates: DataFrame) -> DataFrame:
     anchor = F.min(admit).over(by_patient)
     age = F.floor(F.months_between(F.to_date("admit_at"), F.col("_birth_date")) / 12).cast("int")
     births = birth_dates.select("patient_key", F.col("birth_date").alias("_birth_date")).dropDuplicates(["patient_key"])
-    out = encounters.join(births, "patient_key", "left") \
+    data_end = encounters.agg(F.max(F.greatest(admit, discharge)).alias("_data_end"))
+    out = encounters.join(births, "patient_key", "left").crossJoin(data_end) \
         .withColumn("stay_sequence", F.when(admitted, F.row_number().over(order)).cast("int")) \
         .withColumn("_previous_discharge", F.when(admitted, F.lag(discharge).over(order)))
     return out.withColumns({
@@ -316,4 +326,5 @@ def with_intervals(encounters: DataFrame, birth_dates: DataFrame) -> DataFrame:
         "days_since_previous_discharge": F.floor((admit - F.col("_previous_discharge")) / 86_400_000_000).cast("int"),
         "admit_offset_seconds": F.floor((admit - anchor) / 1_000_000).cast("long"),
         "discharge_offset_seconds": F.floor((discharge - anchor) / 1_000_000).cast("long"),
-    }).drop("_birth_date", "_previous_discharge")
+        "has_30_day_follow_up": F.when(discharge.isNotNull(), F.col("_data_end") - discharge >= 30 * 86_400_000_000),
+    }).drop("_birth_date", "_previous_discharge", "_data_end")

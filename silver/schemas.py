@@ -36,12 +36,14 @@ TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "encounter": (
         "encounter_key STRING NOT NULL, patient_key STRING NOT NULL, encounter_class STRING, type_code STRING, "
         "type_system STRING, type_display STRING, status STRING, admit_at TIMESTAMP, discharge_at TIMESTAMP, "
-        "department STRING, location STRING, organization_key STRING, practitioner_key STRING, admit_source STRING, "
-        "discharge_disposition STRING, reason_code STRING, reason_system STRING, transfer_count INT, "
+        "department STRING, location STRING, organization_key STRING, practitioner_key STRING, admission_type STRING, "
+        "admit_source STRING, discharge_disposition STRING, reason_code STRING, reason_system STRING, "
+        "transfer_count INT, "
         "last_adt_event STRING, adt_event_count INT, "
         # durations from the true times, the same under both de-identification profiles (encounter.with_intervals)
         "length_of_stay_hours INT, length_of_stay_days INT, age_at_admission INT, stay_sequence INT, "
         "days_since_previous_discharge INT, admit_offset_seconds BIGINT, discharge_offset_seconds BIGINT, "
+        "has_30_day_follow_up BOOLEAN, "
         + LINEAGE,
         ("encounter_key",),
     ),

@@ -56,6 +56,31 @@ def synthetic_silver(patients: int = 80, seed: int = 7) -> dict[str, list[tuple[
     return out
 
 
+OUTCOME_DDL = "encounter_key STRING, is_index_admission BOOLEAN, readmitted_within_30d BOOLEAN"
+
+
+def readmission_outcomes(encounters: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The gold.fct_encounter columns the features job reads, for :func:`synthetic_silver` stays (all discharged
+    home, none planned or transferred): readmitted when the patient's next admission is within 30 days."""
+    cols = schemas.columns("encounter")
+    stays = sorted((dict(zip(cols, r, strict=True)) for r in encounters),
+                   key=lambda r: (r["patient_key"], r["admit_at"]))
+    out = []
+    for stay, following in zip(stays, [*stays[1:], None], strict=True):
+        nxt = following if following is not None and following["patient_key"] == stay["patient_key"] else None
+        out.append((stay["encounter_key"], True,
+                    nxt is not None and nxt["admit_at"] - stay["discharge_at"] <= timedelta(days=30)))
+    return out
+
+
+def write_outcomes(catalog: Any, encounters: list[tuple[Any, ...]]) -> None:
+    """gold.fct_encounter as the features job reads it (the dbt model's rules have their own dbt unit tests)."""
+    catalog.create("gold.fct_encounter", OUTCOME_DDL)
+    rows = readmission_outcomes(encounters)
+    if rows:
+        catalog.append(catalog.spark.createDataFrame(rows, OUTCOME_DDL), "gold.fct_encounter")
+
+
 def write_silver(catalog: Any, tables: dict[str, list[tuple[Any, ...]]]) -> None:
     for name, rows in tables.items():
         catalog.create(f"silver.{name}", schemas.ddl(name))

@@ -9,6 +9,7 @@ import pytest
 
 from gold.charlson import mapping_frame, quan_mapping
 from gold.features import FEATURE_TABLE, QUARANTINE_TABLE, build_features, readmission_features
+from lakehouse.errors import LakehouseError
 from lakehouse.runlog import read_runs, run_context
 from silver import schemas
 
@@ -45,6 +46,11 @@ ENCOUNTERS = [
     enc("E5", "P2", T(2024, 5, 20), None),                 # still admitted: no features, still a readmission of E3
     enc("E4", "P2", T(2025, 1, 2), T(2025, 1, 1)),         # discharge before admit: quarantined
 ]
+# gold.fct_encounter as the dbt model gives it (its rules are tested by dbt unit tests of
+# int_encounters_readmissions): E1 is readmitted by E2, E3 by E5 (still in the house); E2 is censored
+OUTCOMES = [("E_old", True, False), ("E0", True, False), ("E_amb", False, False), ("E_void", False, False),
+            ("E1", True, True), ("E2", True, None), ("E3", True, True), ("E5", False, False), ("E4", False, False)]
+OUTCOME_DDL = "encounter_key STRING, is_index_admission BOOLEAN, readmitted_within_30d BOOLEAN"
 PATIENTS = [
     {"patient_key": "P1", "gender": "male", "birth_date": date(1950, 6, 15), "birth_year": 1950},
     {"patient_key": "P2", "gender": "female", "is_age_90_plus": True},
@@ -109,12 +115,13 @@ def silver_frames(spark: Any) -> dict[str, Any]:
         "patient": frame(spark, "patient", PATIENTS),
         "observation": frame(spark, "observation", OBSERVATIONS),
         "condition": frame(spark, "condition", CONDITIONS),
+        "outcomes": spark.createDataFrame(OUTCOMES, OUTCOME_DDL),
     }
 
 
 def build(spark: Any, frames: dict[str, Any]) -> dict[str, dict[str, Any]]:
     df = readmission_features(frames["encounter"], frames["patient"], frames["condition"], frames["observation"],
-                              mapping_frame(spark))
+                              mapping_frame(spark), frames["outcomes"])
     return {r["encounter_key"]: r.asDict() for r in df.collect()}
 
 
@@ -139,7 +146,8 @@ def test_prior_admissions_and_label(features: dict) -> None:
     assert (features["E2"]["prior_admissions_6m"], features["E2"]["prior_admissions_12m"]) == (2, 3)
     assert features["E_old"]["prior_admissions_12m"] == 0
     labels = {k: v["readmitted_within_30d"] for k, v in features.items()}
-    assert labels == {"E_old": False, "E0": False, "E1": True, "E2": False, "E3": True}
+    # the label is gold.fct_encounter's, censored (None) included: one definition, the dbt model's
+    assert labels == {"E_old": False, "E0": False, "E1": True, "E2": None, "E3": True}
 
 
 def test_charlson_uses_conditions_known_at_discharge(features: dict) -> None:
@@ -195,9 +203,13 @@ def test_build_features_job_writes_merges_and_quarantines(catalog: Any, settings
                        ("condition", CONDITIONS)):
         catalog.create(f"silver.{name}", schemas.ddl(name))
         catalog.append(frame(catalog.spark, name, rows), f"silver.{name}")
+    with run_context("features", settings) as run, pytest.raises(LakehouseError, match="run `lakehouse gold`"):
+        build_features(settings, run)  # the label is Gold's: no Gold, no features
+    catalog.create("gold.fct_encounter", OUTCOME_DDL)
+    catalog.append(catalog.spark.createDataFrame(OUTCOMES, OUTCOME_DDL), "gold.fct_encounter")
     with run_context("features", settings) as run:
         first = build_features(settings, run)
-    assert first["rows"] == 5 and first["quarantined"] == 1 and first["readmission_rate"] == 0.4
+    assert (first["rows"], first["quarantined"], first["censored"], first["readmission_rate"]) == (5, 1, 1, 0.5)
     q = catalog.read(QUARANTINE_TABLE).collect()
     assert [(r["encounter_key"], r["reason"]) for r in q] == [("E4", "discharge_at is before admit_at")]
     version = catalog.version(FEATURE_TABLE)
@@ -235,7 +247,8 @@ def test_features_on_classic_spark() -> None:
     try:
         frames = {"encounter": frame(classic, "encounter", ENCOUNTERS), "patient": frame(classic, "patient", PATIENTS),
                   "observation": frame(classic, "observation", OBSERVATIONS),
-                  "condition": frame(classic, "condition", CONDITIONS)}
+                  "condition": frame(classic, "condition", CONDITIONS),
+                  "outcomes": classic.createDataFrame(OUTCOMES, OUTCOME_DDL)}
         out = build(classic, frames)
         assert sorted(out) == ["E0", "E1", "E2", "E3", "E_old"]
         assert {k: out["E1"][k] for k in EXPECTED_E1} == EXPECTED_E1

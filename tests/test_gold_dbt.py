@@ -18,14 +18,15 @@ import pandas as pd
 import pytest
 from helpers import attach, new_lakehouse
 
-from gold.dbt_runner import _runner, build_gold, dbt_args, docs_generate, gold_versions
+from gold.dbt_runner import PROJECT_DIR, _runner, build_gold, dbt_args, docs_generate, gold_versions
 from lakehouse.catalog import Catalog
 from lakehouse.config import set_settings
 from lakehouse.errors import LakehouseError
 from lakehouse.runlog import Run
 from silver.schemas import TABLES, columns, ddl, natural_key
 
-SEEDS = ("ref_age_bands", "ref_code_systems", "ref_date_spine", "ref_departments", "ref_encounter_classes",
+SEEDS = ("ref_admission_types", "ref_age_bands", "ref_code_systems", "ref_date_spine", "ref_departments",
+         "ref_discharge_dispositions", "ref_encounter_classes", "ref_planned_readmission_reasons",
          "ref_vital_signs")
 GOLD_MODELS = ("dim_patient", "dim_practitioner", "dim_organization", "dim_department", "dim_date", "dim_code",
                "fct_encounter", "fct_observation", "fct_condition", "fct_medication", "fct_procedure",
@@ -243,24 +244,49 @@ def test_scd2_address_change_adds_a_version_and_repoints_later_facts(gold: GoldB
 
 
 def independent_readmissions(encounters: pd.DataFrame) -> pd.DataFrame:
-    """The 30-day readmission mart computed with pandas straight from silver.encounter."""
+    """The 30-day readmission mart computed with pandas straight from silver.encounter, by the definition in
+    int_encounters_readmissions (the reference tables are the dbt seeds, read as CSV)."""
+    seeds = PROJECT_DIR / "seeds"
+    dispositions = pd.read_csv(seeds / "ref_discharge_dispositions.csv", dtype=str)
+    category = dict(zip(dispositions.discharge_disposition.str.lower(), dispositions.disposition_category,
+                        strict=True))
+    types = pd.read_csv(seeds / "ref_admission_types.csv", dtype=str)
+    planned_types = set(types[types.is_planned == "true"].admission_type.str.upper())
+    planned_reasons = pd.read_csv(seeds / "ref_planned_readmission_reasons.csv", dtype=str) \
+        .reason_code_prefix.str.replace(".", "").str.upper().tolist()
     inpatient_classes = {"imp", "inpatient", "i", "acute", "nonac"}
     e = encounters.copy()
-    e["inpatient"] = e["encounter_class"].str.strip().str.lower().isin(inpatient_classes)
-    inpatient = e[e["inpatient"] & e["admit_at"].notna()]
-    index = e[e["inpatient"] & e["admit_at"].notna() & e["discharge_at"].notna()
-              & (e["discharge_at"] >= e["admit_at"])].copy()
+    status = e["status"].fillna("").str.strip().str.lower()
+    e = e[e["encounter_class"].str.strip().str.lower().isin(inpatient_classes) & e["admit_at"].notna()
+          & ~status.isin({"cancelled", "entered-in-error", "planned"})].sort_values(["patient_key", "admit_at"])
+    e["category"] = [category.get(str(d).strip().lower(), "other") if isinstance(d, str) and d.strip() else None
+                     for d in e["discharge_disposition"]]
+    reason = e["reason_code"].fillna("").str.replace(".", "").str.upper()
+    e["planned"] = e["admission_type"].fillna("").str.strip().str.upper().isin(planned_types) | reason.map(
+        lambda r: bool(r) and any(r.startswith(p) for p in planned_reasons))
+    nxt = e.groupby("patient_key")["admit_at"].shift(-1)
+    e["continues"] = e["discharge_at"].notna() & nxt.notna() & (
+        (nxt <= e["discharge_at"])
+        | ((e["category"] == "transfer_acute") & (nxt - e["discharge_at"] <= timedelta(days=1))))
+    e["transfer_in"] = e.groupby("patient_key")["continues"].shift(1, fill_value=False).astype(bool)
+    index = e[e["discharge_at"].notna() & (e["discharge_at"] >= e["admit_at"]) & ~e["continues"]
+              & ~e["category"].isin({"died", "against_advice", "transfer_acute", "still_patient"})].copy()
 
-    def readmitted(row: pd.Series) -> bool:
-        later = inpatient[(inpatient.patient_key == row.patient_key) & (inpatient.encounter_key != row.encounter_key)
-                          & (inpatient.admit_at > row.discharge_at)]
-        return bool(((later.admit_at - row.discharge_at) <= timedelta(days=30)).any())
+    def outcome(row: pd.Series) -> bool | None:
+        later = e[(e.patient_key == row.patient_key) & (e.encounter_key != row.encounter_key) & ~e.transfer_in
+                  & (e.admit_at > row.discharge_at)]
+        first = later.sort_values("admit_at").head(1)
+        if len(first) and first.admit_at.iloc[0] - row.discharge_at <= timedelta(days=30):
+            return not bool(first.planned.iloc[0])
+        followed = row.get("has_30_day_follow_up")
+        return None if followed is not None and not pd.isna(followed) and not bool(followed) else False
 
-    index["readmitted"] = index.apply(readmitted, axis=1)
+    index["readmitted"] = index.apply(outcome, axis=1)
     dept = index["department"].fillna("").str.strip().str.upper()
     index["department_key"] = dept.where(dept != "", "UNKNOWN")
     index["discharge_month"] = index["discharge_at"].dt.to_period("M").dt.start_time.dt.date
-    out = index.groupby(["discharge_month", "department_key"]).agg(
+    known = index[index["readmitted"].notna()]
+    out = known.groupby(["discharge_month", "department_key"]).agg(
         index_discharges=("encounter_key", "count"), readmissions_30d=("readmitted", "sum")).reset_index()
     out["readmission_rate"] = (out.readmissions_30d / out.index_discharges).round(6)
     return out.sort_values(["discharge_month", "department_key"]).reset_index(drop=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from consumer_data import synthetic_silver, write_silver
+from consumer_data import synthetic_silver, write_outcomes, write_silver
 from helpers import clean_env
 from typer.testing import CliRunner
 
@@ -67,7 +67,9 @@ def test_entry_point_reports_a_missing_layer_in_one_line(tmp_path: Path, capsys:
 
 def test_entry_point_as_a_script_builds_features(catalog: Any, settings: Any, tmp_path: Path) -> None:
     """spark-submit runs the file as a script, with jobs/ as sys.path[0]."""
-    write_silver(catalog, synthetic_silver(patients=5))
+    tables = synthetic_silver(patients=5)
+    write_silver(catalog, tables)
+    write_outcomes(catalog, tables["encounter"])
     proc = subprocess.run([sys.executable, str(JOBS / "run.py"), "features", "--root", str(settings.root_path),
                            "--engine", "local", "--unknown-databricks-arg", "x"],
                           capture_output=True, text=True, env=clean_env(), cwd=tmp_path, timeout=180)

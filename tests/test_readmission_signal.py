@@ -45,18 +45,20 @@ def built(tmp_path_factory: pytest.TempPathFactory, spark: Any) -> dict[str, Any
     settings = attach(pipeline.with_generator_timezone(settings))
     pipeline.ingest(settings, [])
     pipeline.silver(settings)
+    pipeline.gold(settings)  # the label is gold.fct_encounter's readmission definition
     features = pipeline.features(settings)
     trained = pipeline.train(settings)
     manifest = json.loads((settings.landing_dir / MANIFEST_PATH).read_text())
     catalog = Catalog(spark, settings)
     silver = {name: catalog.read(f"silver.{name}") for name in ("encounter", "patient", "condition", "observation")}
+    silver["outcomes"] = catalog.read("gold.fct_encounter")
     return {"settings": settings, "features": features, "trained": trained, "manifest": manifest,
             "catalog": catalog, "silver": silver}
 
 
 def _features(silver: dict[str, Any], observations: Any) -> list[dict[str, Any]]:
     df = readmission_features(silver["encounter"], silver["patient"], silver["condition"], observations,
-                              mapping_frame(observations.sparkSession))
+                              mapping_frame(observations.sparkSession), silver["outcomes"])
     return [r.asDict() for r in df.orderBy("encounter_key").collect()]
 
 
@@ -71,7 +73,7 @@ def _auroc(rows: list[dict[str, Any]]) -> float:
     """The holdout AUROC of gold.training's model and split (as `train` computes it) on feature rows."""
     import pandas as pd
 
-    pdf = pd.DataFrame(rows)
+    pdf = pd.DataFrame([r for r in rows if r[LABEL] is not None])  # censored stays have no outcome to learn
     y = pdf[LABEL].astype(int).to_numpy()
     x = model_inputs(pdf)
     train_idx, test_idx = split_by_patient(y, pdf["patient_key"], 0.25, 42)
@@ -81,7 +83,7 @@ def _auroc(rows: list[dict[str, Any]]) -> float:
 
 def _feature_auroc(rows: list[dict[str, Any]], name: str) -> float:
     """How well a low value of one feature alone ranks readmitted stays first."""
-    scored = [(r[LABEL], -r[name]) for r in rows if r[name] is not None]
+    scored = [(r[LABEL], -r[name]) for r in rows if r[name] is not None and r[LABEL] is not None]
     return float(roc_auc_score([y for y, _ in scored], [x for _, x in scored]))
 
 
@@ -129,7 +131,8 @@ def test_leakage_canary_reaches_silver_and_not_the_features(built: dict[str, Any
         & (F.col("effective_at") <= F.expr("discharge_at + INTERVAL 30 HOURS")))
     assert after.select("observation_key").distinct().count() == canary.count()
     # alone, the canary predicts the label: a pipeline that let it in would be caught by its AUROC
-    labelled = after.join(built["catalog"].read(FEATURE_TABLE).select("patient_key", "discharge_at", LABEL),
+    labelled = after.join(built["catalog"].read(FEATURE_TABLE).where(F.col(LABEL).isNotNull())
+                          .select("patient_key", "discharge_at", LABEL),
                           ["patient_key", "discharge_at"]).select("value_original", LABEL).toPandas()
     assert roc_auc_score(labelled[LABEL].astype(int), labelled["value_original"]) >= 0.95
     # the feature table is the same with the canary source removed

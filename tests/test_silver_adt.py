@@ -39,9 +39,9 @@ STRUCTURE = {"A01": "ADT_A01", "A02": "ADT_A02", "A03": "ADT_A03", "A04": "ADT_A
 
 
 def pv1(visit: str | None, klass: str, location: str = "", service: str = "", admit: str = "",
-        discharge: str = "", disposition: str = "", prior_location: str = "") -> str:
+        discharge: str = "", disposition: str = "", prior_location: str = "", admission_type: str = "") -> str:
     f = [""] * 46
-    f[1], f[2], f[3], f[6], f[10] = "1", klass, location, prior_location, service
+    f[1], f[2], f[3], f[4], f[6], f[10] = "1", klass, location, admission_type, prior_location, service
     f[7] = "1234^WELBY^MARCUS^^^DR"
     f[19] = f"{visit}^^^{FACILITY}^VN" if visit else ""
     f[36], f[44], f[45] = disposition, admit, discharge
@@ -60,7 +60,7 @@ LOC_4EAST, LOC_ICU, LOC_5WEST = "4EAST^401^1^GENHOSP", "ICU^12^1^GENHOSP", "5WES
 MESSAGES = [
     # V100 (MRN1001)
     adt("V100-1", "20240301080100-0500", "A01", "20240301080000-0500", "MRN1001",
-        pv1("V100", "I", LOC_4EAST, "MED", admit="20240301075500-0500")),
+        pv1("V100", "I", LOC_4EAST, "MED", admit="20240301075500-0500", admission_type="E")),
     # sent late (message time after the A12's): the event time puts it before the A12
     adt("V100-2", "20240302110000-0500", "A02", "20240302100000-0500", "MRN1001",
         pv1("V100", "I", LOC_ICU, "CCM", admit="20240301075500-0500", prior_location=LOC_4EAST)),
@@ -86,7 +86,7 @@ MESSAGES = [
         pv1("V200", "O", "CLINIC^3^^GENHOSP", "CAR")),
     # V300 (MRN1001): discharged, discharge cancelled
     adt("V300-1", "20240401080100-0500", "A01", "20240401080000-0500", "MRN1001",
-        pv1("V300", "I", LOC_4EAST, "MED", admit="20240401074500-0500")),
+        pv1("V300", "I", LOC_4EAST, "MED", admit="20240401074500-0500", admission_type=" c ")),
     adt("V300-2", "20240403100100-0500", "A03", "20240403100000-0500", "MRN1001",
         pv1("V300", "I", LOC_4EAST, "MED", admit="20240401074500-0500", discharge="20240403093000-0500",
             disposition="01")),
@@ -165,6 +165,8 @@ def test_transfers_cancellations_and_discharge_fold_in_event_time_order(built: d
     assert v100["discharge_at"] == utc("2024-03-06T18:30:00", p1)  # the A03 after the A13
     assert v100["discharge_disposition"] == "01"
     assert (v100["last_adt_event"], v100["adt_event_count"]) == ("A03", 7)
+    # PV1-4 of the A01 (later events leave it empty); the data reach past 30 days after the discharge
+    assert (v100["admission_type"], v100["has_30_day_follow_up"]) == ("E", True)
 
 
 def test_cancel_discharge_reopens_and_cancel_admit_marks_cancelled(built: dict[str, Any]) -> None:
@@ -172,6 +174,7 @@ def test_cancel_discharge_reopens_and_cancel_admit_marks_cancelled(built: dict[s
     p1 = key("MRN1001", "patient")
     v300 = encs[key("V300", "encounter")]
     assert (v300["status"], v300["discharge_at"], v300["discharge_disposition"]) == ("in-progress", None, None)
+    assert (v300["admission_type"], v300["has_30_day_follow_up"]) == ("C", None)  # trimmed upper-case; no discharge
     assert v300["admit_at"] == utc("2024-04-01T12:45:00", p1)
     assert (v300["location"], v300["department"], v300["transfer_count"]) == ("4EAST", "MED", 0)
     v200 = encs[key("V200", "encounter")]

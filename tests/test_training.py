@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from consumer_data import synthetic_silver, write_silver
+from consumer_data import synthetic_silver, write_outcomes, write_silver
 from helpers import new_lakehouse
 
 from gold.features import FEATURE_TABLE, build_features
@@ -25,12 +25,14 @@ def lakehouse(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
     tables = synthetic_silver(patients=120)
     first = {name: [r for r in rows if r[_patient_col(name)] < "P0060"] for name, rows in tables.items()}
     write_silver(catalog, first)
+    write_outcomes(catalog, first["encounter"])
     with run_context("features", settings) as run:
         build_features(settings, run)
     v0 = catalog.version(FEATURE_TABLE)
     rows_v0 = catalog.read(FEATURE_TABLE).count()
     rest = {name: [r for r in rows if r[_patient_col(name)] >= "P0060"] for name, rows in tables.items()}
     write_silver(catalog, rest)
+    write_outcomes(catalog, rest["encounter"])
     with run_context("features", settings) as run:
         build_features(settings, run)
     return {"settings": settings, "catalog": catalog, "v0": v0, "rows_v0": rows_v0}

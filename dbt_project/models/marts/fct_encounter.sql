@@ -19,14 +19,21 @@ select
     e.length_of_stay_hours,
     e.stay_sequence,
     e.days_since_previous_discharge,
+    e.admission_type,
+    e.is_planned_admission,
     e.admit_source,
     e.discharge_disposition,
+    e.discharge_disposition_category,
     e.age_at_admission,
     coalesce(ab.age_band, 'unknown')                       as age_band_at_admission,
+    e.is_discharged_inpatient_stay,
     e.is_index_admission,
+    e.index_exclusion_reason,
     e.next_inpatient_admitted_at,
     e.days_to_next_admission,
+    e.is_next_admission_planned,
     e.readmitted_within_30d,
+    e.is_censored,
     e.silver_updated_at
 from {{ ref('int_encounters_readmissions') }} as e
 {{ patient_version_join('e', 'e.admitted_at') }}

@@ -1,6 +1,7 @@
 {{ config(unique_key=['discharge_month', 'department_key']) }}
 
--- Inpatient length of stay (days) by department and discharge month. Lengths come from Silver's durations (true
+-- Inpatient length of stay (days) by department and discharge month, over every discharged inpatient stay
+-- (deaths and transfers included: length of stay is not the readmission population). Lengths come from Silver's durations (true
 -- times), so they are the same under both profiles; under safe_harbor the rows are per discharge YEAR
 -- (period_grain says which).
 {% set grain = 'year' if var('deid_profile', 'expert_determination') == 'safe_harbor' else 'month' %}
@@ -16,5 +17,5 @@ select
     round(min(f.length_of_stay_days), 4)                   as min_los_days,
     round(max(f.length_of_stay_days), 4)                   as max_los_days
 from {{ ref('fct_encounter') }} as f
-where f.is_index_admission and f.length_of_stay_days is not null
+where f.is_discharged_inpatient_stay and f.length_of_stay_days is not null
 group by 1, 2, 3, 4

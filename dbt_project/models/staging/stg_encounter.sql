@@ -11,6 +11,7 @@ select
     cast(department as string)             as department_name,
     cast(organization_key as string)       as organization_key,
     cast(practitioner_key as string)       as practitioner_key,
+    cast(admission_type as string)         as admission_type,
     cast(admit_source as string)           as admit_source,
     cast(discharge_disposition as string)  as discharge_disposition,
     cast(reason_code as string)            as reason_code,
@@ -22,5 +23,6 @@ select
     cast(days_since_previous_discharge as int) as days_since_previous_discharge,
     cast(admit_offset_seconds as bigint)   as admit_offset_seconds,
     cast(discharge_offset_seconds as bigint) as discharge_offset_seconds,
+    cast(has_30_day_follow_up as boolean)  as has_30_day_follow_up,
     cast(silver_updated_at as timestamp)   as silver_updated_at
 from {{ source('silver', 'encounter') }}

@@ -4,10 +4,14 @@ Codes are mapped to LOINC (``map_lab_codes``), values converted to the canonical
 (``normalize_units``, reference ranges too) and flagged against their range (``flag_abnormal``). Text results
 (FHIR valueString, HL7 TX/ST/FT OBX-5) and the NTE comments that follow an OBX are scrubbed of PHI.
 
-Harmonization: a FHIR row and an HL7 row with the same patient_key, LOINC code (after mapping; SI/conventional
-variants of one analyte share a code, see ``PREFERRED_LOINC``), effective time and canonical value (within
-``TOLERANCE``) are one row: the FHIR key, both sources, both Bronze hashes, and the value of the source that
-was reported in the canonical unit (no rounding from a conversion), else the FHIR one.
+Harmonization: a FHIR row and an HL7 row of the same patient_key and LOINC code (after mapping; SI/conventional
+variants of one analyte share a code, see ``PREFERRED_LOINC``) with the same canonical value (within
+``TOLERANCE``) are one result when they belong to the same order (an HL7 placer or filler number, OBR-2/3 else
+ORC-2/3, equal to an identifier of the FHIR Observation, of a DiagnosticReport listing it as a result, or of a
+ServiceRequest either is basedOn), or, failing that, when their effective times are at most
+``TIME_TOLERANCE_SECONDS`` apart. The merged row is the FHIR key, both sources, both Bronze hashes, and the value
+of the source that was reported in the canonical unit (no rounding from a conversion), else the FHIR one. Order
+numbers are compared as keyed pseudonyms (namespace ``order``) and never written to Silver.
 
 HL7 results (OBX of ORU and OUL messages, v2.3-2.8), by OBX-2 value type:
 - NM: ``value`` (first repetition); a comparator sent in the number (``<5``) goes to ``value_comparator``.
@@ -60,6 +64,7 @@ from silver.common import (
     source_lineage,
 )
 from silver.deid import pseudonym, scrub_text
+from silver.deid.pseudonym import pseudonym_array
 from silver.encounter import hl7_visit_number
 from silver.patient import hl7_mrn
 from silver.service_request import order_identity
@@ -72,6 +77,9 @@ from silver.units import normalize_units
 # in code_original. TODO(terminology): move to a seed of silver/terminology.
 PREFERRED_LOINC = {"15074-8": "2345-7", "14682-9": "2160-0"}
 TOLERANCE = 0.02  # relative difference of canonical values still taken as the same result
+# the same result without a shared order number: effective times this close (one feed sends minutes, the other
+# seconds); not wider, or two readings of a monitor minutes apart with close values would merge
+TIME_TOLERANCE_SECONDS = 120
 VITAL_LOINC = ("8867-4", "9279-1", "8480-6", "8462-4", "8310-5", "59408-5", "2708-6", "29463-7", "8302-2",
                "39156-5", "85354-9")
 LAB_MESSAGES = ("ORU", "OUL")
@@ -155,7 +163,7 @@ def fhir_observations(resources: DataFrame, patients: DataFrame, encounters: Dat
          .filter(has_value | (F.col("component_index") > 0) | (F.col("_components") == 0))
     key = F.when(F.col("component_index") > 0, F.concat_ws("#", "id", F.col("component_index").cast("string"))) \
            .otherwise(F.col("id"))
-    o = o.join(known, "patient_key", "left")
+    o = fhir_order_ids(resources, o.join(known, "patient_key", "left"))
     # the LOINC coding when there is one, else the first coding with a code: each coding taken whole in the views
     loinc = F.col("loinc_code").isNotNull()
     code = F.when(loinc, F.col("loinc_code")).otherwise(F.col("code_code"))
@@ -171,11 +179,35 @@ def fhir_observations(resources: DataFrame, patients: DataFrame, encounters: Dat
         fhir_timestamp(F.coalesce("effective", "effective_period_start", "issued")).alias("effective_at"),
         fhir_observation_status(F.col("status")).alias("status"), "interpretation",
         F.col("ref_low").cast("double").alias("ref_low"), F.col("ref_high").cast("double").alias("ref_high"),
-        *source_lineage(FHIR),
+        *source_lineage(FHIR), pseudonym_array(F.col("order_ids"), deid.key, "order").alias("_order_ids"),
         invalid_values(
             value=F.col("value_quantity_text").isNotNull() & F.col("value_quantity_text").try_cast("double").isNull(),
             effectiveDateTime=F.col("effective").isNotNull() & fhir_timestamp("effective").isNull(),
             issued=F.col("issued").isNotNull() & fhir_timestamp("issued").isNull()))
+
+
+def fhir_order_ids(resources: DataFrame, observations: DataFrame) -> DataFrame:
+    """``observations`` (flattened, with ``identifier_values`` and ``based_on_refs``) with ``order_ids``: the
+    Observation's own identifiers, those of the DiagnosticReports that list it as a result and of the ServiceRequests
+    those reports or the Observation (its first basedOn) are basedOn: the order numbers an HL7 OBR carries.
+
+    Joined per row, never grouped over ``observations``: Sail would flatten the Observation JSON twice."""
+    empty = F.array().cast("array<string>")
+    requests = flatten(resources, "service_request").select(F.col("id").alias("_request"),
+                                                            F.col("identifier_values").alias("_request_ids"))
+    reports = flatten(resources, "diagnostic_report_result")
+    via_report_requests = reports.select("result_ref", F.explode("based_on_refs").alias("_request")) \
+        .join(requests, "_request").select("result_ref", F.col("_request_ids").alias("ids"))
+    by_result = reports.select("result_ref", F.col("identifier_values").alias("ids")).unionByName(via_report_requests) \
+        .select(F.col("result_ref").alias("id"), F.explode("ids").alias("order_id")) \
+        .groupBy("id").agg(F.collect_set("order_id").alias("_report_ids"))
+    out = observations.join(by_result, "id", "left") \
+        .withColumn("_request", F.get(F.col("based_on_refs"), 0)).join(requests, "_request", "left")
+    ids = F.array_distinct(F.filter(
+        F.transform(F.concat(F.coalesce("identifier_values", empty), F.coalesce("_report_ids", empty),
+                             F.coalesce("_request_ids", empty)), lambda x: F.trim(x)),
+        lambda x: x.isNotNull() & (x != "")))
+    return out.withColumn("order_ids", F.array_sort(ids)).drop("_report_ids", "_request", "_request_ids")
 
 
 def hl7_observation_status(status: Column) -> Column:
@@ -267,7 +299,12 @@ def _order_numbers(lab: DataFrame) -> DataFrame:
         F.when(filler_obr, F.col("filler_n")).otherwise(F.col("orc.filler_n")),
         F.when(filler_obr, F.col("filler_ns")).otherwise(F.col("orc.filler_ns")),
         F.lit(None).cast("string"))
-    return o.select("content_hash", "obr_index", number_col.alias("order_number"), "order_result_status")
+    # the order numbers without their namespaces, compared with the identifiers of FHIR orders and reports
+    order_ids = F.array_compact(F.array(
+        F.nullif(F.trim(F.when(placer_obr, F.col("placer_n")).otherwise(F.col("orc.placer_n"))), F.lit("")),
+        F.nullif(F.trim(F.when(filler_obr, F.col("filler_n")).otherwise(F.col("orc.filler_n"))), F.lit(""))))
+    return o.select("content_hash", "obr_index", number_col.alias("order_number"), "order_result_status",
+                    order_ids.alias("order_ids"))
 
 
 def result_identity(sending_application: Column, sending_facility: Column, order_number: Column, code: Column,
@@ -299,7 +336,8 @@ def _result_identities(lab: DataFrame) -> DataFrame:
     identity = result_identity(F.col("sending_application"), F.col("sending_facility"), F.col("order_number"),
                                F.col("_code"), F.col("_sub_id"), F.row_number().over(same), _message_identity(obx),
                                F.col("segment_index"))
-    return obx.select("content_hash", "segment_index", identity.alias("result_identity"), "order_result_status")
+    return obx.select("content_hash", "segment_index", identity.alias("result_identity"), "order_result_status",
+                      "order_ids")
 
 
 def hl7_result_identities(segs: DataFrame) -> DataFrame:
@@ -467,6 +505,7 @@ def _hl7_values(obx: DataFrame, deid: Deid) -> DataFrame:
         F.when(coded, v3).alias("value_code_system"),
         scrub_text(F.when(coded, F.col("coded_display")), F.col("known")).alias("value_display"),
         "value_time", "ref_text", "performing_organization",
+        pseudonym_array(F.col("order_ids"), deid.key, "order").alias("_order_ids"),
         F.when(from_spm, F.col("spm_type")).when(obr_code, F.col("obr_specimen_type")).alias("specimen_type"),
         F.when(from_spm, F.col("spm_display")).when(obr_code, F.col("obr_specimen_display"))
         .alias("specimen_display"))
@@ -486,20 +525,32 @@ def standardize(rows: DataFrame) -> DataFrame:
 
 
 def harmonized_pairs(rows: DataFrame) -> DataFrame:
-    """The FHIR/HL7 rows that are the same result: (fk, hk) observation keys, each key in at most one pair."""
+    """The FHIR/HL7 rows that are the same result: (fk, hk) observation keys, each key in at most one pair.
+
+    Same patient, LOINC code and value (see the module docstring), and the same order (``_order_ids``, keyed
+    order numbers) or effective times at most ``TIME_TOLERANCE_SECONDS`` apart. A row's best partner: a shared
+    order first, then the closest time, then the closest value."""
+    if "_order_ids" not in rows.columns:
+        rows = rows.withColumn("_order_ids", F.array().cast("array<string>"))
     fhir = rows.filter(F.col("source") == FHIR).alias("f")
     hl7 = rows.filter(F.col("source") == HL7V2).alias("h")
-    cond = (F.col("f.patient_key") == F.col("h.patient_key")) & (F.col("f.loinc_code") == F.col("h.loinc_code")) \
-        & (F.col("f.effective_at") == F.col("h.effective_at"))
+    same_order = F.coalesce(F.arrays_overlap(F.coalesce(F.col("f._order_ids"), F.array().cast("array<string>")),
+                                             F.coalesce(F.col("h._order_ids"), F.array().cast("array<string>"))),
+                            F.lit(False))
+    gap = F.abs(F.unix_micros(F.col("f.effective_at")) - F.unix_micros(F.col("h.effective_at")))
+    near = F.coalesce(gap <= TIME_TOLERANCE_SECONDS * 1_000_000, F.lit(False))
     diff = F.abs(F.col("f.value_num") - F.col("h.value_num"))
     scale = F.greatest(F.abs(F.col("f.value_num")), F.abs(F.col("h.value_num")), F.lit(1e-9))
     same_value = (diff <= scale * TOLERANCE) | (F.col("f.value_num").isNull() & F.col("h.value_num").isNull()
                                                  & (F.col("f.value_text") == F.col("h.value_text")))
-    pairs = fhir.join(hl7, cond & same_value).select(
-        F.col("f.observation_key").alias("fk"), F.col("h.observation_key").alias("hk"), diff.alias("d"))
-    by_h = Window.partitionBy("hk").orderBy("d", "fk")
-    by_f = Window.partitionBy("fk").orderBy("d", "hk")
-    return first_per_partition(first_per_partition(pairs, by_h), by_f).drop("d")
+    keys = (F.col("f.patient_key") == F.col("h.patient_key")) & (F.col("f.loinc_code") == F.col("h.loinc_code"))
+    pairs = fhir.join(hl7, keys).filter((same_order | near) & same_value).select(
+        F.col("f.observation_key").alias("fk"), F.col("h.observation_key").alias("hk"),
+        (~same_order).alias("o"), F.coalesce(gap, F.lit(None).cast("long")).alias("g"), diff.alias("d"))
+    order = ("o", F.col("g").asc_nulls_last(), F.col("d").asc_nulls_last())
+    by_h = Window.partitionBy("hk").orderBy(*order, "fk")
+    by_f = Window.partitionBy("fk").orderBy(*order, "hk")
+    return first_per_partition(first_per_partition(pairs, by_h), by_f).drop("o", "g", "d")
 
 
 def merge_pairs(rows: DataFrame, pairs: DataFrame) -> DataFrame:

@@ -27,7 +27,8 @@ arrival order), ties by message time then content hash (:func:`resolve_adt`, :fu
 ``transfer_count`` is NULL for a visit known from FHIR only. The stays between transfers are the rows of
 silver.encounter_location (:func:`location_history`). FHIR and HL7 rows of one visit then merge per field, the
 latest non-null value winning (:func:`harmonize`): a FHIR value fills a field the HL7 fold left empty (for FHIR,
-``location`` and ``department`` are both Encounter.location's display).
+``location`` and ``department`` are both Encounter.location's display); the admission and discharge times are one
+pair from one source row, never the admission of one feed with the discharge of the other.
 """
 
 from __future__ import annotations
@@ -276,11 +277,26 @@ def location_history(resolved: DataFrame) -> DataFrame:
         F.array("content_hash").alias("bronze_hashes"))
 
 
+# taken together from one source row (harmonize): a stay's admission and discharge from one feed, never the
+# admission of one and the discharge of the other
+PERIOD = ("admit_at", "discharge_at")
+
+
 def harmonize(rows: DataFrame) -> DataFrame:
-    """FHIR rows and folded HL7 visits -> one row per encounter_key, the latest non-null value per field."""
+    """FHIR rows and folded HL7 visits -> one row per encounter_key, the latest non-null value per field; the
+    period (admit_at and discharge_at) as a pair from the latest row that has an admission time (its discharge may
+    be NULL: that source says the patient is still in the house), else from the latest row with a discharge."""
     tiebreak = F.array_join(F.array_sort("bronze_hashes"), ",")
+    period = F.struct(*[F.col(c).alias(c) for c in PERIOD])
+    has_period = F.col("admit_at").isNotNull() | F.col("discharge_at").isNotNull()
+    rank = F.when(F.col("admit_at").isNotNull(), F.lit(1)).otherwise(F.lit(0))
+    # a row with an admission beats a later one without; then the latest (ties by lineage)
+    pair = F.max(F.when(has_period, F.struct(rank.alias("r"), F.coalesce(F.col("updated_at").cast("timestamp"),
+                                                                       F.lit("0001-01-01").cast("timestamp"))
+                                             .alias("t"), tiebreak.alias("b"), period.alias("p"))))["p"]
     return rows.groupBy("encounter_key").agg(
-        *[latest_value(f, "updated_at", tiebreak).alias(f) for f in FIELDS],
+        *[latest_value(f, "updated_at", tiebreak).alias(f) for f in FIELDS if f not in PERIOD],
+        pair["admit_at"].alias("admit_at"), pair["discharge_at"].alias("discharge_at"),
         latest_value("last_adt_event", "updated_at", tiebreak).alias("last_adt_event"),
         F.coalesce(F.sum("adt_event_count"), F.lit(0)).cast("int").alias("adt_event_count"), *merge_lineage())
 

@@ -37,3 +37,37 @@ def test_durations_order_offsets_and_follow_up(spark: Any) -> None:
     assert b2["has_30_day_follow_up"] is False         # discharged on the last day of the data: censored in Gold
     assert a3["has_30_day_follow_up"] is None          # no discharge, nothing to follow
     assert c1["length_of_stay_days"] is None and c1["has_30_day_follow_up"] is False  # 22 days before the end
+
+
+def test_harmonize_takes_the_period_as_a_pair_from_one_source(spark: Any) -> None:
+    from silver.encounter import FIELDS, harmonize
+
+    cols = [*FIELDS, "last_adt_event", "adt_event_count", "updated_at", "sources", "bronze_hashes"]
+    def sql_type(c: str) -> str:
+        if c.endswith("_at"):
+            return "TIMESTAMP"
+        if c.endswith("count"):
+            return "INT"
+        return "ARRAY<STRING>" if c in ("sources", "bronze_hashes") else "STRING"
+
+    ddl = ", ".join(f"{c} {sql_type(c)}" for c in ["encounter_key", *cols])
+
+    def row(key: str, source: str, admit: datetime | None, discharge: datetime | None, updated: datetime,
+            status: str) -> tuple[Any, ...]:
+        values = {"encounter_key": key, "patient_key": "p", "status": status, "admit_at": admit,
+                  "discharge_at": discharge, "updated_at": updated, "sources": [source],
+                  "bronze_hashes": [source + key], "adt_event_count": 1 if source == "hl7v2" else None}
+        return tuple(values.get(c) for c in ["encounter_key", *cols])
+
+    rows = spark.createDataFrame([
+        # the HL7 feed, later, says the patient is still in the house; the FHIR feed had a discharge
+        row("e1", "hl7v2", T(2024, 1, 1, 8), None, T(2024, 1, 3, 10), "in-progress"),
+        row("e1", "fhir", T(2024, 1, 1, 8, 5), T(2024, 1, 2, 12), T(2024, 1, 2, 13), "finished"),
+        # a later row without an admission does not lend its discharge to another source's admission
+        row("e2", "hl7v2", T(2024, 2, 1, 8), T(2024, 2, 3, 9), T(2024, 2, 3, 9), "finished"),
+        row("e2", "fhir", None, T(2024, 2, 4, 9), T(2024, 2, 5, 9), "finished"),
+    ], ddl)
+    out = {r["encounter_key"]: r for r in harmonize(rows).collect()}
+    assert (out["e1"]["admit_at"], out["e1"]["discharge_at"]) == (T(2024, 1, 1, 8), None)
+    assert out["e1"]["status"] == "in-progress" and sorted(out["e1"]["sources"]) == ["fhir", "hl7v2"]
+    assert (out["e2"]["admit_at"], out["e2"]["discharge_at"]) == (T(2024, 2, 1, 8), T(2024, 2, 3, 9))

@@ -63,7 +63,8 @@ def dbt_args(settings: Settings, command: list[str], extra_vars: dict[str, Any] 
     paths = dbt_paths(settings)
     # deid_profile: marts whose grain a profile cannot give (days under safe_harbor) say so instead of zeros
     variables = {"lakehouse_root": str(settings.root_path).rstrip("/"), "deid_profile": settings.deid_profile,
-                 **(extra_vars or {})}
+                 # calendar days of the marts and dim_date keys are the facility's local days
+                 "facility_timezone": settings.facility_timezone, **(extra_vars or {})}
     return [
         *command,
         "--project-dir", str(paths.project),

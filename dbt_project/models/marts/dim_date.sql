@@ -1,14 +1,15 @@
 {{ config(unique_key='date_key') }}
 
--- One row per day from the configured span (ref_date_spine), stretched to cover every fact date.
+-- One row per day from the configured span (ref_date_spine), stretched to cover every fact date; the days of the
+-- facts are the facility's local days (var facility_timezone, macros/date_key.sql), as the facts' date keys are.
 with fact_dates as (
-    select cast(admitted_at as date) as d from {{ ref('stg_encounter') }}
-    union all select cast(discharged_at as date) from {{ ref('stg_encounter') }}
-    union all select cast(effective_at as date) from {{ ref('stg_observation') }}
-    union all select cast(coalesce(onset_at, recorded_at) as date) from {{ ref('stg_condition') }}
-    union all select cast(authored_at as date) from {{ ref('stg_medication_request') }}
-    union all select cast(performed_start_at as date) from {{ ref('stg_procedure') }}
-    union all select cast(started_at as date) from {{ ref('stg_imaging_study') }}
+    select {{ local_day('admitted_at') }} as d from {{ ref('stg_encounter') }}
+    union all select {{ local_day('discharged_at') }} from {{ ref('stg_encounter') }}
+    union all select {{ local_day('effective_at') }} from {{ ref('stg_observation') }}
+    union all select {{ local_day('coalesce(onset_at, recorded_at)') }} from {{ ref('stg_condition') }}
+    union all select {{ local_day('authored_at') }} from {{ ref('stg_medication_request') }}
+    union all select {{ local_day('performed_start_at') }} from {{ ref('stg_procedure') }}
+    union all select {{ local_day('started_at') }} from {{ ref('stg_imaging_study') }}
 ),
 
 bounds as (
@@ -25,7 +26,7 @@ days as (
 )
 
 select
-    {{ date_key('date_day') }}               as date_key,
+    {{ day_key('date_day') }}               as date_key,
     date_day,
     year(date_day)                           as year,
     quarter(date_day)                        as quarter,

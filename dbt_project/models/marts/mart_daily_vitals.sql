@@ -1,10 +1,10 @@
 {{ config(unique_key=['patient_key', 'vital_date']) }}
 
--- Vital signs per patient and day (UTC); empty under the safe_harbor profile. Only values in the canonical unit of ref_vital_signs count: a value
+-- Vital signs per patient and facility-local day (var facility_timezone); empty under the safe_harbor profile. Only values in the canonical unit of ref_vital_signs count: a value
 -- Silver could not convert keeps its original unit and is left out here (it stays in fct_observation).
 select
     o.patient_key,
-    cast(o.effective_at as date)                           as vital_date,
+    {{ local_day('o.effective_at') }}                      as vital_date,
     {{ date_key('o.effective_at') }}                       as vital_date_key,
     count(*)                                               as measurement_count,
     round(avg(case when v.vital_sign = 'heart_rate' then o.value_num end), 4) as heart_rate_mean,

@@ -7,8 +7,8 @@
 {% set grain = 'year' if var('deid_profile', 'expert_determination') == 'safe_harbor' else 'month' %}
 select
     f.department_key,
-    cast(date_trunc('{{ grain | upper }}', f.discharged_at) as date) as discharge_month,
-    date_format(f.discharged_at, '{{ "yyyy" if grain == "year" else "yyyy-MM" }}') as year_month,
+    cast(date_trunc('{{ grain | upper }}', {{ local_day('f.discharged_at') }}) as date) as discharge_month,
+    date_format({{ local_day('f.discharged_at') }}, '{{ "yyyy" if grain == "year" else "yyyy-MM" }}') as year_month,
     '{{ grain }}'                                          as period_grain,
     count(*)                                               as discharges,
     round(sum(f.length_of_stay_days), 4)                   as total_los_days,

@@ -9,8 +9,8 @@
 -- are per discharge YEAR (period_grain says which).
 {% set grain = 'year' if var('deid_profile', 'expert_determination') == 'safe_harbor' else 'month' %}
 select
-    cast(date_trunc('{{ grain | upper }}', f.discharged_at) as date) as discharge_month,
-    date_format(f.discharged_at, '{{ "yyyy" if grain == "year" else "yyyy-MM" }}') as year_month,
+    cast(date_trunc('{{ grain | upper }}', {{ local_day('f.discharged_at') }}) as date) as discharge_month,
+    date_format({{ local_day('f.discharged_at') }}, '{{ "yyyy" if grain == "year" else "yyyy-MM" }}') as year_month,
     '{{ grain }}'                                          as period_grain,
     f.department_key,
     count(f.readmitted_within_30d)                         as index_discharges,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from lakehouse.hl7v2 import hl7_time
 from silver.common import (
     DICOM,
     FHIR,
@@ -34,6 +35,17 @@ def tag(name: str, tag_hex: str) -> Column:
     return F.get_json_object(F.col("header_json"), f"$.{tag_hex}.Value[0]").alias(name)
 
 
+def dicom_time(date: Column, time: Column, offset: Column, zone: str) -> Column:
+    """DICOM DA + TM -> UTC timestamp. With Timezone Offset From UTC (0008,0201, ``+HHMM``/``-HHMM``) the local time
+    is exact; without it, it is the facility's local wall time in the IANA ``zone`` (the rule of HL7 times:
+    :func:`lakehouse.hl7v2.hl7_time`). TM may carry fractions (``HHMMSS.FFFFFF``), be truncated (``HHMM``, ``HH``)
+    or use the ACR-NEMA colons (``HH:MM:SS``); no time is local midnight."""
+    tm = F.regexp_replace(F.coalesce(F.trim(time), F.lit("")), ":", "")
+    off = F.coalesce(F.regexp_extract(F.trim(offset), r"^([+-][0-9]{4})$", 1), F.lit(""))
+    value = F.when(F.trim(date).rlike(r"^[0-9]{8}$"), F.concat(F.trim(date), tm, off))
+    return hl7_time(value, zone)
+
+
 def dicom_instances(instances: DataFrame, known: DataFrame, deid: Deid) -> DataFrame:
     """One row per SOP Instance UID (most complete, then latest copy), with study/series attributes and the
     de-identified header (``deid_error`` set when it cannot be de-identified)."""
@@ -53,8 +65,7 @@ def dicom_instances(instances: DataFrame, known: DataFrame, deid: Deid) -> DataF
     shift = date_shift_days(F.col("patient_key"), deid.key, deid.max_shift_days) \
         if deid.shifts_dates else None
     header = deidentify_dicom_column(F.col("header_json"), deid.key, F.col("patient_key"), shift)
-    study_time = F.concat(F.coalesce(tag("d", "00080020"), F.lit("")),
-                          F.substring(F.coalesce(tag("t", "00080030"), F.lit("000000")), 1, 6))
+    study_time = dicom_time(tag("d", "00080020"), tag("t", "00080030"), tag("o", "00080201"), deid.facility_timezone)
     return d.select(
         pseudonym(F.col("sop_instance_uid"), deid.key, UID_NS).alias("imaging_instance_key"),
         pseudonym(F.col("series_instance_uid"), deid.key, UID_NS).alias("imaging_series_key"),
@@ -65,7 +76,7 @@ def dicom_instances(instances: DataFrame, known: DataFrame, deid: Deid) -> DataF
         tag("s", "00200011").try_cast("int").alias("series_number"),
         scrub_text(F.col("_series_description"), F.col("known")).alias("series_description"),
         scrub_text(F.col("_study_description"), F.col("known")).alias("study_description"),
-        F.try_to_timestamp(study_time, F.lit("yyyyMMddHHmmss")).alias("started_at"),
+        study_time.alias("started_at"),
         header.alias("dicom_deid"), F.array(F.lit(DICOM)).alias("sources"), "bronze_hashes",
     ).withColumn("header_json", F.col("dicom_deid.header_json")) \
      .withColumn("deid_error", F.col("dicom_deid.deid_error")).drop("dicom_deid")

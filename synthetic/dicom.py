@@ -71,6 +71,8 @@ def build_dataset(p: Patient, e: Encounter, st: Study, s: Series, sop_uid: str, 
     date, time = st.time.strftime("%Y%m%d"), st.time.strftime("%H%M%S")
     ds.StudyDate = ds.SeriesDate = ds.ContentDate = date
     ds.StudyTime, ds.SeriesTime = time, time
+    if st.modality in ("CT", "MR"):  # these scanners state their offset; the others send local time bare
+        ds.TimezoneOffsetFromUTC = st.time.astimezone(model.LOCAL_TZ).strftime("%z")
     ds.ContentTime = _content_time(st, number)
     ds.AcquisitionDateTime = f"{date}{time}"
     ds.AccessionNumber = st.accession

@@ -88,7 +88,7 @@ def readmission_by_month(settings: Settings) -> tuple[list[tuple[str, float, int
         data = features.to_pyarrow_table(columns=["discharge_at", "readmitted_within_30d"]).to_pylist()
         counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         for r in data:
-            if r["discharge_at"] is None:
+            if r["discharge_at"] is None or r["readmitted_within_30d"] is None:  # censored: outcome not known
                 continue
             month = r["discharge_at"].strftime("%Y-%m")
             counts[month][0] += 1

@@ -293,6 +293,7 @@ def test_the_engine_records_the_crosswalk_where_the_key_is(spark, make_lakehouse
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3000)  # two Silver and two Gold builds
 def test_rekey_rebuilds_silver_and_gold_under_the_new_version_with_a_crosswalk(make_lakehouse, tmp_path) -> None:
     path = _key_file(tmp_path, V1 + b"\n")
     settings = make_lakehouse(pseudonym_key=None, pseudonym_key_file=path)

@@ -69,7 +69,8 @@ def test_safe_harbor_keeps_no_day_or_month_of_any_date(built: dict[str, Any]) ->
     catalog = _catalog(built, "safe_harbor")
     checked, offending = 0, {}
     for name in _tables(built["settings"]["safe_harbor"]):
-        if name.split(".")[1] in CALENDAR_TABLES:
+        # the calendar, and the dbt seeds (ref_*: reference data, no patient in them, e.g. the date spine's end)
+        if name.split(".")[1] in CALENDAR_TABLES or name.split(".")[1].startswith("ref_"):
             continue
         df = catalog.read(name)
         for f in df.schema.fields:

@@ -288,12 +288,10 @@ def harmonize(rows: DataFrame) -> DataFrame:
     be NULL: that source says the patient is still in the house), else from the latest row with a discharge."""
     tiebreak = F.array_join(F.array_sort("bronze_hashes"), ",")
     period = F.struct(*[F.col(c).alias(c) for c in PERIOD])
-    has_period = F.col("admit_at").isNotNull() | F.col("discharge_at").isNotNull()
-    rank = F.when(F.col("admit_at").isNotNull(), F.lit(1)).otherwise(F.lit(0))
-    # a row with an admission beats a later one without; then the latest (ties by lineage)
-    pair = F.max(F.when(has_period, F.struct(rank.alias("r"), F.coalesce(F.col("updated_at").cast("timestamp"),
-                                                                       F.lit("0001-01-01").cast("timestamp"))
-                                             .alias("t"), tiebreak.alias("b"), period.alias("p"))))["p"]
+    # the latest row with an admission; only when no row has one, the latest row with a discharge
+    pair = F.coalesce(
+        latest_value(F.when(F.col("admit_at").isNotNull(), period), "updated_at", tiebreak),
+        latest_value(F.when(F.col("discharge_at").isNotNull(), period), "updated_at", tiebreak))
     return rows.groupBy("encounter_key").agg(
         *[latest_value(f, "updated_at", tiebreak).alias(f) for f in FIELDS if f not in PERIOD],
         pair["admit_at"].alias("admit_at"), pair["discharge_at"].alias("discharge_at"),

@@ -530,13 +530,10 @@ def harmonized_pairs(rows: DataFrame) -> DataFrame:
     Same patient, LOINC code and value (see the module docstring), and the same order (``_order_ids``, keyed
     order numbers) or effective times at most ``TIME_TOLERANCE_SECONDS`` apart. A row's best partner: a shared
     order first, then the closest time, then the closest value."""
-    if "_order_ids" not in rows.columns:
-        rows = rows.withColumn("_order_ids", F.array().cast("array<string>"))
     fhir = rows.filter(F.col("source") == FHIR).alias("f")
     hl7 = rows.filter(F.col("source") == HL7V2).alias("h")
-    same_order = F.coalesce(F.arrays_overlap(F.coalesce(F.col("f._order_ids"), F.array().cast("array<string>")),
-                                             F.coalesce(F.col("h._order_ids"), F.array().cast("array<string>"))),
-                            F.lit(False))
+    # both sources give _order_ids as an array (pseudonym_array: empty, never NULL)
+    same_order = F.coalesce(F.arrays_overlap(F.col("f._order_ids"), F.col("h._order_ids")), F.lit(False))
     gap = F.abs(F.unix_micros(F.col("f.effective_at")) - F.unix_micros(F.col("h.effective_at")))
     near = F.coalesce(gap <= TIME_TOLERANCE_SECONDS * 1_000_000, F.lit(False))
     diff = F.abs(F.col("f.value_num") - F.col("h.value_num"))
@@ -546,7 +543,7 @@ def harmonized_pairs(rows: DataFrame) -> DataFrame:
     keys = (F.col("f.patient_key") == F.col("h.patient_key")) & (F.col("f.loinc_code") == F.col("h.loinc_code"))
     pairs = fhir.join(hl7, keys).filter((same_order | near) & same_value).select(
         F.col("f.observation_key").alias("fk"), F.col("h.observation_key").alias("hk"),
-        (~same_order).alias("o"), F.coalesce(gap, F.lit(None).cast("long")).alias("g"), diff.alias("d"))
+        (~same_order).alias("o"), gap.alias("g"), diff.alias("d"))
     order = ("o", F.col("g").asc_nulls_last(), F.col("d").asc_nulls_last())
     by_h = Window.partitionBy("hk").orderBy(*order, "fk")
     by_f = Window.partitionBy("fk").orderBy(*order, "hk")

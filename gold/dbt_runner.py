@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
+PROJECT_DIR = Path(str(files("dbt_project")))  # package data: the same in a checkout and an installed wheel
 BUILD_TYPES = ("seed", "snapshot", "model", "test")
 CODE_FOLDERS = ("dbt_project", "gold", "lakehouse")
 

@@ -1,4 +1,5 @@
-"""The one job entry point for schedulers: ``spark-submit jobs/run.py <step> --root ... --engine spark``.
+"""The one job entry point for schedulers: ``lakehouse-job <step> --root ... --engine spark`` (the wheel's console
+script), or ``spark-submit jobs/run.py <step> ...`` from a checkout.
 
 Databricks python tasks, ``spark-submit`` and Airflow (through the ``lakehouse`` CLI) run the same pipeline steps
 (``lakehouse_app.pipeline``) in the order of ``STEPS``. The result is printed as JSON; an error is one line on
@@ -61,5 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_entry_point(step)
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The ``lakehouse-job`` console script of the wheel (the Databricks python_wheel_task entry point)."""
     exit_process(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -231,3 +232,8 @@ def record_run(run: Run, status: str) -> Path | None:
     _apply(fresh, job, status, float(seconds), ended, read, written)
     write_to_textfile(str(path), registry)  # writes a temporary file and renames it over the old one
     return path
+
+
+def grafana_dashboard() -> str:
+    """The Grafana dashboard (JSON) over every metric here; shipped in the package (``lakehouse dashboard``)."""
+    return files("lakehouse").joinpath("grafana-dashboard.json").read_text(encoding="utf-8")

@@ -33,6 +33,7 @@ from lakehouse.errors import (
     exit_process,
 )
 from lakehouse.logs import setup_logging
+from lakehouse.metrics import grafana_dashboard
 from lakehouse.runlog import lineage_of, read_runs, record_read, run_context, verify_audit
 from lakehouse.status import deid_status, table_status
 from lakehouse_app import pipeline, render
@@ -212,6 +213,14 @@ def serve(
     server = FlightSqlServer(settings, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key)  # refuses unsafe
     record_read(settings, "serve", [], host=host, port=port, tls=tls_cert is not None, token=server.token is not None)
     serve_gold(server, announce=lambda line: console.print(line, highlight=False, soft_wrap=True))
+
+
+@app.command()
+@cli_errors
+def dashboard() -> None:
+    """Print the Grafana dashboard (JSON) over the Prometheus metrics of batch runs, `listen` and `serve`."""
+
+    typer.echo(grafana_dashboard())
 
 
 @report_app.command("html")

@@ -7,6 +7,7 @@ import json
 import shlex
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +41,14 @@ def test_bundle_defines_the_pipeline_as_one_job_in_order() -> None:
     for previous, step in zip(STEPS, STEPS[1:], strict=False):
         assert [d["task_key"] for d in tasks[step]["depends_on"]] == [previous]
     assert "depends_on" not in tasks["ingest"]
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     for step, task in tasks.items():
-        python_file = (JOBS / task["spark_python_task"]["python_file"]).resolve()
-        assert python_file == JOBS / "run.py" and python_file.is_file()
-        assert task["spark_python_task"]["parameters"][0] == step
-        assert task["spark_python_task"]["parameters"][-2:] == ["--engine", "spark"]
+        # the installed wheel's entry point, never a file of the checkout
+        wheel_task = task["python_wheel_task"]
+        assert wheel_task["package_name"] == "clinical_lakehouse"
+        assert scripts[wheel_task["entry_point"]] == "jobs.run:run"
+        assert wheel_task["parameters"][0] == step
+        assert wheel_task["parameters"][-2:] == ["--engine", "spark"]
         assert task["job_cluster_key"] in {c["job_cluster_key"] for c in job["job_clusters"]}
 
 

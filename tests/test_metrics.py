@@ -16,9 +16,6 @@ from lakehouse import metrics
 from lakehouse.config import Settings
 from lakehouse.runlog import Run
 
-REPO = Path(__file__).resolve().parent.parent
-DASHBOARD = REPO / "monitoring" / "grafana-dashboard.json"
-
 pytestmark = [pytest.mark.timeout(60), pytest.mark.fast]
 
 
@@ -108,7 +105,7 @@ def _exposed_names() -> set[str]:
 
 
 def test_dashboard_queries_only_existing_metrics() -> None:
-    dashboard = json.loads(DASHBOARD.read_text())
+    dashboard = json.loads(metrics.grafana_dashboard())
     exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
     assert len(exprs) >= 20
     used = {name for e in exprs for name in re.findall(r"\b((?:lakehouse|process)_[a-z_]+)\b", e)}

@@ -35,6 +35,7 @@ from lakehouse.config import Settings, load_settings, set_settings
 from lakehouse.runlog import run_context
 from silver.deid import engine_key, pseudonym, scrub_text
 from silver.deid.text import free_text_columns
+from silver.identity import canonical_authority, identity
 from silver.job import build_silver
 from synthetic import contacts, model
 from synthetic.generator import generate
@@ -152,7 +153,8 @@ def measure_generated(settings: Settings, population: list[model.Patient]) -> di
     spark = engine.get_spark(settings)
     mrns = spark.createDataFrame([(p.mrn,) for p in population], "mrn string")
     keys = {r["mrn"]: r["patient_key"] for r in
-            mrns.select("mrn", pseudonym(F.col("mrn"), engine_key(settings), "patient")).collect()}
+            mrns.select("mrn", pseudonym(identity(canonical_authority(F.lit(model.ASSIGNING_AUTHORITY)), F.col("mrn")),
+                                         engine_key(settings), "patient")).collect()}
     silver = silver_text_by_patient(spark, settings)
     planted = removed = 0
     by_kind: dict[str, dict[str, int]] = {}

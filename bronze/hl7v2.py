@@ -10,13 +10,15 @@ Field-level parsing shared with Silver (timestamps, segments, fields, escapes) i
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from bronze.quarantine import quarantine_text
 from bronze.schemas import QUARANTINE_SCHEMA
 from lakehouse.catalog import conform
-from lakehouse.hl7v2 import hl7_time
+from lakehouse.hl7v2 import facility_zone, hl7_time
 
 MARK = "\ue000"  # private-use character, never in HL7 text
 ENVELOPES = ("FHS", "BHS", "BTS", "FTS")
@@ -66,8 +68,10 @@ def _component(value: Column, comp_sep: Column, n: int) -> Column:
     return F.nullif(F.split_part(F.coalesce(value, F.lit("")), comp_sep, F.lit(n)), F.lit(""))
 
 
-def parse_messages(chunks: DataFrame, run_id: str, zone: str = "UTC") -> DataFrame:
-    """Message chunks -> Bronze columns plus ``reason`` (null when the message is good)."""
+def parse_messages(chunks: DataFrame, run_id: str, zone: str = "UTC",
+                   zones_by_facility: Mapping[str, str] | None = None) -> DataFrame:
+    """Message chunks -> Bronze columns plus ``reason`` (null when the message is good). MSH-7 without an offset is
+    local time in the sending facility's zone (``zones_by_facility``, see :func:`facility_zone`), else ``zone``."""
     msh, sep, parts = _msh(F.col("raw"))
     enc = F.get(parts, 1)
 
@@ -102,7 +106,8 @@ def parse_messages(chunks: DataFrame, run_id: str, zone: str = "UTC") -> DataFra
         field(5).alias("receiving_application"),
         field(6).alias("receiving_facility"),
         dt.alias("message_datetime"),
-        hl7_time(F.split_part(F.coalesce(dt, F.lit("")), comp, F.lit(1)), zone).alias("message_ts"),
+        hl7_time(F.split_part(F.coalesce(dt, F.lit("")), comp, F.lit(1)),
+                 facility_zone(field(4), comp, zone, zones_by_facility or {})).alias("message_ts"),
         field(11).alias("processing_id"),
         enc.alias("encoding_characters"),
         sep.alias("field_separator"),
@@ -118,7 +123,8 @@ def parse_messages(chunks: DataFrame, run_id: str, zone: str = "UTC") -> DataFra
     )
 
 
-def split_messages(files: DataFrame, run_id: str, zone: str = "UTC") -> tuple[DataFrame, DataFrame]:
+def split_messages(files: DataFrame, run_id: str, zone: str = "UTC",
+                   zones_by_facility: Mapping[str, str] | None = None) -> tuple[DataFrame, DataFrame]:
     """binaryFile rows (+source_file, charset) -> (messages with ``reason`` column, quarantine rows for
     non-message content: orphan segments after a batch header, text before the first header).
 
@@ -128,7 +134,7 @@ def split_messages(files: DataFrame, run_id: str, zone: str = "UTC") -> tuple[Da
     w = Window.partitionBy("source_file").orderBy("chunk_index")
     msgs = (chunks.filter(F.col("kind") == "message")
             .withColumn("position", F.row_number().over(w) - 1))
-    messages = parse_messages(msgs, run_id, zone)
+    messages = parse_messages(msgs, run_id, zone, zones_by_facility)
     # an envelope chunk is one FHS/BHS/BTS/FTS segment; anything after it (before the next MSH) is orphaned
     orphan_raw = F.when(F.col("kind") == "envelope", F.regexp_extract("raw", r"^[^\r]*\r([\s\S]*)$", 1)
                         ).otherwise(F.col("raw"))

@@ -172,7 +172,8 @@ def _group_name(source: str, i: int, groups: int) -> str:
 
 def _hl7v2_group(spark: SparkSession, scratch: Staging, group: list[LandingFile], label: str, run_id: str,
                  settings: Settings) -> Group:
-    messages, other = hl7v2.split_messages(_read_files(spark, group), run_id, settings.facility_timezone)
+    messages, other = hl7v2.split_messages(_read_files(spark, group), run_id, settings.facility_timezone,
+                                          settings.facility_timezones)
     messages = scratch.stage(messages, label)
     bad_msgs = messages.filter(F.col("reason").isNotNull()).select(
         *quarantine_text(F.col("reason"), F.col("source_file"), F.col("position"), F.col("raw"), run_id))

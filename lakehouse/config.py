@@ -26,6 +26,15 @@ RENAMED: dict[str, tuple[str, dict[str, str]]] = {
 CONFIG_FILE_ENV = "LAKEHOUSE_CONFIG"
 
 
+def _iana_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not an IANA time zone name (e.g. America/New_York, Etc/GMT+5, UTC)") \
+            from None
+    return value
+
+
 class Settings(BaseModel):
     """Everything a run can be told. Secrets are ``SecretStr`` so they never print."""
 
@@ -52,6 +61,10 @@ class Settings(BaseModel):
     facility_timezone: str = Field(
         default="UTC", description="IANA time zone of HL7 v2 timestamps that carry no offset (the facility's local "
         "time, daylight saving included), e.g. America/New_York; a fixed UTC-5 is Etc/GMT+5")
+    facility_timezones: dict[str, str] = Field(
+        default_factory=dict, description="IANA zone per sending facility, for feeds from facilities in other zones: "
+        "MSH-4 namespace id or universal id -> zone (YAML mapping, or FACILITY=Zone,... in the environment); "
+        "facilities not listed use facility_timezone")
     documents_text: DocumentsText = Field(
         default="deidentified", description="text of clinical documents in silver.document: 'deidentified' (scrubbed "
         "of the patient's identifiers and PHI patterns) or 'exclude' (never stored: NULL)")
@@ -74,11 +87,19 @@ class Settings(BaseModel):
     @field_validator("facility_timezone")
     @classmethod
     def _iana_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{value!r} is not an IANA time zone name (e.g. America/New_York, Etc/GMT+5, UTC)") \
-                from None
+        return _iana_zone(value)
+
+    @field_validator("facility_timezones", mode="before")
+    @classmethod
+    def _zones_by_facility(cls, value: object) -> object:
+        if isinstance(value, str):  # FACILITY=Zone,FACILITY=Zone (an environment variable)
+            pairs = [p.partition("=") for p in value.split(",") if p.strip()]
+            if any(not sep or not k.strip() for k, sep, _ in pairs):
+                raise ValueError(f"{value!r} is not FACILITY=Zone,FACILITY=Zone (e.g. EASTHOSP=America/New_York)")
+            value = {k.strip(): v.strip() for k, _, v in pairs}
+        if isinstance(value, dict):
+            # MSH-4 is matched case-insensitively: one facility is one key however a sender spells it
+            return {str(k).strip().upper(): _iana_zone(str(v)) for k, v in value.items()}
         return value
 
     @property

@@ -6,6 +6,8 @@ itself (MSH-1) and ``fields[2]`` the encoding characters (MSH-2), as the standar
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
@@ -35,6 +37,19 @@ def hl7_time(value: Column, zone: str | Column) -> Column:
     has_offset = value.rlike(r"^[0-9.]+[+-][0-9]{4}$")
     return F.when(has_offset, hl7_timestamp(value)).otherwise(
         F.to_utc_timestamp(hl7_timestamp(value), zone if isinstance(zone, Column) else F.lit(zone)))
+
+
+def facility_zone(sending_facility: Column, component_separator: Column, default: str,
+                  by_facility: Mapping[str, str]) -> Column:
+    """The IANA zone of a message's local times: its sending facility's (MSH-4 namespace id, else universal id, as
+    upper-cased keys of ``by_facility``), else ``default``."""
+    hd = F.coalesce(sending_facility, F.lit(""))
+    zone = F.lit(default)
+    for part in (2, 1):  # the namespace id wins over the universal id
+        name = F.upper(F.trim(F.split_part(hd, component_separator, F.lit(part))))
+        for facility, facility_zone_name in sorted(by_facility.items()):
+            zone = F.when(name == facility, F.lit(facility_zone_name)).otherwise(zone)
+    return zone
 
 
 def explode_segments(messages: DataFrame) -> DataFrame:

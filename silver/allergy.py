@@ -5,7 +5,6 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from lakehouse.hl7v2 import hl7_time
 from silver.common import (
     FHIR,
     HL7V2,
@@ -14,13 +13,14 @@ from silver.common import (
     field,
     first_per_partition,
     flatten,
+    local_time,
     patient_key_or_ref,
     record_lineage,
     resolve_references,
     segment_fields,
 )
 from silver.deid import pseudonym
-from silver.patient import hl7_mrn
+from silver.patient import hl7_patient_identity
 from silver.terminology import normalize_system
 
 # HL7 table 0127 allergen type -> FHIR AllergyIntolerance.category; table 0128 severity -> criticality
@@ -48,7 +48,7 @@ def fhir_allergies(resources: DataFrame, patients: DataFrame, deid: Deid) -> Dat
 
 def hl7_allergies(segs: DataFrame, deid: Deid) -> DataFrame:
     """One row per (patient, allergen code) among AL1 segments; the latest message wins, all hashes kept."""
-    pid = segment_fields(segs, "PID", {"mrn": hl7_mrn()}).select("content_hash", "mrn")
+    pid = segment_fields(segs, "PID", {"mrn": hl7_patient_identity()}).select("content_hash", "mrn")
     al1 = segment_fields(segs, "AL1", {
         "code_raw": field(3, 1, decode=False), "display": field(3, 2), "system_raw": field(3, 3, decode=False),
         "type_raw": field(2, 1, decode=False), "severity_raw": field(4, 1, decode=False),
@@ -58,7 +58,7 @@ def hl7_allergies(segs: DataFrame, deid: Deid) -> DataFrame:
         "mrn", "content_hash", "message_ts", "code", normalize_system(F.col("system_raw")).alias("code_system"),
         "display", _mapped(F.col("type_raw"), AL1_CATEGORY).alias("category"),
         _mapped(F.col("severity_raw"), AL1_CRITICALITY).alias("criticality"),
-        hl7_time(F.col("identified_raw"), deid.facility_timezone).alias("recorded_at"),
+        local_time(F.col("identified_raw")).alias("recorded_at"),
         F.concat_ws("|", "mrn", F.upper("code")).alias("_ident"))
     hashes = rows.groupBy("_ident").agg(F.collect_set("content_hash").alias("bronze_hashes"))
     latest = Window.partitionBy("_ident").orderBy(F.col("message_ts").desc(), "content_hash")

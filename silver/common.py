@@ -15,7 +15,7 @@ from pyspark.sql import Column, DataFrame, Window, WindowSpec
 from pyspark.sql import functions as F
 
 from lakehouse.catalog import conform
-from lakehouse.hl7v2 import explode_segments, hl7_field
+from lakehouse.hl7v2 import explode_segments, facility_zone, hl7_field, hl7_time
 from silver.deid import EngineKey, pseudonym
 from silver.schemas import columns, ddl
 from silver.views import load_view, run_view
@@ -31,8 +31,10 @@ class Deid:
     key: EngineKey
     deid_profile: Literal["expert_determination", "safe_harbor"] = "expert_determination"
     max_shift_days: int = 365
-    # HL7 v2 timestamps without an offset are the facility's local time in this IANA zone
+    # HL7 v2 timestamps without an offset are the facility's local time in this IANA zone, or in the zone of the
+    # sending facility (MSH-4, upper-cased) listed here
     facility_timezone: str = "UTC"
+    facility_timezones: tuple[tuple[str, str], ...] = ()
     # clinical document text: "deidentified" (scrubbed) or "exclude" (NULL)
     documents_text: Literal["deidentified", "exclude"] = "deidentified"
 
@@ -122,10 +124,14 @@ def latest_messages(messages: DataFrame) -> DataFrame:
     return first_per_partition(messages.withColumn("message_key", key), w)
 
 
-def segments(messages: DataFrame) -> DataFrame:
-    """Parsed segments of each message with the message header columns used downstream."""
+def segments(messages: DataFrame, deid: Deid | None = None) -> DataFrame:
+    """Parsed segments of each message with the message header columns used downstream, and ``facility_zone``: the
+    IANA zone of the message's times sent without an offset (:func:`local_time`)."""
+    zone = F.lit("UTC") if deid is None else facility_zone(
+        F.col("sending_facility"), F.substring("encoding_characters", 1, 1), deid.facility_timezone,
+        dict(deid.facility_timezones))
     header = messages.select("content_hash", "message_key", "message_type", "trigger_event", "message_ts",
-                             "source_file", "ingested_at")
+                             "source_file", "ingested_at", zone.alias("facility_zone"))
     return explode_segments(messages).join(header, "content_hash")
 
 
@@ -141,11 +147,16 @@ def field(n: int, component: int | None = None, repetition: int | None = None,
                      encoding=F.col("encoding_characters"), field_separator=F.col("field_separator"), decode=decode)
 
 
+def local_time(value: Column) -> Column:
+    """An HL7 DTM of a segment row (:func:`segment_fields`) -> UTC: without an offset it is local time in the zone of
+    the message's sending facility (``facility_zone``)."""
+    return hl7_time(value, F.col("facility_zone"))
+
+
 def segment_fields(segs: DataFrame, segment_id: str, cols: dict[str, Column]) -> DataFrame:
     """Rows of one segment type with the message columns and ``cols`` (raw field values) as plain columns."""
     base = ("content_hash", "message_key", "message_control_id", "segment_index", "message_type", "trigger_event",
-            "message_ts",
-            "source_file")
+            "message_ts", "source_file", "facility_zone")
     return segs.filter(F.col("segment_id") == segment_id).select(*base, *[c.alias(n) for n, c in cols.items()])
 
 

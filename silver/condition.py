@@ -9,7 +9,6 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from lakehouse.hl7v2 import hl7_time
 from silver.common import (
     FHIR,
     HL7V2,
@@ -19,6 +18,7 @@ from silver.common import (
     field,
     first_per_partition,
     flatten,
+    local_time,
     merge_lineage,
     patient_key_or_ref,
     resolve_references,
@@ -27,7 +27,7 @@ from silver.common import (
 )
 from silver.deid import pseudonym
 from silver.encounter import hl7_visit_number
-from silver.patient import hl7_mrn
+from silver.patient import hl7_patient_identity
 from silver.terminology import map_condition_codes, normalize_icd10cm, valid_icd10cm
 from silver.terminology.seeds import ICD10CM
 
@@ -52,7 +52,7 @@ def fhir_conditions(resources: DataFrame, patients: DataFrame, encounters: DataF
 def hl7_conditions(segs: DataFrame, deid: Deid) -> DataFrame:
     """One row per distinct (patient, code, onset) among the DG1 segments of ADT messages."""
     adt = segs.filter(F.col("message_type") == "ADT")
-    pid = segment_fields(adt, "PID", {"mrn": hl7_mrn()}).select("content_hash", "mrn")
+    pid = segment_fields(adt, "PID", {"mrn": hl7_patient_identity()}).select("content_hash", "mrn")
     pv1 = segment_fields(adt, "PV1", {"visit": hl7_visit_number()}).select("content_hash", "visit")
     dg1 = segment_fields(adt, "DG1", {
         "code": field(3, 1, decode=False), "code_system_raw": field(3, 3, decode=False),
@@ -63,7 +63,7 @@ def hl7_conditions(segs: DataFrame, deid: Deid) -> DataFrame:
     rows = dg1.select(
         "mrn", "code", F.coalesce("code_system_raw", "coding_method").alias("code_system"),
         F.coalesce("display_raw", "description").alias("display"),
-        hl7_time(F.col("onset_raw"), deid.facility_timezone).alias("onset_at"), "message_ts", "visit", "content_hash",
+        local_time(F.col("onset_raw")).alias("onset_at"), "message_ts", "visit", "content_hash",
         F.when(dtype == "A", "admitting").when(dtype == "W", "working").when(dtype == "F", "final").alias("dg1_type"))
     ident = F.concat_ws("|", "mrn", F.upper(F.trim("code")), F.coalesce(F.col("onset_at").cast("string"), F.lit("")))
     latest = Window.partitionBy("_ident").orderBy(F.col("message_ts").desc(), F.col("content_hash"))

@@ -23,7 +23,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from lakehouse.hl7v2 import hl7_time, unescape
+from lakehouse.hl7v2 import unescape
 from silver.common import (
     FHIR,
     HL7V2,
@@ -34,6 +34,7 @@ from silver.common import (
     first_per_partition,
     flatten,
     latest_value,
+    local_time,
     patient_key_or_ref,
     resolve_references,
     source_lineage,
@@ -41,7 +42,7 @@ from silver.common import (
 )
 from silver.deid import pseudonym, scrub_text
 from silver.encounter import hl7_visit_number
-from silver.patient import hl7_mrn
+from silver.patient import hl7_patient_identity
 from silver.service_request import mapped_code
 from silver.terminology import normalize_system
 
@@ -74,8 +75,8 @@ def _txa(segs: DataFrame) -> DataFrame:
     msh = mdm.filter(F.col("segment_id") == "MSH").select(
         "content_hash", field(3, decode=False).alias("msh3"), field(4, decode=False).alias("msh4"))
     txa = mdm.filter(F.col("segment_id") == "TXA").select(
-        "content_hash", "message_control_id", "segment_index", "trigger_event", "message_ts", "pid_index",
-        "pv1_index", field(2, 1, decode=False).alias("type_code"), field(2, 2).alias("type_display"),
+        "content_hash", "message_control_id", "segment_index", "trigger_event", "message_ts", "facility_zone",
+        "pid_index", "pv1_index", field(2, 1, decode=False).alias("type_code"), field(2, 2).alias("type_display"),
         field(2, 3, decode=False).alias("type_system"), field(4, 1, decode=False).alias("activity_time"),
         field(6, 1, decode=False).alias("origination_time"), field(5, 1, decode=False).alias("provider"),
         field(9, 1, decode=False).alias("originator"), field(12, 1, decode=False).alias("number"),
@@ -123,7 +124,7 @@ def hl7_documents(segs: DataFrame, known: DataFrame, deid: Deid) -> DataFrame:
     (:func:`harmonize` keeps those only for documents that are in Silver)."""
     txa = _txa(segs)
     pid = segs.filter((F.col("message_type") == "MDM") & (F.col("segment_id") == "PID")).select(
-        "content_hash", F.col("segment_index").alias("pid_index"), hl7_mrn().alias("mrn"))
+        "content_hash", F.col("segment_index").alias("pid_index"), hl7_patient_identity().alias("mrn"))
     pv1 = segs.filter((F.col("message_type") == "MDM") & (F.col("segment_id") == "PV1")).select(
         "content_hash", F.col("segment_index").alias("pv1_index"), hl7_visit_number().alias("visit"))
     body = _text_lines(segs).withColumnRenamed("txa_index", "segment_index")
@@ -148,8 +149,8 @@ def hl7_documents(segs: DataFrame, known: DataFrame, deid: Deid) -> DataFrame:
         system.alias("type_system"), "type_display", F.lit(None).cast("string").alias("category"),
         status.alias("status"), doc_status.alias("doc_status"),
         F.when(F.col("body").isNotNull(), F.lit("text/plain")).alias("content_type"),
-        F.coalesce(hl7_time(F.col("activity_time"), deid.facility_timezone),
-                   hl7_time(F.col("origination_time"), deid.facility_timezone)).alias("documented_at"),
+        F.coalesce(local_time(F.col("activity_time")),
+                   local_time(F.col("origination_time"))).alias("documented_at"),
         pseudonym(F.coalesce("originator", "provider"), deid.key, "practitioner").alias("practitioner_key"),
         _text(F.col("body"), deid).alias("text"), event.alias("last_event"),
         F.col("message_ts").alias("updated_at"), *source_lineage(HL7V2))

@@ -36,7 +36,6 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from lakehouse.hl7v2 import hl7_time
 from silver.common import (
     FHIR,
     HL7V2,
@@ -45,6 +44,7 @@ from silver.common import (
     field,
     flatten,
     latest_value,
+    local_time,
     merge_lineage,
     patient_key_or_ref,
     record_lineage,
@@ -54,7 +54,8 @@ from silver.common import (
     with_segment_context,
 )
 from silver.deid import pseudonym
-from silver.patient import hl7_mrn
+from silver.identity import VISIT_ID_TYPES, canonical_authority, hl7_identity, identity
+from silver.patient import hl7_patient_identity
 
 FIELDS = ("patient_key", "encounter_class", "type_code", "type_system", "type_display", "status", "admit_at",
           "discharge_at", "department", "location", "organization_key", "practitioner_key", "admission_type",
@@ -91,9 +92,11 @@ def encounter_class(col: Column) -> Column:
 def fhir_encounter_index(resources: DataFrame, deid: Deid) -> DataFrame:
     """(fhir_id, encounter_key) for every FHIR Encounter: resolves ``Encounter/<id>`` references."""
     e = flatten(resources, "encounter")
-    # visit_number: the value of the identifier whose own type is VN (selected per identifier in the view)
+    # the visit number: value and system of the first identifier whose own type is VN (one element in the view),
+    # qualified by its authority as HL7 PV1-19 is; an Encounter without one is keyed by its resource id
+    visit = identity(canonical_authority(F.col("visit_number_system")), F.col("visit_number"))
     return e.select(F.col("id").alias("fhir_id"),
-                    pseudonym(F.coalesce("visit_number", "id"), deid.key, "encounter").alias("encounter_key"))
+                    pseudonym(F.coalesce(visit, F.col("id")), deid.key, "encounter").alias("encounter_key"))
 
 
 def fhir_encounters(resources: DataFrame, patients: DataFrame, encounters: DataFrame, practitioners: DataFrame,
@@ -115,7 +118,9 @@ def fhir_encounters(resources: DataFrame, patients: DataFrame, encounters: DataF
 
 
 def hl7_visit_number() -> Column:
-    return field(19, 1, decode=False)
+    """The visit's identity (``<authority>|<visit number>``, :mod:`silver.identity`) from PV1-19: VN-typed, else
+    untyped."""
+    return hl7_identity(19, VISIT_ID_TYPES)
 
 
 def hl7_adt_events(segs: DataFrame, deid: Deid) -> DataFrame:
@@ -126,7 +131,7 @@ def hl7_adt_events(segs: DataFrame, deid: Deid) -> DataFrame:
     ORU PV1 segments only link results (see silver.observation).
     """
     adt = with_segment_context(segs.filter(F.col("message_type") == "ADT"), "PID", "pid")
-    pid = segment_fields(adt, "PID", {"mrn": hl7_mrn()}) \
+    pid = segment_fields(adt, "PID", {"mrn": hl7_patient_identity()}) \
         .select("content_hash", F.col("segment_index").alias("pid_index"), "mrn")
     evn = segment_fields(adt, "EVN", {"evn_type": field(1, decode=False), "recorded": field(2, 1, decode=False),
                                       "occurred": field(6, 1, decode=False)}) \
@@ -142,17 +147,17 @@ def hl7_adt_events(segs: DataFrame, deid: Deid) -> DataFrame:
     rows = pv1.join(pid, ["content_hash", "pid_index"], "left").join(evn, "content_hash", "left")
     event = F.upper(F.trim(F.coalesce(F.col("trigger_event"), F.col("evn_type"))))
     status = _mapped(event, EVENT_STATUS)
-    event_at = F.coalesce(hl7_time(F.col("recorded"), deid.facility_timezone), F.col("message_ts"))
+    event_at = F.coalesce(local_time(F.col("recorded")), F.col("message_ts"))
     return rows.select(
         pseudonym(F.col("visit"), deid.key, "encounter").alias("encounter_key"),
         pseudonym(F.col("mrn"), deid.key, "patient").alias("patient_key"), event.alias("adt_event"),
         event_at.alias("event_at"),
-        F.coalesce(hl7_time(F.col("occurred"), deid.facility_timezone), event_at).alias("occurred_at"),
+        F.coalesce(local_time(F.col("occurred")), event_at).alias("occurred_at"),
         "message_ts", encounter_class(F.col("class_code")).alias("encounter_class"),
         F.when(status.isin(*EVENT_STATUS.values()), status).alias("_status"), "location",
         F.trim("service").alias("service"),
-        hl7_time(F.col("admit"), deid.facility_timezone).alias("admit_at"),
-        hl7_time(F.col("discharge"), deid.facility_timezone).alias("discharge_at"),
+        local_time(F.col("admit")).alias("admit_at"),
+        local_time(F.col("discharge")).alias("discharge_at"),
         pseudonym(F.col("attending"), deid.key, "practitioner").alias("practitioner_key"),
         F.upper(F.trim("admission_type")).alias("admission_type"), "admit_source",
         F.col("disposition").alias("discharge_disposition"), "content_hash")

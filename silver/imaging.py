@@ -26,6 +26,7 @@ from silver.common import (
     resolve_references,
 )
 from silver.deid import date_shift_days, deidentify_dicom_column, pseudonym, scrub_text
+from silver.identity import canonical_authority, identity
 
 UID_NS = "dicom-uid"
 
@@ -60,8 +61,9 @@ def dicom_instances(instances: DataFrame, known: DataFrame, deid: Deid) -> DataF
                  .withColumn("_series_description", tag("sd", "0008103E")) \
                  .withColumn("_study_description", tag("st", "00081030"))
     d = first_per_partition(d, latest).join(hashes, "sop_instance_uid")
-    d = d.withColumn("patient_key", pseudonym(F.col("patient_id"), deid.key, "patient")).join(known, "patient_key",
-                                                                                                "left")
+    # Patient ID qualified by Issuer of Patient ID (0010,0021), as HL7 PID-3 by CX.4 (silver.identity)
+    patient = identity(canonical_authority(tag("i", "00100021")), F.col("patient_id"))
+    d = d.withColumn("patient_key", pseudonym(patient, deid.key, "patient")).join(known, "patient_key", "left")
     shift = date_shift_days(F.col("patient_key"), deid.key, deid.max_shift_days) \
         if deid.shifts_dates else None
     header = deidentify_dicom_column(F.col("header_json"), deid.key, F.col("patient_key"), shift)

@@ -17,7 +17,6 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from lakehouse.hl7v2 import hl7_time
 from silver.common import (
     FHIR,
     Deid,
@@ -25,6 +24,7 @@ from silver.common import (
     field,
     first_per_partition,
     flatten,
+    local_time,
     merge_lineage,
     patient_key_or_ref,
     record_lineage,
@@ -89,7 +89,7 @@ def hl7_immunizations(segs: DataFrame, deid: Deid) -> DataFrame:
          .otherwise(F.coalesce("code_display", "alt_display")).alias("display"),
         F.col("code").alias("code_original"),
         F.when(primary_cvx, F.lit(CVX)).otherwise(normalize_system(F.col("code_system"))).alias("code_system_original"),
-        status.alias("status"), hl7_time(F.col("start"), deid.facility_timezone).alias("occurrence_at"),
+        status.alias("status"), local_time(F.col("start")).alias("occurrence_at"),
         F.when(amount != UNKNOWN_AMOUNT, amount).alias("dose_quantity"),
         F.when(amount != UNKNOWN_AMOUNT, F.coalesce("unit_code", "unit_text")).alias("dose_unit"), "route")
 

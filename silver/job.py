@@ -135,6 +135,7 @@ class _Builder:
         self.spark, self.catalog, self.settings, self.run, self.scratch = spark, catalog, settings, run, scratch
         self.deid = Deid(key=engine_key(settings), deid_profile=settings.deid_profile,
                          max_shift_days=settings.max_shift_days, facility_timezone=settings.facility_timezone,
+                         facility_timezones=tuple(sorted(settings.facility_timezones.items())),
                          documents_text="exclude" if settings.free_text == "exclude" else settings.documents_text)
         self.latest_time: datetime = latest_plausible_time(settings)
         # which profile and key built each table: Delta table properties of every Silver table
@@ -386,7 +387,7 @@ def _build_domains(b: _Builder) -> None:
     dicom_raw = b.read(DICOM_TABLE, DICOM_SCHEMA)
     b.lineage_files([fhir_raw, hl7_raw, dicom_raw])
     res = b.stage(latest_fhir(fhir_raw), "fhir_latest")
-    segs = b.stage(segments(latest_messages(hl7_raw)), "hl7v2_segments")
+    segs = b.stage(segments(latest_messages(hl7_raw), b.deid), "hl7v2_segments")
     b.merges = b.stage(patient.patient_merges(segs, b.deid), "patient_merges")
     deid = b.deid
 
@@ -438,12 +439,14 @@ def _build_patient(b: _Builder, res: DataFrame, segs: DataFrame, index: DataFram
     # a merged-away patient's records fold into the survivor's row (their lineage joins)
     rows = rows.withColumn("invalid", F.coalesce(F.col("invalid"), F.array().cast("array<string>")))
     rows = b.stage(patient.apply_merges(rows, b.merges) if b.merges is not None else rows, "patient_rows")
-    # a source record with an untypeable value is quarantined on its own, not merged into the patient
-    merged = b.stage(patient.harmonize(rows.filter(F.size("invalid") == 0)), "patient_merged")
+    # a source record with an untypeable value, or with no usable identifier (no key: the suite's patient_key rule
+    # quarantines it), stands on its own, not merged into a patient
+    alone = (F.size("invalid") > 0) | F.col("patient_key").isNull()
+    merged = b.stage(patient.harmonize(rows.filter(~alone)), "patient_merged")
     b.birth_dates = merged.select("patient_key", "birth_date")  # true dates: encounter.with_intervals
-    untyped = patient.harmonize(rows.filter(F.size("invalid") > 0), per_record=True).drop("content_hash")
-    n_untyped = rows.filter(F.size("invalid") > 0).count()
-    n_patients = rows.filter(F.size("invalid") == 0).select("patient_key").distinct().count()
+    untyped = patient.harmonize(rows.filter(alone), per_record=True).drop("content_hash")
+    n_untyped = rows.filter(alone).count()
+    n_patients = rows.filter(~alone).select("patient_key").distinct().count()
     as_of = F.lit(b.settings.as_of_day)
     b.finish("patient", patient.deidentify(merged, as_of).unionByName(patient.deidentify(untyped, as_of)),
              n_patients + n_untyped)
@@ -456,16 +459,19 @@ def _build_patient_history(b: _Builder, fhir_raw: DataFrame, segs: DataFrame, in
     rows = fhir_versions.unionByName(patient.hl7_patients(demographic, b.deid), allowMissingColumns=True)
     rows = rows.withColumn("invalid", F.coalesce(F.col("invalid"), F.array().cast("array<string>")))
     rows = patient.apply_merges(rows, b.merges) if b.merges is not None else rows
-    # a record with an untypeable value is quarantined by silver.patient; it changes no version here
+    # a record with an untypeable value or no usable identifier is quarantined by silver.patient; it changes no
+    # version here
+    rows = rows.filter(F.col("patient_key").isNotNull())
     states = b.stage(patient.demographic_states(rows.filter(F.size("invalid") == 0), F.lit(b.settings.as_of_day)),
                      "patient_history_states")
     n_collapsed = states.filter(~F.col("opens_version")).count()
     # the source records, counted apart from the transform: a record it loses fails the reconciliation
-    n_pid = segment_fields(demographic, "PID", {"mrn": patient.hl7_mrn()}).filter(F.col("mrn").isNotNull()).count()
+    n_pid = segment_fields(demographic, "PID", {"mrn": patient.hl7_patient_identity()}) \
+        .filter(F.col("mrn").isNotNull()).count()
+    n_fhir = fhir_versions.filter(F.col("patient_key").isNotNull()).select("content_hash").distinct().count()
     n_untyped = rows.filter(F.size("invalid") > 0).count()
     b.run.metric("patient_history_unchanged_records", n_collapsed)
-    b.finish("patient_history", patient.patient_history(states),
-             n_pid + fhir_versions.select("content_hash").distinct().count() - n_untyped - n_collapsed)
+    b.finish("patient_history", patient.patient_history(states), n_pid + n_fhir - n_untyped - n_collapsed)
 
 
 def _build_encounter(b: _Builder, res: DataFrame, segs: DataFrame, pats: DataFrame, encs: DataFrame,

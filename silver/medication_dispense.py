@@ -13,13 +13,13 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from lakehouse.hl7v2 import hl7_time
 from silver.common import (
     FHIR,
     Deid,
     fhir_timestamp,
     field,
     flatten,
+    local_time,
     patient_key_or_ref,
     record_lineage,
     resolve_references,
@@ -83,7 +83,7 @@ def hl7_medication_dispenses(segs: DataFrame, deid: Deid) -> DataFrame:
         F.coalesce("code", "alt_code").alias("code"),
         F.when(F.col("code").isNotNull(), F.col("code_system")).otherwise(F.col("alt_system")).alias("code_system"),
         F.col("code_display").alias("display"), status.alias("status"),
-        hl7_time(F.col("dispensed"), deid.facility_timezone).alias("dispensed_at"),
+        local_time(F.col("dispensed")).alias("dispensed_at"),
         F.col("amount").try_cast("double").alias("quantity"),
         F.coalesce("unit_text", "unit_code").alias("quantity_unit"))
     return rows

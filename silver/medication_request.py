@@ -12,7 +12,6 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from lakehouse.hl7v2 import hl7_time
 from silver.common import (
     FHIR,
     HL7V2,
@@ -21,6 +20,7 @@ from silver.common import (
     field,
     first_per_partition,
     flatten,
+    local_time,
     patient_key_or_ref,
     record_lineage,
     resolve_references,
@@ -29,7 +29,7 @@ from silver.common import (
 )
 from silver.deid import pseudonym, scrub_text
 from silver.encounter import hl7_visit_number
-from silver.patient import hl7_mrn
+from silver.patient import hl7_patient_identity
 from silver.terminology import map_medication_codes
 
 # HL7 table 0038 order status -> FHIR MedicationRequest.status
@@ -82,7 +82,7 @@ def hl7_order_groups(segs: DataFrame, child: str, cols: dict[str, Column]) -> Da
     msh = segment_fields(segs, "MSH", {"msh_app": field(3, 1, decode=False),
                                        "msh_facility": field(4, 1, decode=False)}) \
         .select("content_hash", "msh_app", "msh_facility")
-    pid = segment_fields(segs, "PID", {"mrn": hl7_mrn()}) \
+    pid = segment_fields(segs, "PID", {"mrn": hl7_patient_identity()}) \
         .select("content_hash", F.col("segment_index").alias("pid_index"), "mrn")
     pv1 = segment_fields(segs, "PV1", {"visit": hl7_visit_number()}) \
         .select("content_hash", F.col("segment_index").alias("pv1_index"), "visit")
@@ -184,8 +184,8 @@ def hl7_medication_requests(segs: DataFrame, known: DataFrame, deid: Deid) -> Da
         F.coalesce("code", "alt_code").alias("code"),
         F.when(F.col("code").isNotNull(), F.col("code_system")).otherwise(F.col("alt_system")).alias("code_system"),
         F.col("code_display").alias("display"), status.alias("status"), F.lit("order").alias("intent"),
-        F.coalesce(hl7_time(F.col("original_time"), deid.facility_timezone),
-                   hl7_time(F.col("orc_time"), deid.facility_timezone)).alias("authored_at"),
+        F.coalesce(local_time(F.col("original_time")),
+                   local_time(F.col("orc_time"))).alias("authored_at"),
         pseudonym(F.col("orc_provider"), deid.key, "practitioner").alias("practitioner_key"),
         F.nullif(text, F.lit("")).alias("_dosage_raw"), "route")
 

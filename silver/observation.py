@@ -47,7 +47,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from lakehouse.hl7v2 import hl7_time, hl7_timestamp, unescape
+from lakehouse.hl7v2 import hl7_timestamp, unescape
 from silver.common import (
     FHIR,
     HL7V2,
@@ -57,6 +57,7 @@ from silver.common import (
     first_per_partition,
     flatten,
     invalid_values,
+    local_time,
     merge_lineage,
     patient_key_or_ref,
     resolve_references,
@@ -66,7 +67,7 @@ from silver.common import (
 from silver.deid import pseudonym, scrub_text
 from silver.deid.pseudonym import pseudonym_array
 from silver.encounter import hl7_visit_number
-from silver.patient import hl7_mrn
+from silver.patient import hl7_patient_identity
 from silver.service_request import order_identity
 from silver.terminology import map_lab_codes
 from silver.terminology.seeds import LOINC
@@ -372,7 +373,7 @@ def hl7_observations(segs: DataFrame, known: DataFrame, deid: Deid) -> DataFrame
                                       "sending_facility": field(4, decode=False)}) \
         .select("content_hash", "sending_application", "sending_facility")
     identities = _result_identities(lab)
-    pid = segment_fields(lab, "PID", {"mrn": hl7_mrn()}).select("content_hash",
+    pid = segment_fields(lab, "PID", {"mrn": hl7_patient_identity()}).select("content_hash",
                                                                  F.col("segment_index").alias("pid_index"), "mrn")
     # the visit of a patient group: its first PV1 with a visit number
     pv1 = segment_fields(lab, "PV1", {"visit_number": hl7_visit_number(), "pid_index": F.col("pid_index")}) \
@@ -398,7 +399,7 @@ def hl7_observations(segs: DataFrame, known: DataFrame, deid: Deid) -> DataFrame
     # step one: raw fields as columns (decoding only the text ones)
     obx = lab.filter(F.col("segment_id") == "OBX").select(
         "content_hash", "message_control_id", *[c for c in ("message_key",) if c in lab.columns], "message_type",
-        F.col("message_ts").alias("_message_ts"),
+        F.col("message_ts").alias("_message_ts"), "facility_zone",
         (F.col("ingested_at") if "ingested_at" in lab.columns else F.lit(None).cast("timestamp")).alias("_arrived"),
         "segment_index", "obr_index", "pid_index",
         "spm_index", "field_separator", "encoding_characters",
@@ -457,15 +458,15 @@ def _hl7_values(obx: DataFrame, deid: Deid) -> DataFrame:
         "_sn_cmp": F.when(is_sn, F.nullif(F.trim(v1), F.lit(""))), "_sn_sep": F.when(is_sn, sn_sep),
         "_n1": F.when(is_sn, n1), "_n2": F.when(is_sn, n2),
         "_coded": vtype.isin(*CODED_TYPES),
-        "value_time": F.when(vtype.isin("TS", "DTM"), hl7_time(v1, deid.facility_timezone))
+        "value_time": F.when(vtype.isin("TS", "DTM"), local_time(v1))
                        .when(vtype == "DT", hl7_timestamp(v1)),
         "_marker": F.when(has_value & (vtype == "ED"), F.lit(EMBEDDED_MARKER))
                     .when(has_value & (vtype == "RP"), F.lit(REFERENCE_MARKER))
                     .when(has_value & vtype.isin(*IDENTIFYING_TYPES), F.lit(IDENTIFYING_MARKER)),
         "interpretation": F.nullif(F.array_join(flags, ","), F.lit("")),
-        "effective_at": F.coalesce(hl7_time(F.col("obs_time_raw"), deid.facility_timezone),
-                                   hl7_time(F.col("obr_time_raw"), deid.facility_timezone),
-                                   hl7_time(F.col("spm_time_raw"), deid.facility_timezone)),
+        "effective_at": F.coalesce(local_time(F.col("obs_time_raw")),
+                                   local_time(F.col("obr_time_raw")),
+                                   local_time(F.col("spm_time_raw"))),
         "status": hl7_result_status(F.col("result_status"), F.col("order_result_status")),
         "ref_low": _range_bound(F.col("ref_text"), True), "ref_high": _range_bound(F.col("ref_text"), False),
         "_key": F.col("result_identity"),

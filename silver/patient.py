@@ -1,7 +1,9 @@
 """silver.patient: FHIR Patient and HL7 PID harmonized on the MRN pseudonym; the patient index for other domains.
 
-``patient_key = pseudonym(MRN, key, "patient")`` where the MRN is the MR-typed identifier (FHIR identifier with
-type MR, HL7 PID-3 repetition with CX.5 = MR); without an MRN the FHIR Patient id is used. Attributes: the latest
+``patient_key = pseudonym(<assigning authority>|<MRN>, key, "patient")``: the identifier and its canonical authority
+picked by one fallback order for HL7 PID-3 and FHIR Patient.identifier (MR, then MRT, PI, PT, then untyped; never an
+SSN, account number or other type), see :mod:`silver.identity`. A record with no usable identifier has no key and is
+quarantined (the FHIR Patient id is no identifier of the patient outside its server). Attributes: the latest
 non-null value across sources wins (FHIR meta.lastUpdated vs HL7 message time). Every message's PID counts,
 whatever its event: ADT A28 add person, A31 update person and A08 update reach the patient here even without a
 PV1 (they create no encounter).
@@ -20,7 +22,6 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, Window, WindowSpec
 from pyspark.sql import functions as F
 
-from lakehouse.hl7v2 import hl7_time
 from silver.common import (
     FHIR,
     HL7V2,
@@ -33,6 +34,7 @@ from silver.common import (
     flatten,
     invalid_values,
     latest_value,
+    local_time,
     segment_fields,
     source_lineage,
     with_index_key,
@@ -47,6 +49,7 @@ from silver.deid import (
     known_identifiers_from_arrays,
     pseudonym,
 )
+from silver.identity import fhir_identities, hl7_identity
 from silver.terminology import map_gender
 
 KNOWN_TYPE = "array<struct<kind:string,value:string>>"
@@ -73,12 +76,13 @@ def country_code(col: Column) -> Column:
 
 
 def fhir_patient_index(resources: DataFrame, deid: Deid) -> DataFrame:
-    """(fhir_id, mrn, patient_key) for every FHIR Patient: resolves ``Patient/<id>`` references."""
-    ids = flatten(resources, "patient_identifier")
-    mrn = ids.filter(F.upper(F.col("kind")) == "MR").groupBy("id").agg(F.min("value").alias("mrn"))
+    """(fhir_id, mrn, patient_key) for every FHIR Patient: resolves ``Patient/<id>`` references. ``mrn`` is the
+    patient's identity (:mod:`silver.identity`); NULL, and so is the key, when no identifier is usable."""
+    mrn = fhir_identities(flatten(resources, "patient_identifier")).select(F.col("id").alias("fhir_id"),
+                                                                           F.col("identity").alias("mrn"))
     pats = flatten(resources, "patient").select(F.col("id").alias("fhir_id"))
-    return (pats.join(mrn.withColumnRenamed("id", "fhir_id"), "fhir_id", "left")
-            .withColumn("patient_key", pseudonym(F.coalesce(F.col("mrn"), F.col("fhir_id")), deid.key, "patient")))
+    return (pats.join(mrn, "fhir_id", "left")
+            .withColumn("patient_key", pseudonym(F.col("mrn"), deid.key, "patient")))
 
 
 FHIR_GENDERS = ("male", "female", "other", "unknown")  # AdministrativeGender
@@ -101,8 +105,14 @@ def fhir_patients(resources: DataFrame, index: DataFrame) -> DataFrame:
             deceasedDateTime=F.col("deceased_datetime").isNotNull() & fhir_timestamp("deceased_datetime").isNull()))
 
 
-def hl7_mrn() -> Column:
-    """The MRN of a PID segment: the MR-typed PID-3 repetition, else the first PID-3 ID."""
+def hl7_patient_identity() -> Column:
+    """The identity (``<authority>|<id>``, :mod:`silver.identity`) of a PID segment's patient, from PID-3; NULL
+    when no identifier is usable."""
+    return hl7_identity(3)
+
+
+def hl7_mrn_value() -> Column:
+    """The MRN as sent (MR-typed PID-3 repetition, else the first PID-3 ID): a known identifier to scrub."""
     return F.coalesce(cx_typed(3, "MR"), field(3, 1, 1, decode=False))
 
 
@@ -110,24 +120,24 @@ def patient_merges(segs: DataFrame, deid: Deid) -> DataFrame:
     """(prior_patient_key, patient_key): the survivor of every merged-away patient (ADT A40, A47, ...).
 
     Each MRG pairs with the PID before it (a message may carry several PID/MRG groups). The prior MRN is the
-    MR-typed MRG-1 repetition, else the first MRG-1 ID; the survivor's MRN is the PID's (:func:`hl7_mrn`).
+    identity of MRG-1 (the same fallback order as PID-3), the survivor's that of the PID (:func:`hl7_patient_identity`).
     Merges are ordered by event time (EVN-2, else MSH-7). The latest merge of a prior key wins; a merge is void
     when its prior patient is the survivor of a later merge (it was split off and merged back the other way);
     chains resolve to the last survivor (A -> B -> C: A -> C); self-merges are ignored.
     """
     msgs = segs.filter((F.col("message_type") == "ADT") & F.col("trigger_event").isin(*MERGE_EVENTS))
     ctx = with_segment_context(msgs, "PID", "pid")
-    pid = segment_fields(ctx, "PID", {"mrn": hl7_mrn()}) \
+    pid = segment_fields(ctx, "PID", {"mrn": hl7_patient_identity()}) \
         .select("content_hash", F.col("segment_index").alias("pid_index"), "mrn")
     mrg = segment_fields(ctx, "MRG", {
-        "prior": F.coalesce(cx_typed(1, "MR"), field(1, 1, 1, decode=False)), "pid_index": F.col("pid_index"),
+        "prior": hl7_identity(1), "pid_index": F.col("pid_index"),
     })
     evn = segment_fields(msgs, "EVN", {"recorded": field(2, 1, decode=False)}) \
         .groupBy("content_hash").agg(F.min("recorded").alias("recorded"))
     pairs = mrg.join(pid, ["content_hash", "pid_index"]).join(evn, "content_hash", "left").select(
         pseudonym(F.col("prior"), deid.key, "patient").alias("prior_patient_key"),
         pseudonym(F.col("mrn"), deid.key, "patient").alias("patient_key"),
-        F.coalesce(hl7_time(F.col("recorded"), deid.facility_timezone), F.col("message_ts")).alias("merged_at"),
+        F.coalesce(local_time(F.col("recorded")), F.col("message_ts")).alias("merged_at"),
         "content_hash").filter(F.col("prior_patient_key") != F.col("patient_key"))
     order = F.struct(F.coalesce("merged_at", F.lit("0001-01-01").cast("timestamp")).alias("t"),
                      F.col("content_hash").alias("h"))
@@ -157,15 +167,16 @@ def apply_merges(df: DataFrame, merges: DataFrame) -> DataFrame:
 
 
 def pid_fields(segs: DataFrame) -> DataFrame:
-    """PID segments with an MRN, their raw fields as columns (step one of two, see ``silver.common.field``)."""
+    """PID segments, their raw fields as columns (step one of two, see ``silver.common.field``); ``mrn`` is the
+    patient's identity, NULL when PID-3 has no usable identifier (the record is quarantined)."""
     return segment_fields(segs, "PID", {
-        "mrn": hl7_mrn(), "gender": field(8, decode=False), "birth": field(7, 1, decode=False),
+        "mrn": hl7_patient_identity(), "gender": field(8, decode=False), "birth": field(7, 1, decode=False),
         "postal_code": field(11, 5), "state": field(11, 4), "country": field(11, 6),
         "death": field(29, 1, decode=False), "death_flag": field(30, decode=False),
         "race_text": field(10, 2), "race_code": field(10, 1, decode=False), "ethnicity_text": field(22, 2),
         "ethnicity_code": field(22, 1, decode=False), "marital_status": field(16, 1, decode=False),
         "language": field(15, 1, decode=False),
-    }).filter(F.col("mrn").isNotNull())
+    })
 
 
 def hl7_patients(segs: DataFrame, deid: Deid) -> DataFrame:
@@ -177,7 +188,7 @@ def hl7_patients(segs: DataFrame, deid: Deid) -> DataFrame:
         F.to_date(F.try_to_timestamp(F.substring("birth", 1, 8), F.lit("yyyyMMdd"))).alias("birth_date"),
         "postal_code", "state", country_code(F.col("country")).alias("country"),
         F.when(flag == "Y", True).when(flag == "N", False).when(F.col("death").isNotNull(), True).alias("deceased"),
-        F.to_date(hl7_time(F.col("death"), deid.facility_timezone)).alias("deceased_date"),
+        F.to_date(local_time(F.col("death"))).alias("deceased_date"),
         F.coalesce("race_text", "race_code").alias("race"),
         F.coalesce("ethnicity_text", "ethnicity_code").alias("ethnicity"), "marital_status", "language",
         F.lit(None).cast("string").alias("insurance"), F.col("message_ts").alias("updated_at"),
@@ -233,14 +244,15 @@ def fhir_known_identifiers(resources: DataFrame, index: DataFrame) -> DataFrame:
 def hl7_known_identifiers(segs: DataFrame, deid: Deid) -> DataFrame:
     """(patient_key, known) from HL7 PID: names, MRN, SSN, phones, e-mail, address parts."""
     pid = segment_fields(segs, "PID", {
-        "mrn": hl7_mrn(), "family": field(5, 1), "given": field(5, 2), "middle": field(5, 3),
+        "mrn": hl7_patient_identity(), "mrn_value": hl7_mrn_value(), "family": field(5, 1), "given": field(5, 2),
+        "middle": field(5, 3),
         "maiden": field(6, 1), "alias": field(9, 1), "ssn": field(19, decode=False),
         "phone1": field(13, 1, 1, decode=False), "phone2": field(13, 1, 2, decode=False),
         "phone3": field(14, 1, 1, decode=False), "email1": field(13, 4, 1, decode=False),
         "email2": field(13, 4, 2, decode=False), "street": field(11, 1), "city": field(11, 3),
     }).filter(F.col("mrn").isNotNull())
     known = known_identifiers(
-        NAME=[F.col(c) for c in ("family", "given", "middle", "maiden", "alias")], MRN=[F.col("mrn")],
+        NAME=[F.col(c) for c in ("family", "given", "middle", "maiden", "alias")], MRN=[F.col("mrn_value")],
         SSN=[F.col("ssn")], PHONE=[F.col(c) for c in ("phone1", "phone2", "phone3")],
         EMAIL=[F.col("email1"), F.col("email2")], ADDRESS=[F.col("street"), F.col("city")])
     return pid.select(pseudonym(F.col("mrn"), deid.key, "patient").alias("patient_key"), known.alias("known"))

@@ -23,7 +23,6 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from lakehouse.hl7v2 import hl7_time
 from silver.common import (
     FHIR,
     HL7V2,
@@ -33,6 +32,7 @@ from silver.common import (
     field,
     flatten,
     latest_value,
+    local_time,
     patient_key_or_ref,
     resolve_references,
     source_lineage,
@@ -40,7 +40,7 @@ from silver.common import (
 )
 from silver.deid import pseudonym
 from silver.encounter import hl7_visit_number
-from silver.patient import hl7_mrn
+from silver.patient import hl7_patient_identity
 from silver.terminology import normalize_system
 
 ORDER_MESSAGES = ("ORM", "OML", "OMG", "OMI")
@@ -101,7 +101,7 @@ def _orders(ctx: DataFrame) -> DataFrame:
         return F.when(is_orc, field(n, component, decode=False))
 
     anchors = ctx.filter(F.col("segment_index") == F.col("order_index")).select(
-        "content_hash", "message_control_id", "message_ts", "order_index", "pid_index", "pv1_index",
+        "content_hash", "message_control_id", "message_ts", "facility_zone", "order_index", "pid_index", "pv1_index",
         orc(1).alias("order_control"), orc(2, 1).alias("orc_placer"),
         F.coalesce(orc(2, 2), orc(2, 3)).alias("orc_placer_ns"), orc(3, 1).alias("orc_filler"),
         F.coalesce(orc(3, 2), orc(3, 3)).alias("orc_filler_ns"), orc(5).alias("order_status"),
@@ -153,7 +153,7 @@ def hl7_orders(segs: DataFrame, deid: Deid) -> DataFrame:
     """One row per order group of every (deduplicated) order message; :func:`harmonize` folds them per order."""
     ctx = _order_context(segs)
     pid = ctx.filter(F.col("segment_id") == "PID").select(
-        "content_hash", F.col("segment_index").alias("pid_index"), hl7_mrn().alias("mrn"))
+        "content_hash", F.col("segment_index").alias("pid_index"), hl7_patient_identity().alias("mrn"))
     pv1 = ctx.filter(F.col("segment_id") == "PV1").select(
         "content_hash", F.col("segment_index").alias("pv1_index"), hl7_visit_number().alias("visit"))
     rows = _orders(ctx).join(pid, ["content_hash", "pid_index"], "left").join(pv1, ["content_hash", "pv1_index"],
@@ -166,8 +166,8 @@ def hl7_orders(segs: DataFrame, deid: Deid) -> DataFrame:
                         mapped_code(F.col("order_control"), CONTROL_STATUS))
     priority = F.coalesce(*[mapped_code(F.col(c), PRIORITY)
                             for c in ("tq1_priority", "orc_priority", "obr_tq_priority", "obr_priority")])
-    ordered = F.coalesce(hl7_time(F.col("transaction_time"), deid.facility_timezone),
-                         hl7_time(F.col("requested_time"), deid.facility_timezone))
+    ordered = F.coalesce(local_time(F.col("transaction_time")),
+                         local_time(F.col("requested_time")))
     return rows.select(
         pseudonym(F.col("order_identity"), deid.key, "service_request").alias("service_request_key"),
         pseudonym(F.col("mrn"), deid.key, "patient").alias("patient_key"),

@@ -16,10 +16,19 @@ from bronze.job import ingest
 from lakehouse import engine
 from lakehouse.config import Settings, load_settings, set_settings
 from lakehouse.runlog import run_context
+from silver.deid import pseudonym_py
 from silver.deid.keys import EngineKey, write_key_file
 from silver.job import build_silver
 
 TEST_KEY = "test-key-not-secret-0123456789abcdef"
+# the assigning authority of every patient and visit of the synthetic generator (its HL7 CX.4, FHIR systems and
+# DICOM issuer all map to it in silver/terminology/assigning_authorities.csv)
+GENERATED_AUTHORITY = "GENHOSP"
+
+
+def generated_patient_key(mrn: str, key: bytes) -> str:
+    """The patient_key of a generated patient: the pseudonym of its identity (silver.identity)."""
+    return pseudonym_py(f"{GENERATED_AUTHORITY}|{mrn}", key, "patient") or ""
 
 
 @cache

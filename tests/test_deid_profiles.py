@@ -14,7 +14,7 @@ import shutil
 from typing import Any
 
 import pytest
-from helpers import TEST_KEY, attach, new_lakehouse
+from helpers import TEST_KEY, attach, generated_patient_key, new_lakehouse
 from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, TimestampNTZType, TimestampType
 
@@ -25,7 +25,6 @@ from lakehouse.runlog import run_context
 from lakehouse.staging import staging
 from lakehouse.status import deid_status, table_status
 from lakehouse_app import pipeline
-from silver.deid import pseudonym_py
 from silver.deid.surrogate import SURROGATE_TABLE
 from silver.job import _Builder
 from synthetic import MANIFEST_PATH, generate
@@ -93,7 +92,7 @@ def test_safe_harbor_keeps_no_day_or_month_of_any_date(built: dict[str, Any]) ->
 
 def test_safe_harbor_keys_are_random_surrogates_not_pseudonyms(built: dict[str, Any]) -> None:
     mrns = [p["mrn"] for p in json.loads(built["manifest"])["patients"]]
-    hmac_patients = {pseudonym_py(m, TEST_KEY.encode(), "patient") for m in mrns}
+    hmac_patients = {generated_patient_key(m, TEST_KEY.encode()) for m in mrns}
     expert = _catalog(built, "expert_determination")
     # expert_determination publishes the keyed pseudonyms themselves
     assert {r.patient_key for r in expert.read("silver.patient").select("patient_key").collect()} == hmac_patients

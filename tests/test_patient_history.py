@@ -16,14 +16,14 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-from helpers import attach, new_lakehouse
+from helpers import attach, generated_patient_key, new_lakehouse
 
 from lakehouse import engine
 from lakehouse.catalog import Catalog
 from lakehouse.config import Settings
 from lakehouse.runlog import read_runs
 from lakehouse_app import pipeline
-from silver.deid import generalize_zip3_py, pseudonym_py
+from silver.deid import generalize_zip3_py
 from synthetic import MANIFEST_PATH, generate, generate_address_changes
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3000)]
@@ -71,14 +71,14 @@ def built(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any
     first = pipeline.run_all(settings, [])
     catalog = Catalog(engine.get_spark(settings), settings)
     key = KEY.encode()
-    old_key = pseudonym_py(OLD, key, "patient")
+    old_key = generated_patient_key(OLD, key)
     before = catalog.read("silver.patient").filter(f"patient_key = '{old_key}'").first().asDict()
     dim_1 = catalog.read("gold.dim_patient").toPandas()
     changes = generate_address_changes(settings.landing_dir, manifest, count=2, seed=5)
     settings = new_lakehouse(root, pseudonym_key=KEY, as_of_date=AS_OF_2)
     second = pipeline.run_all(settings, [])
     return {"settings": settings, "first": first, "second": second, "changes": changes, "old_before": before,
-            "dim_1": dim_1, "mover_key": pseudonym_py(MOVER, key, "patient"), "old_key": old_key}
+            "dim_1": dim_1, "mover_key": generated_patient_key(MOVER, key), "old_key": old_key}
 
 
 @pytest.fixture()
@@ -104,7 +104,7 @@ def test_address_change_batch_opens_a_second_version_and_later_facts_join_it(bui
     facts = catalog.read("gold.fct_encounter").toPandas()
     key = KEY.encode()
     for change in built["changes"]["changed"]:
-        rows = dim[dim.patient_key == pseudonym_py(change["mrn"], key, "patient")].sort_values("valid_from")
+        rows = dim[dim.patient_key == generated_patient_key(change["mrn"], key)].sort_values("valid_from")
         assert len(rows) == 2, (change, rows.to_dict("records"))
         assert rows["zip3"].tolist() == [generalize_zip3_py(change["old"]["zip"]),
                                          generalize_zip3_py(change["new"]["zip"])]

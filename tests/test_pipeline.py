@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 import pytest
-from helpers import attach, new_lakehouse
+from helpers import attach, generated_patient_key, new_lakehouse
 
 from lakehouse import engine
 from lakehouse.catalog import Catalog
@@ -17,7 +17,7 @@ from lakehouse.config import Settings
 from lakehouse.runlog import verify_audit
 from lakehouse.status import table_status
 from lakehouse_app import pipeline
-from silver.deid import generalize_zip3_py, pseudonym_py
+from silver.deid import generalize_zip3_py
 from silver.deid.scan import scan
 from synthetic import MANIFEST_PATH, generate, generate_address_changes
 
@@ -75,7 +75,7 @@ def test_address_change_makes_a_second_dim_patient_row(built: dict[str, Any], se
     catalog = Catalog(engine.get_spark(settings), settings)
     key = KEY.encode()
     for change in changes["changed"]:
-        patient_key = pseudonym_py(change["mrn"], key, "patient")
+        patient_key = generated_patient_key(change["mrn"], key)
         rows = catalog.read("gold.dim_patient").filter(f"patient_key = '{patient_key}'").collect()
         assert len(rows) == 2, (change, [r.asDict() for r in rows])
         assert sum(1 for r in rows if r["is_current"]) == 1

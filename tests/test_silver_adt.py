@@ -120,7 +120,9 @@ MESSAGES = [
 
 
 def key(value: str, namespace: str) -> str:
-    return pseudonym_py(value, KEY.encode(), namespace)
+    """The pseudonym of ``value``; MRNs and visit numbers qualified by their authority first (silver.identity)."""
+    qualified = f"{FACILITY}|{value}" if namespace in ("patient", "encounter") else value
+    return pseudonym_py(qualified, KEY.encode(), namespace) or ""
 
 
 def utc(text: str, patient_key: str) -> datetime:

@@ -35,6 +35,8 @@ DEVICE, DEVICE_2 = "0a8c6e4f-b13d-4f50-c27e-9d1b3f5a7c88", "1b9d7f50-c24e-4061-d
 GOAL, GOAL_CODED, PLAN = ("2cae8061-d35f-4172-e49a-bf3d5172c9aa", "3dbf9172-e460-4283-f5ab-c04e6283dabb",
                           "4ec0a283-f571-4394-06bc-d15f7394ebcc")
 MRN, NAMES = "MRN-CARE-40417", ("Marisol", "Okonkwo-Brandt", "Evander", "Thistlewood")
+# the authority of the MR identifiers of Synthea (and of the crafted patient): its system (silver.identity)
+SMART = "http://hospital.smarthealthit.org|"
 UDI, LOT, SERIAL = "00844588003288", "LOT8475RT", "SN5512390"
 UDI_2, LOT_2, SERIAL_2 = "00643169007222", "LOT2231XQ", "SN0091772"
 FORBIDDEN = (*NAMES, MRN, UDI, LOT, SERIAL, UDI_2, LOT_2, SERIAL_2, "617-555-0199")
@@ -191,7 +193,7 @@ def test_every_resource_lands_and_reconciles(built: dict[str, Any]) -> None:
 
 def test_synthea_care_plan_keys_its_conditions_goals_and_activities(built: dict[str, Any]) -> None:
     plans = _by(built["tables"]["care_plan"], "care_plan_key")
-    gloria = _key("15044ad5-0e57-4c20-b927-87490a5e8827", "patient")  # the patient's MR identifier
+    gloria = _key(SMART + "15044ad5-0e57-4c20-b927-87490a5e8827", "patient")  # the patient's MR identifier
     row = plans[_key("e6ca785d-67ba-4a5e-b2fb-860b4b3e9fec", "care_plan")]
     assert (row["patient_key"], row["status"], row["intent"], row["category_code"], row["category_display"]) == (
         gloria, "active", "order", "698360004", "Diabetes self management plan")
@@ -210,7 +212,7 @@ def test_synthea_care_plan_keys_its_conditions_goals_and_activities(built: dict[
         assert set(plan["condition_keys"]) <= conditions and set(plan["goal_keys"]) <= goals
     assert sum(len(p["condition_keys"]) for p in plans.values()) == 4
     completed = plans[_key("a96957e0-3765-41fc-891f-c488532a5026", "care_plan")]
-    oralia = _key("b21200a6-ec96-408b-b8ab-e481402ac607", "patient")
+    oralia = _key(SMART + "b21200a6-ec96-408b-b8ab-e481402ac607", "patient")
     assert completed["patient_key"] == oralia
     assert (completed["status"], completed["category_code"], completed["period_end"]) == (
         "completed", "91251008", datetime(2017, 4, 15, 23, 45, 8) + _shift(built, oralia))
@@ -222,7 +224,7 @@ def test_synthea_care_plan_keys_its_conditions_goals_and_activities(built: dict[
 
 
 def test_hand_written_care_plan_picks_the_snomed_category_and_codings(built: dict[str, Any]) -> None:
-    patient_key = _key(MRN, "patient")
+    patient_key = _key(SMART + MRN, "patient")
     shift = _shift(built, patient_key)
     row = _by(built["tables"]["care_plan"], "care_plan_key")[_key(PLAN, "care_plan")]
     assert (row["patient_key"], row["intent"], row["category_code"], row["category_display"]) == (
@@ -242,7 +244,7 @@ def test_hand_written_care_plan_picks_the_snomed_category_and_codings(built: dic
 
 
 def test_care_team_status_period_reason_and_roles_without_members(built: dict[str, Any]) -> None:
-    patient_key = _key(MRN, "patient")
+    patient_key = _key(SMART + MRN, "patient")
     shift = _shift(built, patient_key)
     teams = _by(built["tables"]["care_team"], "care_team_key")
     team = teams[_key(TEAM, "care_team")]
@@ -262,7 +264,7 @@ def test_care_team_status_period_reason_and_roles_without_members(built: dict[st
 
 
 def test_device_type_status_and_shifted_dates_without_udi(built: dict[str, Any]) -> None:
-    patient_key = _key(MRN, "patient")
+    patient_key = _key(SMART + MRN, "patient")
     shift = _shift(built, patient_key)
     devices = _by(built["tables"]["device"], "device_key")
     meter = devices[_key(DEVICE, "device")]
@@ -278,7 +280,7 @@ def test_device_type_status_and_shifted_dates_without_udi(built: dict[str, Any])
 
 
 def test_goals_statuses_dates_and_scrubbed_description(built: dict[str, Any]) -> None:
-    patient_key = _key(MRN, "patient")
+    patient_key = _key(SMART + MRN, "patient")
     shift = _shift(built, patient_key)
     goals = _by(built["tables"]["goal"], "goal_key")
     synthea = goals[_key("d4d60c56-2f5a-4c94-b885-c7bc5ffa1680", "goal")]

@@ -100,9 +100,10 @@ def test_synthea_values_present_and_deidentified(built: dict[str, Any]) -> None:
     catalog, key = built["catalog"], KEY.encode()
     rows = {r["patient_key"]: r.asDict() for r in catalog.read("silver.patient").collect()}
     for p in built["patients"]:
-        mrn = next((i["value"] for i in p.get("identifier", [])
-                    if any(c.get("code") == "MR" for c in i.get("type", {}).get("coding", []))), p["id"])
-        row = rows[pseudonym_py(mrn, key, "patient")]
+        # the MR identifier qualified by its system, the authority (silver.identity); every Synthea patient has one
+        identity = next(f"{i['system']}|{i['value']}" for i in p.get("identifier", [])
+                        if any(c.get("code") == "MR" for c in i.get("type", {}).get("coding", [])))
+        row = rows[pseudonym_py(identity, key, "patient")]
         assert row["gender"] == p["gender"]
         if row["is_age_90_plus"]:
             assert row["birth_year"] is None and row["birth_date"] is None  # the 90+ rule

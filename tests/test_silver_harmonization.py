@@ -48,7 +48,8 @@ def _observation(oid: str, loinc: str, value: float, unit: str, at: str, **extra
 
 
 def fhir_resources() -> list[dict[str, Any]]:
-    patient = {"resourceType": "Patient", "id": "pat-5501", "identifier": [{"type": MR, "value": MRN}],
+    patient = {"resourceType": "Patient", "id": "pat-5501", "identifier": [{"type": MR, "system": "https://fhir.genhosp.example.org/sid/mrn",
+                                                                    "value": MRN}],
                "gender": "female", "birthDate": "1965-03-01"}
     return [
         patient,

@@ -35,6 +35,8 @@ ICD10CM, SNOMED, LOINC = "http://hl7.org/fhir/sid/icd-10-cm", "http://snomed.inf
 NPI = "1234567893"
 STUDY_UID, SERIES_UID = "1.2.840.113619.2.81017.1", "1.2.840.113619.2.81017.1.1"
 FHIR_VISIT = "VN-FHIR-81018"
+# its identity: the visit number qualified by the authority of its system (silver.identity)
+FHIR_VISIT_IDENTITY = f"2.16.840.1.113883.3.999.6|{FHIR_VISIT}"
 
 GLUCOSE = "2345-7^Glucose [Mass/volume] in Serum or Plasma^LN"
 POTASSIUM = "2823-3^Potassium [Moles/volume] in Serum or Plasma^LN"
@@ -102,7 +104,17 @@ MESSAGES = {
                           [(HEMOGLOBIN, "9.7", "g/dL", "F")], app=OTHER_APP, facility=OTHER_FACILITY),
     # no order number at all: keyed by message and position, as before
     "10_no_order_number.hl7": oru("LAB81010", "20240410140000-0500", None, "F", [(ALBUMIN, "4.0", "g/dL", "F")]),
+    # item 3: a person added with only a social security number and an account number: no usable identifier
+    "11_add_person_without_mrn.hl7": "\r".join([
+        seg("MSH", {3: "REG", 4: "GENHOSP", 5: "EHR", 6: "GENHOSP", 7: "20240410150000-0500", 9: "ADT^A28^ADT_A05",
+                    10: "REG81011", 11: "P", 12: "2.5.1"}),
+        seg("EVN", {2: "20240410150000-0500"}),
+        seg("PID", {1: "1", 3: "999887777^^^USSSA^SS~A7712^^^GENHOSP^AN", 5: "Nokey^Pat", 7: "19800101",
+                    8: "F"})]) + "\r",
 }
+# item 3: the lab patient's identity: the PID-3 HD's universal id (an OID) is its authority, as the FHIR system
+# urn:oid:2.16.840.1.113883.3.999.9 of its FHIR twin is
+LAB_PATIENT = f"2.16.840.1.113883.3.999.9|{MRN}"
 N_OBX = 2 + 2 + 1 + 2 + 2 + 1 + 1 + 1 + 1 + 1
 N_RESULTS = 2 + 2 + 1 + 2 + 1  # glucose, potassium, sodium, chloride, calcium, 2 hemoglobins, albumin
 
@@ -156,7 +168,16 @@ def fhir_resources() -> list[dict[str, Any]]:
                    "effectiveDateTime": "2024-04-10T13:10:00Z",
                    "valueQuantity": {"value": 97, "unit": "mg/dL", "system": "http://unitsofmeasure.org",
                                      "code": "mg/dL"}}
-    return [patient, practitioner, encounter, condition, study, observation]
+    # item 3: the lab patient sent by FHIR too (an SSN listed first), and a patient with only an SSN
+    mr = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]}
+    ssn = {"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "SS"}]},
+           "system": "http://hl7.org/fhir/sid/us-ssn", "value": "999-66-5555"}
+    lab_patient = {"resourceType": "Patient", "id": "pat-81017", "meta": {"lastUpdated": "2024-04-10T12:00:00Z"},
+                   "identifier": [ssn, {"type": mr, "system": "urn:oid:2.16.840.1.113883.3.999.9", "value": MRN}],
+                   "gender": "female", "birthDate": "1968-03-01"}
+    unkeyed = {"resourceType": "Patient", "id": "pat-nokey", "meta": {"lastUpdated": "2024-04-10T12:00:00Z"},
+               "identifier": [{**ssn, "value": "999-44-3333"}], "gender": "male", "birthDate": "1977-07-07"}
+    return [patient, practitioner, encounter, condition, study, observation, lab_patient, unkeyed]
 
 
 def _key(value: str, namespace: str) -> str:
@@ -184,8 +205,9 @@ def built(tmp_path_factory: pytest.TempPathFactory, spark: object) -> Iterator[d
         return [r.asDict() for r in catalog.read(f"silver.{table}").collect()]
 
     tables = {t: rows(t) for t in ("observation", "encounter", "condition", "practitioner", "imaging_study",
-                                   "imaging_series")}
-    yield {"report": report, "max_shift_days": settings.max_shift_days, **tables,
+                                   "imaging_series", "patient")}
+    quarantined = [r.asDict() for r in catalog.read("quarantine.silver_patient").collect()]
+    yield {"report": report, "max_shift_days": settings.max_shift_days, **tables, "quarantined": quarantined,
            "hl7": [r for r in tables["observation"] if r["sources"] == ["hl7v2"]]}
     set_settings(None)
 
@@ -258,12 +280,12 @@ def test_reconciliation_counts_distinct_results_and_reports_superseded(built: di
 @slow
 def test_visit_number_from_the_typed_identifier(built: dict[str, Any]) -> None:
     fhir = [e for e in built["encounter"] if "fhir" in e["sources"]]
-    assert [e["encounter_key"] for e in fhir] == [_key(FHIR_VISIT, "encounter")]
+    assert [e["encounter_key"] for e in fhir] == [_key(FHIR_VISIT_IDENTITY, "encounter")]
     assert (fhir[0]["type_code"], fhir[0]["type_system"], fhir[0]["type_display"]) == \
         ("185349003", SNOMED, "Encounter for check up")
     assert fhir[0]["practitioner_key"] == _key(NPI, "practitioner")
     (cond,) = built["condition"]
-    assert cond["encounter_key"] == _key(FHIR_VISIT, "encounter")
+    assert cond["encounter_key"] == _key(FHIR_VISIT_IDENTITY, "encounter")
 
 
 @slow
@@ -294,7 +316,7 @@ def test_loinc_code_from_its_coding(built: dict[str, Any]) -> None:
     assert (obs["loinc_code"], obs["code_original"], obs["value_num"], obs["status"]) == \
         ("2345-7", "2345-7", 97.0, "final")
     (cond,) = built["condition"]
-    assert obs["patient_key"] == cond["patient_key"] and obs["encounter_key"] == _key(FHIR_VISIT, "encounter")
+    assert obs["patient_key"] == cond["patient_key"] and obs["encounter_key"] == _key(FHIR_VISIT_IDENTITY, "encounter")
 
 
 @pytest.mark.parametrize(("view", "column", "expected"), [
@@ -314,3 +336,24 @@ def test_views_select_per_element(spark: Any, view: str, column: str, expected: 
         "resource_type STRING, raw STRING, content_hash STRING, source_file STRING")
     (row,) = flatten(resources, view).select(column).collect()
     assert row[0] == expected
+
+
+# -- item 3: identity by assigning authority ----------------------------------------------------------------------
+@slow
+def test_hl7_and_fhir_spellings_of_one_authority_are_one_patient(built: dict[str, Any]) -> None:
+    rows = [p for p in built["patient"] if p["patient_key"] == _key(LAB_PATIENT, "patient")]
+    assert len(rows) == 1 and sorted(rows[0]["sources"]) == ["fhir", "hl7v2"], rows
+    # every lab result of the HL7 messages belongs to that patient
+    assert {r["patient_key"] for r in built["hl7"]} == {_key(LAB_PATIENT, "patient")}
+
+
+@slow
+def test_records_without_a_usable_identifier_are_quarantined_with_the_reason(built: dict[str, Any]) -> None:
+    """The HL7 A28 (an SSN and an account number) and the FHIR Patient (an SSN) are never keyed by them."""
+    unkeyed = [q for q in built["quarantined"] if "no usable patient identifier" in (q["reason"] or "")]
+    assert len(unkeyed) == 2, built["quarantined"]
+    assert all(p["patient_key"] is not None for p in built["patient"])
+    ssn_keys = {_key(v, "patient") for v in ("999887777", "USSSA|999887777", "999-44-3333",
+                                              "http://hl7.org/fhir/sid/us-ssn|999-44-3333", "GENHOSP|A7712")}
+    assert not ssn_keys & {p["patient_key"] for p in built["patient"]}
+    assert built["report"]["patient"]["quarantined"] >= 2

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import new_lakehouse
+from helpers import generated_patient_key, new_lakehouse
 from pydantic import SecretStr
 
 from bronze.job import ingest
@@ -114,7 +114,7 @@ def test_one_patient_key_across_sources(built: dict[str, Any]) -> None:
     key = KEY.encode()
     rows = {r["patient_key"]: r for r in _rows(built, "silver.patient")}
     for person in built["manifest"]["patients"]:
-        row = rows[pseudonym_py(person["mrn"], key, "patient")]
+        row = rows[generated_patient_key(person["mrn"], key)]
         assert sorted(row["sources"]) == ["fhir", "hl7v2"] or row["sources"] == ["fhir"]
         assert row["gender"] == person["gender"]
     assert any(sorted(r["sources"]) == ["fhir", "hl7v2"] for r in rows.values())
@@ -130,7 +130,7 @@ def test_lab_by_hl7_and_fhir_is_one_row_in_canonical_units(built: dict[str, Any]
         row = rows[pseudonym_py(pair["fhir"]["observation_id"], key, "observation")]
         assert row["sources"] == ["fhir", "hl7v2"], pair["test"]
         assert len(row["bronze_hashes"]) == 2
-        assert row["patient_key"] == pseudonym_py(pair["mrn"], key, "patient")
+        assert row["patient_key"] == generated_patient_key(pair["mrn"], key)
         # the HL7 value is in the conventional unit (mg/dL for glucose): it is the canonical value
         if pair["hl7"]["unit"].lower() == row["unit"].lower():
             assert row["value_num"] == pytest.approx(pair["hl7"]["value"], rel=1e-6), pair["test"]

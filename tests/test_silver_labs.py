@@ -129,7 +129,7 @@ def built(tmp_path_factory: pytest.TempPathFactory, spark: object) -> Iterator[d
     by_code: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         by_code.setdefault(r["code_original"], []).append(r)
-    patient_key = _key(MRN, "patient")
+    patient_key = _key(f"GENHOSP|{MRN}", "patient")  # PID-3 with its authority (silver.identity)
     shift = timedelta(days=date_shift_days_py(patient_key, KEY.encode(), settings.max_shift_days))
     yield {"report": report, "rows": rows, "by_code": by_code, "shift": shift, "patient_key": patient_key}
     set_settings(None)
@@ -167,7 +167,7 @@ def test_numeric_and_structured_numeric_results(built: dict[str, Any]) -> None:
     assert (glucose["ref_low"], glucose["ref_high"], glucose["ref_text"]) == (70.0, 99.0, "70-99")
     assert glucose["interpretation"] == "H,A" and glucose["abnormal_flag"] == "H"
     assert glucose["effective_at"] == datetime(2024, 3, 5, 13, 15) + shift  # 08:15 -05:00 in UTC
-    assert glucose["encounter_key"] == _key(VISIT, "encounter")
+    assert glucose["encounter_key"] == _key(f"|{VISIT}", "encounter")
     assert glucose["performing_organization"] == "City Hospital Laboratory"
     assert (glucose["specimen_type"], glucose["specimen_display"]) == ("SER", "Serum")
 
@@ -219,7 +219,7 @@ def test_oul_r22_specimen_and_order_results(built: dict[str, Any]) -> None:
     volume, hemoglobin, leukocytes = (_one(built, c) for c in ("SPVOL", "718-7", "6690-2"))
     assert all((r["specimen_type"], r["specimen_display"]) == ("BLD", "Whole blood")
                for r in (volume, hemoglobin, leukocytes))
-    assert all(r["encounter_key"] == _key(OUL_VISIT, "encounter") for r in (volume, hemoglobin, leukocytes))
+    assert all(r["encounter_key"] == _key(f"|{OUL_VISIT}", "encounter") for r in (volume, hemoglobin, leukocytes))
     # a specimen observation before any OBR: the time of its SPM (SPM-17)
     assert (volume["value_original"], volume["unit_original"]) == (3.0, "mL")
     assert volume["effective_at"] == datetime(2024, 3, 6, 9, 0) + shift

@@ -30,11 +30,14 @@ SAMPLES = ("VXU-V04-01.hl7", "VXU-V04-02.hl7", "VXU.hl7", "IZ_1_1.1_Admin_Child_
            "RDE-O11-01.hl7", "RDE-O11-02.hl7", "RDE-O25-01.hl7", "RDE-O25-02.hl7", "RDS-O13-01.hl7",
            "RDS-O13-02.hl7")
 MRN = "MRN-448812"  # the hand-written messages' patient
+# its assigning authority: DCS, whose OID the HL7 HD (namespace&universal id&ISO) and the FHIR urn:oid: system share
+DCS_OID = "2.16.840.1.113883.3.72.5.40.1"
+PATIENT = f"{DCS_OID}|{MRN}"  # the patient's identity (silver.identity)
 
 VXU_GIVEN = "\r".join([
     "MSH|^~\\&|MYEHR|DCS^2.16.840.1.113883.3.72.5.40.1^ISO|MYIIS|MYIIS|20240312110500||VXU^V04^VXU_V04|VXU-0001|P"
     "|2.5.1|||ER|AL|||||Z22^CDCPHINVS|DCS|MYIIS",
-    "PID|1||MRN-448812^^^DCS^MR||Rivera^Lucia^M^^^^L|Ortega^Ana^^^^^M|20230901|F||2106-3^White^CDCREC|"
+    "PID|1||MRN-448812^^^DCS&2.16.840.1.113883.3.72.5.40.1&ISO^MR||Rivera^Lucia^M^^^^L|Ortega^Ana^^^^^M|20230901|F||2106-3^White^CDCREC|"
     "12 Elm St^^Springfield^MA^01103^USA^P||^PRN^PH^^^413^5550142|||||||||2186-5^Not Hispanic^CDCREC",
     "PD1|||||||||||02^Reminder/Recall - any method^HL70215|N|20240312|||A|20240312|20240312",
     "NK1|1|Rivera^Marta^^^^^L|MTH^Mother^HL70063|12 Elm St^^Springfield^MA^01103^USA^P|^PRN^PH^^^413^5550142",
@@ -54,14 +57,14 @@ VXU_GIVEN = "\r".join([
 VXU_DELETE = "\r".join([
     "MSH|^~\\&|MYEHR|DCS^2.16.840.1.113883.3.72.5.40.1^ISO|MYIIS|MYIIS|20240313090000||VXU^V04^VXU_V04|VXU-0002|P"
     "|2.5.1|||ER|AL|||||Z22^CDCPHINVS|DCS|MYIIS",
-    "PID|1||MRN-448812^^^DCS^MR||Rivera^Lucia^M^^^^L||20230901|F",
+    "PID|1||MRN-448812^^^DCS&2.16.840.1.113883.3.72.5.40.1&ISO^MR||Rivera^Lucia^M^^^^L||20230901|F",
     "ORC|RE||65931^DCS",
     "RXA|0|1|20231020|20231020|49281-0400-10^Tdap^NDC^115^Tdap^CVX|999|||01^Historical information^NIP001"
     "|||||||||||CP|D",
 ]) + "\r"
 RDE = "\r".join([
     "MSH|^~\\&|CPOE|DCS|PHARM|DCS|20240312121500-0400||RDE^O11^RDE_O11|RDE-0001|P|2.5.1",
-    "PID|1||MRN-448812^^^DCS^MR||Rivera^Lucia^M^^^^L||20230901|F",
+    "PID|1||MRN-448812^^^DCS&2.16.840.1.113883.3.72.5.40.1&ISO^MR||Rivera^Lucia^M^^^^L||20230901|F",
     "PV1|1|O|PED^101^1^DCS||||||||||||||||V-99120^^^DCS^VN",
     "ORC|NW|ORD-7001^CPOE|||IP||||20240312121000-0400|||1467548321^Hart^Tom^^^^^^NPI^L",
     "RXE|^^^20240312^^R|308182^amoxicillin 250 MG Oral Capsule^RXNORM|250||mg^milligram^UCUM|CAP^capsule|"
@@ -72,7 +75,7 @@ RDE = "\r".join([
 ]) + "\r"
 RDS = "\r".join([
     "MSH|^~\\&|PHARM|DCS|CPOE|DCS|20240312150000||RDS^O13^RDS_O13|RDS-0001|P|2.5.1",
-    "PID|1||MRN-448812^^^DCS^MR||Rivera^Lucia^M^^^^L||20230901|F",
+    "PID|1||MRN-448812^^^DCS&2.16.840.1.113883.3.72.5.40.1&ISO^MR||Rivera^Lucia^M^^^^L||20230901|F",
     "ORC|RE|ORD-7001^CPOE|F-88^PHARM|||||||||1467548321^Hart^Tom^^^^^^NPI^L",
     "RXE||308182^amoxicillin 250 MG Oral Capsule^RXNORM|250||mg^milligram^UCUM",
     "RXD|1|308182^amoxicillin 250 MG Oral Capsule^RXNORM|20240312144500|30|CAP^capsule||RX-99001",
@@ -179,14 +182,15 @@ def test_vxu_rxa_rows(built: dict[str, Any]) -> None:
     hl7 = [r for r in rows if r["sources"] == ["hl7v2"]]
     by_key = _by_key(rows, "immunization_key")
     # IZ_1_1: CVX 140 on 2012-08-14, record IZ-783274^NDA
-    iz = by_key[_key("vaccination|D26376273|IZ-783274|NDA", "immunization")]
-    assert iz["patient_key"] == _key("D26376273", "patient")
+    iz = by_key[_key("vaccination|NIST MPI|D26376273|IZ-783274|NDA", "immunization")]
+    assert iz["patient_key"] == _key("NIST MPI|D26376273", "patient")
     assert (iz["cvx_code"], iz["display"], iz["status"]) == (
         "140", "Influenza, seasonal, injectable, preservative free", "completed")
     assert (iz["dose_quantity"], iz["dose_unit"], iz["route"]) == (0.5, "mL", "Intramuscular")
     assert (iz["code_original"], iz["code_system_original"]) == ("140", "http://hl7.org/fhir/sid/cvx")
     # VXU.hl7 (patient 90012): TENIVAC by NDC only -> no CVX code, the NDC kept; two CVX 88 historical doses
-    wong = sorted((r for r in hl7 if r["patient_key"] == _key("90012", "patient")), key=lambda r: r["code_original"])
+    wong = sorted((r for r in hl7 if r["patient_key"] == _key("NIST-MPI-1|90012", "patient")),
+                  key=lambda r: r["code_original"])
     assert [(r["code_original"], r["cvx_code"]) for r in wong] == [
         ("49281-0215-88", None), ("88", "88"), ("88", "88")]
     tenivac = wong[0]
@@ -195,15 +199,15 @@ def test_vxu_rxa_rows(built: dict[str, Any]) -> None:
     assert [r["dose_quantity"] for r in wong[1:]] == [None, None]  # RXA-6 999 = amount unknown
     assert [r["route"] for r in wong[1:]] == [None, None]  # no RXR: not the previous group's
     # VXU-V04-01 and -02 carry record 13696 of PATID1234 twice: one row, both messages in its lineage
-    patid = [r for r in hl7 if r["patient_key"] == _key("PATID1234", "patient")]
+    patid = [r for r in hl7 if r["patient_key"] == _key("2.16.1|PATID1234", "patient")]
     assert len(patid) == 3
-    rec = by_key[_key("vaccination|PATID1234|13696|NIST-AA-IZ-2", "immunization")]
+    rec = by_key[_key("vaccination|2.16.1|PATID1234|13696|NIST-AA-IZ-2", "immunization")]
     assert len(rec["bronze_hashes"]) == 2 and rec["code_original"] == "49281021588"
 
 
 def test_handwritten_vxu_statuses_and_fhir_pair(built: dict[str, Any]) -> None:
     rows = built["tables"]["immunization"]
-    mine = {r["cvx_code"]: r for r in rows if r["patient_key"] == _key(MRN, "patient")}
+    mine = {r["cvx_code"]: r for r in rows if r["patient_key"] == _key(PATIENT, "patient")}
     assert sorted(mine) == ["03", "115", "20"]
     # DTaP in the VXU and in FHIR (same patient, CVX, instant): one row, the FHIR key, both sources
     dtap = mine["20"]
@@ -214,19 +218,19 @@ def test_handwritten_vxu_statuses_and_fhir_pair(built: dict[str, Any]) -> None:
     refused = mine["03"]
     assert refused["immunization_key"] == _key("rxa|MYEHR|DCS|VXU-0001|10", "immunization")
     assert refused["status"] == "not-done" and refused["dose_quantity"] is None
-    assert refused["encounter_key"] == _key("V-99120", "encounter")
+    assert refused["encounter_key"] == _key("DCS|V-99120", "encounter")
     # historical Tdap sent as NDC with CVX 115 as the alternate coding, deleted (RXA-21 D) by the next message:
     # one row, entered-in-error, both messages in its lineage
     tdap = mine["115"]
-    assert tdap["immunization_key"] == _key("vaccination|MRN-448812|65931|DCS", "immunization")
+    assert tdap["immunization_key"] == _key(f"vaccination|{PATIENT}|65931|DCS", "immunization")
     assert (tdap["code_original"], tdap["display"], tdap["status"]) == ("49281-0400-10", "Tdap", "entered-in-error")
     assert len(tdap["bronze_hashes"]) == 2 and tdap["encounter_key"] is None  # the deleting message has no PV1
 
 
 def test_rde_rxe_rows(built: dict[str, Any]) -> None:
     rows = _by_key(built["tables"]["medication_request"], "medication_request_key")
-    amox = rows[_key("order|MRN-448812|P|ORD-7001^CPOE", "medication_request")]
-    assert amox["patient_key"] == _key(MRN, "patient") and amox["encounter_key"] == _key("V-99120", "encounter")
+    amox = rows[_key(f"order|{PATIENT}|P|ORD-7001^CPOE", "medication_request")]
+    assert amox["patient_key"] == _key(PATIENT, "patient") and amox["encounter_key"] == _key("DCS|V-99120", "encounter")
     assert (amox["rxnorm_code"], amox["is_mapped"], amox["status"], amox["intent"]) == (
         "308182", True, "active", "order")
     assert amox["practitioner_key"] == _key("1467548321", "practitioner")
@@ -234,14 +238,14 @@ def test_rde_rxe_rows(built: dict[str, Any]) -> None:
     # free text: the patient's name and phone are scrubbed from the instructions
     assert "Give 250 mg by mouth three times daily" in amox["dosage_text"]
     assert "Rivera" not in amox["dosage_text"] and "555-0142" not in amox["dosage_text"]
-    held = rows[_key("order|MRN-448812|P|ORD-7002^CPOE", "medication_request")]
+    held = rows[_key(f"order|{PATIENT}|P|ORD-7002^CPOE", "medication_request")]
     # a local formulary code mapped through medication_to_rxnorm.csv; ORC-5 HD -> on-hold
     assert (held["rxnorm_code"], held["code_original"], held["status"]) == ("314076", "LISI10", "on-hold")
     # converter samples: two orders of PATID1234, NDC-coded, status from ORC-1 NW
-    patid = [r for r in rows.values() if r["patient_key"] == _key("PATID1234", "patient")]
+    patid = [r for r in rows.values() if r["patient_key"] == _key("2.16.1|PATID1234", "patient")]
     assert sorted(r["code_original"] for r in patid) == ["0143963401", "2669"]
     assert {r["status"] for r in patid} == {"active"}
-    nicardipine = rows[_key("order|PATID1234|P|1163422591^EPC", "medication_request")]
+    nicardipine = rows[_key("order|2.16.1|PATID1234|P|1163422591^EPC", "medication_request")]
     assert len(nicardipine["bronze_hashes"]) == 4 and nicardipine["route"] == "Intravenous"
     # the FHIR order of the bundle is still there
     fhir = rows[_key("mr-lisinopril", "medication_request")]
@@ -251,16 +255,16 @@ def test_rde_rxe_rows(built: dict[str, Any]) -> None:
 
 def test_rds_rxd_rows(built: dict[str, Any]) -> None:
     rows = _by_key(built["tables"]["medication_dispense"], "medication_dispense_key")
-    amox = rows[_key("dispense|MRN-448812|RX-99001|1|308182", "medication_dispense")]
-    assert amox["patient_key"] == _key(MRN, "patient")
+    amox = rows[_key(f"dispense|{PATIENT}|RX-99001|1|308182", "medication_dispense")]
+    assert amox["patient_key"] == _key(PATIENT, "patient")
     # linked to the RDE order through the ORC placer number
-    assert amox["medication_request_key"] == _key("order|MRN-448812|P|ORD-7001^CPOE", "medication_request")
+    assert amox["medication_request_key"] == _key(f"order|{PATIENT}|P|ORD-7001^CPOE", "medication_request")
     assert (amox["rxnorm_code"], amox["status"], amox["quantity"], amox["quantity_unit"]) == (
         "308182", "completed", 30.0, "capsule")
-    samples = [r for r in rows.values() if r["patient_key"] == _key("PATID1234", "patient")]
+    samples = [r for r in rows.values() if r["patient_key"] == _key("2.16.1|PATID1234", "patient")]
     assert sorted(r["code_original"] for r in samples) == ["01151327", "308191"]
     assert {r["medication_request_key"] for r in samples} == {
-        _key("order|PATID1234|P|1163422591^EPC", "medication_request")}
+        _key("order|2.16.1|PATID1234|P|1163422591^EPC", "medication_request")}
     doxy = next(r for r in samples if r["code_original"] == "01151327")
     assert len(doxy["bronze_hashes"]) == 2 and doxy["is_mapped"] is False and doxy["quantity_unit"] == "Tablet"
     amoxicillin = next(r for r in samples if r["code_original"] == "308191")
@@ -276,7 +280,7 @@ def test_times_are_utc(built: dict[str, Any]) -> None:
     """The date policy shifts each patient's dates by whole days: the UTC time of day and the time between two
     events of one patient are what the source said."""
     imm = {r["cvx_code"]: r["occurrence_at"] for r in built["tables"]["immunization"]
-           if r["patient_key"] == _key(MRN, "patient")}
+           if r["patient_key"] == _key(PATIENT, "patient")}
     # RXA-3 2024-03-12 (New York, EDT) -> 04:00 UTC; 10:30 local -> 14:30 UTC; 2023-10-20 (EDT) -> 04:00 UTC
     assert (imm["03"].hour, imm["03"].minute) == (4, 0) and (imm["20"].hour, imm["20"].minute) == (14, 30)
     assert (imm["20"] - imm["03"]).total_seconds() == 10.5 * 3600
@@ -284,10 +288,10 @@ def test_times_are_utc(built: dict[str, Any]) -> None:
     iz = next(r for r in built["tables"]["immunization"] if r["cvx_code"] == "140")["occurrence_at"]
     assert (iz.hour, iz.minute) == (4, 0)  # 2012-08-14, EDT
     req = _by_key(built["tables"]["medication_request"], "medication_request_key")
-    authored = req[_key("order|MRN-448812|P|ORD-7001^CPOE", "medication_request")]["authored_at"]
+    authored = req[_key(f"order|{PATIENT}|P|ORD-7001^CPOE", "medication_request")]["authored_at"]
     assert (authored.hour, authored.minute) == (16, 10)  # ORC-9 12:10 -0400 (its own offset)
     disp = _by_key(built["tables"]["medication_dispense"], "medication_dispense_key")
-    handed = disp[_key("dispense|MRN-448812|RX-99001|1|308182", "medication_dispense")]["dispensed_at"]
+    handed = disp[_key(f"dispense|{PATIENT}|RX-99001|1|308182", "medication_dispense")]["dispensed_at"]
     assert (handed.hour, handed.minute) == (18, 45)  # RXD-3 14:45 New York (EDT)
     assert (handed - authored).total_seconds() == 2 * 3600 + 35 * 60
     doxy = next(r for r in disp.values() if r["code_original"] == "01151327")["dispensed_at"]

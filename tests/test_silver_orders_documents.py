@@ -27,6 +27,9 @@ KEY = "orders-docs-key-not-secret-0123456789abcdef"
 ZONE = "America/New_York"  # EDT (UTC-4) from 8 March 2026
 MRN = "MRN-448812"
 FHIR_MRN = "FH-20931"
+# the identities (silver.identity): each MRN qualified by its assigning authority (HL7 CX.4, FHIR system)
+PATIENT, FHIR_PATIENT_IDENTITY = f"NORTHSIDE_HOSP|{MRN}", f"2.16.840.1.113883.19.5|{FHIR_MRN}"
+VISIT = "NORTHSIDE_HOSP|V20260310-01"
 FHIR_PATIENT = "5d2f7a1e-3c4b-4e8f-9a61-2b7c9d0e1f23"
 PLANTED_NAMES = ("Fairweather", "Eleanor", "Harriet", "Quill")
 SAMPLES = ("ORM-O01-0*.hl7", "OML-O21-0*.hl7", "OMG-O19-0*.hl7", "LAB-ORM-1.hl7", "MDHHS-OML-O21-*.hl7",
@@ -149,21 +152,22 @@ def _key(value: str, namespace: str) -> str:
     return out
 
 
-def _shifted(utc: datetime, mrn: str) -> datetime:
-    """The published time of an event at ``utc`` of the patient with ``mrn`` (the date policy's shift)."""
-    return utc + timedelta(days=date_shift_days_py(_key(mrn, "patient"), KEY.encode(), 365))
+def _shifted(utc: datetime, patient: str) -> datetime:
+    """The published time of an event at ``utc`` of the patient with identity ``patient`` (the date policy's
+    shift)."""
+    return utc + timedelta(days=date_shift_days_py(_key(patient, "patient"), KEY.encode(), 365))
 
 
 def test_cancel_updates_the_same_order(built: dict[str, Any]) -> None:
     row = built["orders"][_key("placer^PL-7781^EPIC_ORD", "service_request")]
-    assert row["patient_key"] == _key(MRN, "patient")
-    assert row["encounter_key"] == _key("V20260310-01", "encounter")
+    assert row["patient_key"] == _key(PATIENT, "patient")
+    assert row["encounter_key"] == _key(VISIT, "encounter")
     assert (row["code"], row["code_system"], row["loinc_code"]) == ("2345-7", "http://loinc.org", "2345-7")
     assert row["display"] == "Glucose [Mass/volume] in Serum or Plasma"
     # the CA (cancel) message came later: status revoked, its control code; priority (only in the NW) kept
     assert (row["status"], row["order_control"], row["intent"], row["priority"]) == ("revoked", "CA", "order", "stat")
     # ordered when placed (NW ORC-9 08:30 EDT), not when cancelled
-    assert row["ordered_at"] == _shifted(datetime(2026, 3, 10, 12, 30), MRN)
+    assert row["ordered_at"] == _shifted(datetime(2026, 3, 10, 12, 30), PATIENT)
     assert row["practitioner_key"] == _key("1234567890", "practitioner")
     assert (row["reason_code"], row["reason_system"]) == ("E11.9", "http://hl7.org/fhir/sid/icd-10-cm")
     assert sorted(row["sources"]) == ["hl7v2"] and len(row["bronze_hashes"]) == 2
@@ -172,15 +176,17 @@ def test_cancel_updates_the_same_order(built: dict[str, Any]) -> None:
 def test_converter_sample_orders(built: dict[str, Any]) -> None:
     orders = built["orders"]
     lab = orders[_key("placer^88502218^", "service_request")]  # LAB-ORM-1: ORC-5 'NW' is no status -> ORC-1
-    assert (lab["patient_key"], lab["encounter_key"]) == (_key("10006579", "patient"), _key("40007716", "encounter"))
+    # PID-3 10006579^^^1^MR^1, PV1-19 40007716^^^AccMgr^VN: authorities 1 and AccMgr
+    assert (lab["patient_key"], lab["encounter_key"]) == (_key("1|10006579", "patient"),
+                                                          _key("AccMgr|40007716", "encounter"))
     assert (lab["loinc_code"], lab["status"], lab["order_control"]) == ("24317-0", "active", "NW")
-    assert lab["ordered_at"] == _shifted(datetime(2014, 10, 6, 13, 29), "10006579")  # 09:29 EDT
+    assert lab["ordered_at"] == _shifted(datetime(2014, 10, 6, 13, 29), "1|10006579")  # 09:29 EDT
     # MDHHS: an ORC-less OBR (file 1) and an ORC with two OBRs (file 2) of one placer number are one order
     mdhhs = orders[_key("placer^ORD723222^2.16.840.1.113883.3.72.5.24", "service_request")]
-    assert mdhhs["patient_key"] == _key("MRNTC14", "patient") and len(mdhhs["bronze_hashes"]) == 2
+    assert mdhhs["patient_key"] == _key("|MRNTC14", "patient") and len(mdhhs["bronze_hashes"]) == 2
     assert (mdhhs["code"], mdhhs["status"], mdhhs["practitioner_key"]) == (
         "1320", "active", _key("8075000001", "practitioner"))
-    assert mdhhs["ordered_at"] == _shifted(datetime(2016, 2, 23, 14, 37, 5), "MRNTC14")
+    assert mdhhs["ordered_at"] == _shifted(datetime(2016, 2, 23, 14, 37, 5), "|MRNTC14")
     statuses = {r["status"] for r in orders.values()}
     assert statuses <= {"draft", "active", "on-hold", "revoked", "completed", "entered-in-error", "unknown"}
     # neither a pharmacy order (RXO) nor the ORC of an MDM message is a service request
@@ -190,22 +196,22 @@ def test_converter_sample_orders(built: dict[str, Any]) -> None:
 
 def test_fhir_service_request(built: dict[str, Any]) -> None:
     row = built["orders"][_key("sr-1001", "service_request")]
-    assert row["patient_key"] == _key(FHIR_MRN, "patient")
+    assert row["patient_key"] == _key(FHIR_PATIENT_IDENTITY, "patient")
     assert (row["loinc_code"], row["status"], row["intent"], row["priority"]) == ("4548-4", "active", "order",
                                                                                   "routine")
-    assert row["ordered_at"] == _shifted(datetime(2026, 3, 12, 14, 0), FHIR_MRN)
+    assert row["ordered_at"] == _shifted(datetime(2026, 3, 12, 14, 0), FHIR_PATIENT_IDENTITY)
     assert (row["reason_code"], row["reason_system"]) == ("44054006", "http://snomed.info/sct")
     assert row["sources"] == ["fhir"] and row["order_control"] is None
 
 
 def test_edited_document_is_one_row_scrubbed(built: dict[str, Any]) -> None:
     row = built["documents"][_key("document^DOC-55012^NORTHSIDE_DOCS", "document")]
-    assert row["patient_key"] == _key(MRN, "patient")
-    assert row["encounter_key"] == _key("V20260310-01", "encounter")
+    assert row["patient_key"] == _key(PATIENT, "patient")
+    assert row["encounter_key"] == _key(VISIT, "encounter")
     assert (row["type_code"], row["type_system"]) == ("PN", "http://terminology.hl7.org/CodeSystem/v2-0270")
     # T08 edit of a legally authenticated document: amended, still the current version
     assert (row["status"], row["doc_status"], row["last_event"]) == ("current", "amended", "T08")
-    assert row["documented_at"] == _shifted(datetime(2026, 3, 11, 18, 30), MRN)
+    assert row["documented_at"] == _shifted(datetime(2026, 3, 11, 18, 30), PATIENT)
     assert row["content_type"] == "text/plain" and row["practitioner_key"] == _key("1234567890", "practitioner")
     text = row["text"]
     assert text.splitlines()[1] == "Glucose this morning 182 mg/dL. Plan: metformin twice daily."  # the edit
@@ -222,20 +228,21 @@ def test_cancelled_document_is_entered_in_error(built: dict[str, Any]) -> None:
 
 def test_converter_sample_document(built: dict[str, Any]) -> None:
     row = built["documents"][_key("document^2RWRVAJ627408^", "document")]  # MDM-T02-03
-    assert row["patient_key"] == _key("3196695816", "patient")
+    assert row["patient_key"] == _key("SIMULATOR MRN|3196695816", "patient")
     assert (row["type_code"], row["status"], row["doc_status"]) == ("DS", "current", "preliminary")
-    assert row["documented_at"] == _shifted(datetime(2021, 8, 1, 6, 51, 42), "3196695816")  # 09:06:42+0215
+    # 09:06:42 +0215
+    assert row["documented_at"] == _shifted(datetime(2021, 8, 1, 6, 51, 42), "SIMULATOR MRN|3196695816")
     lines = row["text"].splitlines()
     assert len(lines) == 29 and lines[2] == "Taxicab creator film therapist shelter"  # one line per OBX
 
 
 def test_fhir_document_reference(built: dict[str, Any]) -> None:
     row = built["documents"][_key("dr-2001", "document")]
-    assert row["patient_key"] == _key(FHIR_MRN, "patient")
+    assert row["patient_key"] == _key(FHIR_PATIENT_IDENTITY, "patient")
     assert (row["type_code"], row["type_system"], row["category"]) == ("11506-3", "http://loinc.org",
                                                                        "clinical-note")
     assert (row["status"], row["doc_status"]) == ("current", "final")
-    assert row["documented_at"] == _shifted(datetime(2026, 3, 12, 15, 15), FHIR_MRN)
+    assert row["documented_at"] == _shifted(datetime(2026, 3, 12, 15, 15), FHIR_PATIENT_IDENTITY)
     # the text/plain attachment, not the first (a PDF by URL), decoded from base64 and scrubbed
     assert row["content_type"] == "text/plain; charset=utf-8"
     assert row["text"] == "[NAME] [NAME] reports improved energy. HbA1c ordered."
@@ -260,7 +267,7 @@ def test_text_excluded_when_configured(built: dict[str, Any]) -> None:
     """documents_text=exclude: the transform stores no text at all, from HL7 or FHIR."""
     catalog, settings = built["catalog"], built["settings"]
     deid = Deid(key=engine_key(settings), facility_timezone=ZONE, documents_text="exclude")
-    segs = segments(latest_messages(catalog.read("bronze.hl7v2_messages")))
+    segs = segments(latest_messages(catalog.read("bronze.hl7v2_messages")), deid)
     known = known_by_patient([hl7_known_identifiers(segs, deid)])
     resources = latest_fhir(catalog.read("bronze.fhir_resources"))
     empty = resources.limit(0).selectExpr("CAST(NULL AS STRING) AS fhir_id", "CAST(NULL AS STRING) AS patient_key")

@@ -29,7 +29,7 @@ from silver.common import (
 )
 from silver.deid.pseudonym import pseudonym
 from silver.deid.text import known_identifiers, known_identifiers_from_arrays
-from silver.patient import hl7_mrn
+from silver.patient import hl7_patient_identity
 
 RELATED_SEGMENTS = ("NK1", "GT1", "IN1")
 PHONE_REPETITIONS = 3
@@ -72,7 +72,7 @@ def _cols(df: DataFrame, *names: str) -> list[Column]:
 def hl7_related_identifiers(segs: DataFrame, deid: Deid) -> DataFrame:
     """(patient_key, known) from the NK1, GT1 and IN1 segments of every message, keyed by the PID before them."""
     ctx = with_segment_context(segs.filter(F.col("segment_id").isin("PID", *RELATED_SEGMENTS)), "PID", "pid")
-    pid = segment_fields(ctx, "PID", {"mrn": hl7_mrn()}).filter(F.col("mrn").isNotNull()) \
+    pid = segment_fields(ctx, "PID", {"mrn": hl7_patient_identity()}).filter(F.col("mrn").isNotNull()) \
         .select("content_hash", F.col("segment_index").alias("pid_index"), "mrn")
     ctx_index = {"pid_index": F.col("pid_index")}
     nk1 = segment_fields(ctx, "NK1", {**ctx_index, **_xpn(2, "nk"), **_xad(4, "nk"), **_xtn(5, "nk"),

@@ -50,6 +50,7 @@ from lakehouse.runlog import read_runs, runs_path
 from silver.deid.keys import KeyRing, load_keyring
 from silver.deid.patterns import RECOGNIZERS
 from silver.deid.pseudonym import LINEAGE_NAMESPACE, NAMESPACES_USED, namespace_key, pseudonym_py
+from silver.identity import canonical_authority_py, hd_authority_py, identity_py
 
 log = get_logger(__name__)
 
@@ -293,7 +294,7 @@ def add_fhir_patient(known: KnownIdentifiers, resource: dict[str, Any], key: byt
         value = ident.get("value")
         known.add("ssn" if "SS" in codes or "ssn" in str(ident.get("system", "")).lower() else "mrn", value)
         if value:
-            ids.append(str(value))
+            ids += [str(value), identity_py(canonical_authority_py(ident.get("system")), str(value)) or ""]
     for telecom in resource.get("telecom") or []:
         system = telecom.get("system")
         known.add({"phone": "phone", "fax": "fax", "email": "email"}.get(system, "phone"), telecom.get("value"))
@@ -317,7 +318,9 @@ def add_hl7_pid(known: KnownIdentifiers, raw: str, key: bytes | None) -> None:
         for cx in field(3).split("~"):
             parts = cx.split("^")
             if parts[0]:
-                ids.append(parts[0])
+                # the raw ID and its identity (the patient_key's input, silver.identity)
+                hd = (parts[3] if len(parts) > 3 else "").split("&")
+                ids += [parts[0], identity_py(hd_authority_py(hd[0], hd[1] if len(hd) > 1 else None), parts[0]) or ""]
                 known.add("ssn" if len(parts) > 4 and parts[4] == "SS" else "mrn", parts[0])
         for xpn in (field(5) + "~" + field(6) + "~" + field(9)).split("~"):
             parts = xpn.split("^")

@@ -28,6 +28,7 @@ SCHEMAS: dict[str, str] = {
     "gender": "source_code STRING, fhir_gender STRING, meaning STRING",
     "loinc_units": "loinc_code STRING, canonical_unit STRING, molar_mass_g_per_mol DOUBLE, charge INT",
     "unit_synonyms": "unit_text STRING, ucum STRING",
+    "assigning_authorities": "sent_authority STRING, authority STRING",
 }
 
 LOINC = "http://loinc.org"

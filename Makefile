@@ -10,7 +10,7 @@ PATIENTS ?= 200
 # cores run the engine lanes in a little over half the time of one (measured: 233 s per build side by side,
 # 207 s alone).
 WORKERS ?= 2
-XDIST  := -n $(WORKERS) --dist loadfile
+XDIST  := -n $(WORKERS) --dist loadfile --no-loadscope-reorder
 
 .PHONY: install demo test test-slow test-fast lint bench clean
 

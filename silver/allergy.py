@@ -5,6 +5,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from lakehouse.expressions import code_lookup
 from silver.common import (
     FHIR,
     HL7V2,
@@ -29,13 +30,6 @@ AL1_CATEGORY = {"DA": "medication", "MA": "medication", "FA": "food", "EA": "env
 AL1_CRITICALITY = {"SV": "high", "MO": "low", "MI": "low", "U": "unable-to-assess"}
 
 
-def _mapped(col: F.Column, mapping: dict[str, str]) -> F.Column:
-    out = F.lit(None).cast("string")
-    for k, v in mapping.items():
-        out = F.when(F.upper(col) == k, F.lit(v)).otherwise(out)
-    return out
-
-
 def fhir_allergies(resources: DataFrame, patients: DataFrame, deid: Deid) -> DataFrame:
     a = resolve_references(flatten(resources, "allergy"), patients)
     return a.select(
@@ -56,8 +50,8 @@ def hl7_allergies(segs: DataFrame, deid: Deid) -> DataFrame:
     }).withColumn("code", F.coalesce("code_raw", "display")).filter(F.col("code").isNotNull()).join(pid, "content_hash")
     rows = al1.select(
         "mrn", "content_hash", "message_ts", "code", normalize_system(F.col("system_raw")).alias("code_system"),
-        "display", _mapped(F.col("type_raw"), AL1_CATEGORY).alias("category"),
-        _mapped(F.col("severity_raw"), AL1_CRITICALITY).alias("criticality"),
+        "display", code_lookup(F.col("type_raw"), AL1_CATEGORY).alias("category"),
+        code_lookup(F.col("severity_raw"), AL1_CRITICALITY).alias("criticality"),
         local_time(F.col("identified_raw")).alias("recorded_at"),
         F.concat_ws("|", "mrn", F.upper("code")).alias("_ident"))
     hashes = rows.groupBy("_ident").agg(F.collect_set("content_hash").alias("bronze_hashes"))

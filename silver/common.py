@@ -139,12 +139,12 @@ def field(n: int, component: int | None = None, repetition: int | None = None,
           subcomponent: int | None = None, decode: bool = True) -> Column:
     """SEG-n[.component] of the ``fields`` column, with the message's own delimiters.
 
-    ``decode=False`` for identifiers, codes and timestamps (no escape sequences expected): the decoding expression
-    is large and the engine's optimizer slows down sharply when several of them are nested. Select the fields
-    into columns first (:func:`segment_fields`) and derive values from those columns in a second step.
+    ``decode=False`` for identifiers, codes and timestamps (no escape sequences expected). Decoded values are read
+    from the segments' ``decoded`` column (:func:`lakehouse.hl7v2.explode_segments`), decoded once per field.
     """
     return hl7_field(F.col("fields"), n, component, subcomponent, repetition,
-                     encoding=F.col("encoding_characters"), field_separator=F.col("field_separator"), decode=decode)
+                     encoding=F.col("encoding_characters"), field_separator=F.col("field_separator"), decode=decode,
+                     decoded=F.col("decoded"))
 
 
 def local_time(value: Column) -> Column:

@@ -36,6 +36,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from lakehouse.expressions import code_lookup, let
 from silver.common import (
     FHIR,
     HL7V2,
@@ -77,12 +78,8 @@ TRANSFER, CANCEL_TRANSFER, CANCEL_DISCHARGE = "A02", "A12", "A13"
 
 
 def _mapped(col: Column, mapping: dict[str, str]) -> Column:
-    key = F.upper(F.trim(col))
-    out = None
-    for k, v in mapping.items():
-        out = F.when(key == k, F.lit(v)) if out is None else out.when(key == k, F.lit(v))
-    assert out is not None
-    return out.otherwise(F.lower(F.trim(col)))
+    """The mapped word of a code, else the code itself in lower case."""
+    return let(col, lambda c: F.coalesce(code_lookup(c, mapping), F.lower(F.trim(c))))
 
 
 def encounter_class(col: Column) -> Column:
@@ -120,7 +117,7 @@ def fhir_encounters(resources: DataFrame, patients: DataFrame, encounters: DataF
 def hl7_visit_number() -> Column:
     """The visit's identity (``<authority>|<visit number>``, :mod:`silver.identity`) from PV1-19: VN-typed, else
     untyped."""
-    return hl7_identity(19, VISIT_ID_TYPES)
+    return hl7_identity(19, VISIT_ID_TYPES, never=())
 
 
 def hl7_adt_events(segs: DataFrame, deid: Deid) -> DataFrame:

@@ -30,6 +30,7 @@ from functools import cache
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from lakehouse.expressions import let
 from silver.terminology import rows as seed_rows
 
 PATIENT_ID_TYPES = ("MR", "MRT", "PI", "PT")
@@ -60,11 +61,9 @@ def canonical_authority(sent: Column) -> Column:
     """The canonical authority of a sent spelling (the seed's, matched case-insensitively), else the spelling as
     sent, else (nothing sent) the seed's authority of unqualified identifiers, else the empty name. Never NULL."""
     mapping, unqualified = _authorities()
-    name = _normalized(sent)
-    out = name
-    for spelling, canonical in sorted(mapping.items()):
-        out = F.when(F.upper(name) == spelling, F.lit(canonical)).otherwise(out)
-    return F.coalesce(out, F.lit(unqualified or ""))
+    spellings = F.create_map(*[F.lit(x) for pair in sorted(mapping.items()) for x in pair]) if mapping else None
+    return let(_normalized(sent), lambda name: F.coalesce(
+        *([spellings[F.upper(name)]] if spellings is not None else []), name, F.lit(unqualified or "")))
 
 
 def hd_authority(namespace: Column, universal_id: Column) -> Column:
@@ -73,27 +72,27 @@ def hd_authority(namespace: Column, universal_id: Column) -> Column:
     return canonical_authority(F.coalesce(_normalized(universal_id), _normalized(namespace)))
 
 
-def _rank(type_code: Column, types: tuple[str, ...]) -> Column:
-    """0.. for ``types`` in their order, NULL for a type of :data:`NOT_PATIENT_KEYS` when ranking patient
-    identifiers, else len(types) (untyped)."""
+def _rank(type_code: Column, types: tuple[str, ...], never: tuple[str, ...]) -> Column:
+    """0.. for ``types`` in their order, NULL for a type of ``never`` (and, when ``never`` is given, for a national
+    person identifier ``NNxxx``), else len(types) (untyped)."""
+    ranks = {**{t: -1 for t in never}, **{t: i for i, t in enumerate(types)}}
     code = F.upper(F.trim(F.coalesce(type_code, F.lit(""))))
-    rank = F.when(code == types[0], F.lit(0))
-    for i, t in enumerate(types[1:], start=1):
-        rank = rank.when(code == t, F.lit(i))
-    if types == PATIENT_ID_TYPES:
-        rank = rank.when(code.isin(*NOT_PATIENT_KEYS) | code.rlike("^NN[A-Z]{3}$"), F.lit(None))
-    return rank.otherwise(F.lit(len(types)))
+    rank = F.nullif(F.coalesce(F.create_map(*[F.lit(x) for pair in ranks.items() for x in pair])[code],
+                               F.lit(len(types))), F.lit(-1))
+    return F.when(~code.rlike("^NN[A-Z]{3}$"), rank) if never else rank
 
 
 def identity(authority: Column, value: Column) -> Column:
     """``<authority>|<value>``; NULL without a value."""
-    v = F.nullif(F.trim(value), F.lit(""))
-    return F.when(v.isNotNull(), F.concat(F.coalesce(authority, F.lit("")), F.lit("|"), v))
+    return let(F.nullif(F.trim(value), F.lit("")), lambda v: F.when(
+        v.isNotNull(), F.concat(F.coalesce(authority, F.lit("")), F.lit("|"), v)))
 
 
-def hl7_identity(n: int, types: tuple[str, ...] = PATIENT_ID_TYPES) -> Column:
+def hl7_identity(n: int, types: tuple[str, ...] = PATIENT_ID_TYPES,
+                 never: tuple[str, ...] = NOT_PATIENT_KEYS) -> Column:
     """The identity of the best identifier among the repetitions of CX field ``n`` of a segment row (PID-3,
-    MRG-1, PV1-19): by rank of ``types`` (CX.5), then repetition order. NULL when none is usable."""
+    MRG-1, PV1-19): by rank of ``types`` (CX.5), then repetition order, never one of the types ``never``. NULL when
+    none is usable."""
     enc = F.col("encoding_characters")
     comp, rep, sub = F.substring(enc, 1, 1), F.substring(enc, 2, 1), F.substring(enc, 4, 1)
     raw = F.coalesce(F.get(F.col("fields"), n), F.lit(""))
@@ -101,23 +100,23 @@ def hl7_identity(n: int, types: tuple[str, ...] = PATIENT_ID_TYPES) -> Column:
 
     def cx(x: Column, i: Column) -> Column:
         hd = F.split_part(x, comp, F.lit(4))
-        return F.struct(_rank(F.split_part(x, comp, F.lit(5)), types).alias("rank"), i.alias("position"),
-                        F.trim(F.split_part(x, comp, F.lit(1))).alias("value"),
-                        F.split_part(hd, sub, F.lit(1)).alias("namespace"),
-                        F.split_part(hd, sub, F.lit(2)).alias("universal_id"))
+        # each repetition's identity is computed inside the lambda: one copy of the expression in the plan
+        return F.struct(_rank(F.split_part(x, comp, F.lit(5)), types, never).alias("rank"), i.alias("position"),
+                        identity(hd_authority(F.split_part(hd, sub, F.lit(1)), F.split_part(hd, sub, F.lit(2))),
+                                 F.split_part(x, comp, F.lit(1))).alias("identity"))
 
-    usable = F.filter(F.transform(reps, cx), lambda c: c["rank"].isNotNull() & (c["value"] != ""))
-    best = F.get(F.array_sort(usable), 0)
-    return identity(hd_authority(best["namespace"], best["universal_id"]), best["value"])
+    usable = F.filter(F.transform(reps, cx), lambda c: c["rank"].isNotNull() & c["identity"].isNotNull())
+    return F.get(F.array_sort(usable), 0)["identity"]
 
 
-def fhir_identities(identifiers: DataFrame, types: tuple[str, ...] = PATIENT_ID_TYPES) -> DataFrame:
+def fhir_identities(identifiers: DataFrame, types: tuple[str, ...] = PATIENT_ID_TYPES,
+                    never: tuple[str, ...] = NOT_PATIENT_KEYS) -> DataFrame:
     """(id, identity) per resource from rows (id, kind, system, value) of its identifiers (the ``patient_identifier``
     view: ``kind`` is the identifier's type code; its telecom rows are no identifiers): the best identifier by rank of
     ``types``, then value. A resource with no usable identifier gets no row."""
     ids = identifiers.filter(F.coalesce(F.col("kind"), F.lit("")) != "telecom")
     value = F.nullif(F.trim(F.col("value").cast("string")), F.lit(""))
-    rank = _rank(F.col("kind"), types)
+    rank = _rank(F.col("kind"), types, never)
     best = F.when(rank.isNotNull() & value.isNotNull(), F.struct(
         rank.alias("rank"), value.alias("value"), identity(canonical_authority(F.col("system")), value).alias("i")))
     return ids.groupBy("id").agg(F.min(best).alias("b")).filter(F.col("b").isNotNull()) \

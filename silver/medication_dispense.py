@@ -13,6 +13,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from lakehouse.expressions import code_lookup
 from silver.common import (
     FHIR,
     Deid,
@@ -29,7 +30,6 @@ from silver.medication_request import (
     hl7_order_groups,
     hl7_order_identity,
     latest_per_identity,
-    mapped,
     message_identity,
 )
 from silver.terminology import map_medication_codes
@@ -73,8 +73,8 @@ def hl7_medication_dispenses(segs: DataFrame, deid: Deid) -> DataFrame:
     dispense = F.when(rx.isNotNull() & (rx != ""), F.concat_ws(
         "|", F.lit("dispense"), F.coalesce("mrn", F.lit("")), rx, F.coalesce(F.trim("counter"), F.lit("")),
         F.coalesce(F.upper(F.trim("code")), F.lit(""))))
-    status = F.coalesce(mapped(F.col("orc_status"), DISPENSE_ORDER_STATUS),
-                        mapped(F.col("orc_control"), DISPENSE_ORDER_CONTROL), F.lit("completed"))
+    status = F.coalesce(code_lookup(F.col("orc_status"), DISPENSE_ORDER_STATUS),
+                        code_lookup(F.col("orc_control"), DISPENSE_ORDER_CONTROL), F.lit("completed"))
     rows = rxd.select(
         F.coalesce(dispense, message_identity("rxd")).alias("_ident"), "content_hash", "message_ts", "segment_index",
         pseudonym(F.col("mrn"), deid.key, "patient").alias("patient_key"),

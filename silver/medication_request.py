@@ -12,6 +12,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from lakehouse.expressions import code_lookup
 from silver.common import (
     FHIR,
     HL7V2,
@@ -43,16 +44,6 @@ ORDER_CONTROL = {"NW": "active", "OK": "active", "SN": "draft", "NA": "active", 
 # CDC immunization guides use this filler order number for records without one (refusals, historical doses)
 NO_ORDER_NUMBER = "9999"
 RDE = "RDE"
-
-
-def mapped(col: Column, mapping: dict[str, str]) -> Column:
-    """``mapping[upper(trim(col))]``, NULL for values not in it."""
-    key = F.upper(F.trim(col))
-    out: Column | None = None
-    for k, v in mapping.items():
-        out = F.when(key == k, F.lit(v)) if out is None else out.when(key == k, F.lit(v))
-    assert out is not None
-    return out.otherwise(F.lit(None).cast("string"))
 
 
 def _previous_of(segs: DataFrame, child: str, kinds: tuple[str, ...]) -> DataFrame:
@@ -174,8 +165,8 @@ def hl7_medication_requests(segs: DataFrame, known: DataFrame, deid: Deid) -> Da
     })
     # CWE text, else its identifier (free-text instructions are often sent in the first component)
     text = F.concat_ws("; ", *[F.coalesce(f"instr{i}", f"instr{i}_code") for i in (1, 2, 3)])
-    status = F.coalesce(mapped(F.col("orc_status"), ORDER_STATUS), mapped(F.col("orc_control"), ORDER_CONTROL),
-                        F.lit("unknown"))
+    status = F.coalesce(code_lookup(F.col("orc_status"), ORDER_STATUS),
+                        code_lookup(F.col("orc_control"), ORDER_CONTROL), F.lit("unknown"))
     return rxe.select(
         F.coalesce(hl7_order_identity(), message_identity("rxe")).alias("_ident"), "content_hash", "message_ts",
         "segment_index",

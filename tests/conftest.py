@@ -28,6 +28,18 @@ SHARED = REPO.parent / "shared"
 FIXTURES = SHARED / "fixtures"
 CONFORMANCE = SHARED / "conformance" / "sql-on-fhir-v2"
 ENGINE_FIXTURES = frozenset({"spark"})  # `settings`, `catalog` and the module lakehouses depend on it
+# Measured seconds of the longest modules (2-core CI machine). The make targets run xdist with
+# --no-loadscope-reorder, so modules go to the workers in collection order: longest first, so that at the end
+# neither worker waits alone on a long module.
+MODULE_SECONDS = {
+    "test_deid_profiles": 690, "test_pipeline": 460, "test_silver_fixtures": 430, "test_key_custody": 425,
+    "test_erase": 420, "test_patient_history": 400, "test_silver_job": 370, "test_wheel": 320,
+    "test_readmission_signal": 300, "test_silver_identity": 250, "test_notebooks": 250, "test_silver_labs": 200,
+    "test_deid_text_silver": 200, "test_bad_input": 200, "test_faults": 180, "test_silver_adt": 180,
+    "test_silver_care": 180, "test_silver_medications": 180, "test_silver_orders_documents": 180,
+    "test_silver_harmonization": 150, "test_features": 150, "test_training": 150, "test_gold_dbt": 100,
+    "test_serving": 100, "test_phi_scan": 100, "test_view_conformance": 70, "test_bench": 50,
+}
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` selects by marker
@@ -35,6 +47,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("fast") is None:
             item.add_marker(pytest.mark.engine)
+    items.sort(key=lambda item: -MODULE_SECONDS.get(item.path.stem, 0))  # stable: a module's order is kept
     # The classic-Spark lane needs its own process (a Connect session switches pyspark into remote mode).
     if os.environ.get("LAKEHOUSE_TEST_LANE") == "classic":
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # Python UDF workers: this venv, not PATH's python

@@ -111,3 +111,41 @@ def test_explode_segments_and_field_access_with_escapes(spark) -> None:
     assert rows[("h2", "MSH")].f1 == "#" and rows[("h2", "MSH")].f2 == "$%!&"
     pid2 = rows[("h2", "PID")]
     assert pid2.c31 == "333" and pid2.c51 == "ROE$X"  # !S! is the component separator $
+
+
+def test_fields_read_from_the_decoded_column_equal_decoding_after_the_split(spark) -> None:
+    """The segments' ``decoded`` column (escapes decoded once, escaped delimiters held as stand-ins until the split)
+    gives exactly what decoding each selected value gives, for every delimiter set, escaped delimiters, hex that
+    spells a delimiter, formatting commands and malformed sequences."""
+    msgs = spark.createDataFrame([
+        ("h1", "C1", "|", "^~\\&",
+         "MSH|^~\\&|APP|FAC|||20240101||ORU^R01|C1|P|2.5\r"
+         "PID|1||111^^^H^MR~222^^^X&1.2&ISO^PI||DOE\\S\\X^JANE\\T\\Q~\\X5E\\ROE^A\\X26\\B\r"
+         "OBX|1|ST|1^Note||a\\F\\b\\T\\c\\E\\d\\.br\\e\\X41\\ \\H\\f\\N\\^y\\R\\z&\\Zab\\&w~2nd\\X7C\\|"
+         "C:\\temp^\\T\\\r"),
+        ("h2", "C2", "#", "$%!&",
+         "MSH#$%!&#APP\rPID#1##333$$$H##ROE!S!X$JOHN!T!&x!X24!%MAY!R!B\\q"),
+    ], "content_hash string, message_control_id string, field_separator string, encoding_characters string, "
+       "raw string")
+    segs = hl7v2.explode_segments(msgs)
+    f, enc, sep, dec = F.col("fields"), F.col("encoding_characters"), F.col("field_separator"), F.col("decoded")
+    picks = [(n, c, s, r) for n in (1, 2, 3, 5) for c in (None, 1, 2, 3) for s in (None, 1, 2)
+             for r in (None, 1, 2) if not (s is not None and c is None)]
+    cols = []
+    for i, (n, c, s, r) in enumerate(picks):
+        cols += [hl7v2.hl7_field(f, n, c, s, r, encoding=enc, field_separator=sep).alias(f"a{i}"),
+                 hl7v2.hl7_field(f, n, c, s, r, encoding=enc, field_separator=sep, decoded=dec).alias(f"b{i}")]
+    rows = segs.select("content_hash", "segment_id", *cols).collect()
+    compared = 0
+    for row in rows:
+        for i, pick in enumerate(picks):
+            assert row[f"a{i}"] == row[f"b{i}"], (row.content_hash, row.segment_id, pick)
+            compared += row[f"a{i}"] is not None
+    assert compared > 40
+    pid = next(r for r in rows if (r.content_hash, r.segment_id) == ("h1", "PID"))
+    assert pid[f"b{picks.index((5, 1, None, 2))}"] == "^ROE"  # \X5E\ is a caret of the text, not a delimiter
+    # a lone escape character (a path sent unescaped) does not pair with the next component's escape sequence
+    lone = segs.filter("segment_id = 'OBX'").select(*[
+        hl7v2.hl7_field(f, 6, c, encoding=enc, field_separator=sep, decoded=dec).alias(f"c{c}") for c in (None, 1, 2)
+    ]).first()
+    assert (lone.cNone, lone.c1, lone.c2) == ("C:\\temp^&", "C:\\temp", "&")

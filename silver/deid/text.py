@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from pyspark.sql import functions as F
 
+from lakehouse.expressions import let
 from silver.deid.patterns import MERGED_RECOGNIZERS
 from silver.deid.rules import load_rules
 
@@ -157,8 +158,11 @@ def scrub_patterns(text_col: Column, kinds: tuple[str, ...] | None = None, skip:
 def scrub_text(text_col: Column, known_identifiers_col: Column | None = None) -> Column:
     """Scrub one free-text column: the patient's known identifiers (other than names), URLs and e-mails, the
     patient's names, then every other pattern. Placeholders are typed: ``[NAME]``, ``[MRN]``, ``[PHONE]``..."""
-    text = text_col.cast("string")
+    # the text is bound once: every pass below mentions it (see lakehouse.expressions)
+    return let(text_col.cast("string"), lambda text: _scrub_text(text, known_identifiers_col)).alias("scrubbed_text")
 
+
+def _scrub_text(text: Column, known_identifiers_col: Column | None) -> Column:
     def passes(occurring: Column | None) -> Column:
         out = text if occurring is None else scrub_known(text, occurring, names=False)
         out = scrub_patterns(out, kinds=EARLY_KINDS)
@@ -167,7 +171,7 @@ def scrub_text(text_col: Column, known_identifiers_col: Column | None = None) ->
 
     blank = text.isNull() | (F.trim(text) == "")
     if known_identifiers_col is None:
-        return F.when(blank, text).otherwise(passes(None)).alias("scrubbed_text")
+        return F.when(blank, text).otherwise(passes(None))
     lower_text, text_digits = F.lower(text), F.regexp_replace(text, "[^0-9]", "")
     identifiers = _identifiers(known_identifiers_col)
     # scrubbing only removes text, so an identifier absent from the original is absent after each pass
@@ -175,7 +179,7 @@ def scrub_text(text_col: Column, known_identifiers_col: Column | None = None) ->
     # most rows carry no text, and most texts none of the patient's identifiers: skip building a regular
     # expression per known identifier for them (CASE evaluates a branch only for the rows that take it)
     return F.when(blank, text).when(_any_may_occur(lower_text, text_digits, identifiers), passes(occurring)) \
-            .otherwise(passes(None)).alias("scrubbed_text")
+            .otherwise(passes(None))
 
 
 def free_text_columns() -> dict[str, tuple[str, ...]]:

@@ -298,9 +298,7 @@ class ViewCompiler:
             x = S.fresh()
             return name, f"transform({coll}, {x} -> {convert(x, sql_type)})", f"ARRAY<{sql_type}>"
         message = f"column {name!r} (path {path!r}) returned several values; set collection: true"
-        # the path is repeated rather than let-bound: lambda nesting is what costs on Sail
-        value = S.checked(f"size({coll}) <= 1", message, convert(f"get({coll}, 0)", sql_type))
-        return name, value, sql_type
+        return name, convert(S.single_item(coll, message), sql_type), sql_type
 
 
 def cross(left: Rows, right: Rows) -> Rows:

@@ -138,3 +138,12 @@ def checked(ok: str, message: str, value: str) -> str:
     return f"coalesce(assert_true({ok}, {sql_string(f'{RUNTIME_ERROR_MARKER}: {message}')}), {value})"
 
 
+def single_item(coll: str, message: str) -> str:
+    """SQL: the one item of a collection (NULL when empty), failing the job with ``message`` when it has several.
+
+    A fold, so that the collection appears once in the plan (a size check beside ``get`` would repeat it, and with
+    it every navigation inside); the fold's lambda mentions only its own variables, so no lambda nests deeper.
+    """
+    acc, item = fresh("acc"), fresh("it")
+    return (f"aggregate({coll}, CAST(NULL AS STRING), ({acc}, {item}) -> coalesce(assert_true({acc} IS NULL, "
+            f"{sql_string(f'{RUNTIME_ERROR_MARKER}: {message}')}), {item}))")

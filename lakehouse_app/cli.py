@@ -87,7 +87,9 @@ def main(
     setup_logging("INFO" if verbose else None)
     restrict_new_files()
     try:
-        set_settings(load_settings(config_file=config, root=root, engine=engine))
+        # a lakehouse of generated data reads HL7 times in the zone the generator wrote them in, unless configured:
+        # every command, not only `demo`, so that a later `silver` or `run` gives the same facts
+        set_settings(pipeline.with_generator_timezone(load_settings(config_file=config, root=root, engine=engine)))
     except LakehouseError as exc:
         err.print(f"[red]error:[/red] {error_line(exc)[1]}", highlight=False, soft_wrap=True)  # type: ignore[index]
         raise typer.Exit(int(exc.exit_code)) from None

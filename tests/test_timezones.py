@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -11,11 +12,13 @@ from helpers import new_lakehouse
 from pyspark.sql import functions as F
 
 from bronze.job import ingest
+from lakehouse import config
 from lakehouse.catalog import Catalog
-from lakehouse.config import load_settings
+from lakehouse.config import get_settings, load_settings
 from lakehouse.errors import ConfigError
 from lakehouse.hl7v2 import hl7_time
 from lakehouse.runlog import run_context
+from lakehouse_app import cli
 from lakehouse_app.pipeline import with_generator_timezone
 from silver import encounter
 from silver.common import Deid, latest_messages, segments
@@ -38,6 +41,23 @@ def test_demo_takes_the_generators_zone_unless_one_is_configured(tmp_path: Path)
     assert with_generator_timezone(load_settings(environ={}, root=tmp_path)).facility_timezone == "Etc/GMT+5"
     configured = load_settings(environ={}, root=tmp_path, facility_timezone="Europe/Berlin")
     assert with_generator_timezone(configured).facility_timezone == "Europe/Berlin"
+
+
+@pytest.mark.fast
+def test_every_command_on_generated_data_reads_the_generators_zone(tmp_path: Path, monkeypatch) -> None:
+    """Not only `demo`: a later `lakehouse silver` or `run` on the same lakehouse must give the same facts."""
+    manifest = tmp_path / "landing" / "_generator" / "manifest.json"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text(json.dumps({"facility_timezone": "Etc/GMT+5"}))
+    for key in [k for k in os.environ if k.startswith("LAKEHOUSE_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)  # no lakehouse.yaml here
+    monkeypatch.setattr(config, "_current", None)  # the settings this test sets are undone after it
+    cli.main(root=tmp_path, config=None, engine=None, verbose=False)
+    assert get_settings().facility_timezone == "Etc/GMT+5"
+    monkeypatch.setenv("LAKEHOUSE_FACILITY_TIMEZONE", "Europe/Berlin")
+    cli.main(root=tmp_path, config=None, engine=None, verbose=False)
+    assert get_settings().facility_timezone == "Europe/Berlin"
 
 
 def test_local_times_follow_daylight_saving_and_explicit_offsets_win(spark) -> None:

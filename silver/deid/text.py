@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 
 from pyspark.sql import functions as F
 
-from lakehouse.expressions import let
 from silver.deid.patterns import MERGED_RECOGNIZERS
 from silver.deid.rules import load_rules
 
@@ -90,8 +89,11 @@ def identifier_pattern(kind: Column, value: Column) -> Column:
     return out.otherwise(phrase)
 
 
+IDENTIFIERS_TYPE = "array<struct<kind:string,value:string>>"
+
+
 def _identifiers(known_identifiers_col: Column) -> Column:
-    return F.coalesce(known_identifiers_col, F.array().cast("array<struct<kind:string,value:string>>"))
+    return F.coalesce(known_identifiers_col, F.array().cast(IDENTIFIERS_TYPE))
 
 
 def _is_digit_kind(x: Column) -> Column:
@@ -134,9 +136,9 @@ def scrub_known(text_col: Column, identifiers: Column, names: bool | None = None
     common-subexpression elimination inside them), so pass identifiers narrowed on the original text
     (:func:`scrub_text` does) rather than filtering them here against a partly scrubbed one."""
     def step(acc: Column, x: Column) -> Column:
-        pattern = identifier_pattern(x["kind"], x["value"])
-        return F.when(pattern.isNull(), acc).otherwise(
-            F.regexp_replace(acc, pattern, F.concat(F.lit("["), x["kind"], F.lit("]"))))
+        # NULL (too short to search) replaces nothing; the pattern is mentioned once (it is a large expression)
+        return F.coalesce(F.regexp_replace(acc, identifier_pattern(x["kind"], x["value"]),
+                                           F.concat(F.lit("["), x["kind"], F.lit("]"))), acc)
 
     ids = identifiers
     if names is not None:
@@ -157,29 +159,28 @@ def scrub_patterns(text_col: Column, kinds: tuple[str, ...] | None = None, skip:
 
 def scrub_text(text_col: Column, known_identifiers_col: Column | None = None) -> Column:
     """Scrub one free-text column: the patient's known identifiers (other than names), URLs and e-mails, the
-    patient's names, then every other pattern. Placeholders are typed: ``[NAME]``, ``[MRN]``, ``[PHONE]``..."""
-    # the text is bound once: every pass below mentions it (see lakehouse.expressions)
-    return let(text_col.cast("string"), lambda text: _scrub_text(text, known_identifiers_col)).alias("scrubbed_text")
+    patient's names, then every other pattern. Placeholders are typed: ``[NAME]``, ``[MRN]``, ``[PHONE]``...
 
-
-def _scrub_text(text: Column, known_identifiers_col: Column | None) -> Column:
-    def passes(occurring: Column | None) -> Column:
-        out = text if occurring is None else scrub_known(text, occurring, names=False)
-        out = scrub_patterns(out, kinds=EARLY_KINDS)
-        out = out if occurring is None else scrub_known(out, occurring, names=True)
-        return scrub_patterns(out, skip=EARLY_KINDS)
-
-    blank = text.isNull() | (F.trim(text) == "")
-    if known_identifiers_col is None:
-        return F.when(blank, text).otherwise(passes(None))
-    lower_text, text_digits = F.lower(text), F.regexp_replace(text, "[^0-9]", "")
-    identifiers = _identifiers(known_identifiers_col)
-    # scrubbing only removes text, so an identifier absent from the original is absent after each pass
-    occurring = F.filter(identifiers, lambda x: _may_occur(lower_text, text_digits, x))
-    # most rows carry no text, and most texts none of the patient's identifiers: skip building a regular
-    # expression per known identifier for them (CASE evaluates a branch only for the rows that take it)
-    return F.when(blank, text).when(_any_may_occur(lower_text, text_digits, identifiers), passes(occurring)) \
-            .otherwise(passes(None))
+    The passes appear once in the plan (the pattern expressions are large): a row whose text holds none of the
+    patient's identifiers runs them with an empty list of identifiers. Pass a column or a small expression: the
+    text is mentioned several times (binding it to a lambda variable would put the CASE below inside a lambda,
+    where engines evaluate every branch)."""
+    text = text_col.cast("string")
+    occurring: Column | None = None
+    if known_identifiers_col is not None:
+        lower_text, text_digits = F.lower(text), F.regexp_replace(text, "[^0-9]", "")
+        identifiers = _identifiers(known_identifiers_col)
+        # scrubbing only removes text, so an identifier absent from the original is absent after each pass; most
+        # rows carry no text, and most texts none of the patient's identifiers: skip the per-identifier test and
+        # regular expression for them (CASE evaluates a branch only for the rows that take it)
+        occurring = F.when(_any_may_occur(lower_text, text_digits, identifiers),
+                           F.filter(identifiers, lambda x: _may_occur(lower_text, text_digits, x))) \
+                     .otherwise(F.array().cast(IDENTIFIERS_TYPE))
+    out = text if occurring is None else scrub_known(text, occurring, names=False)
+    out = scrub_patterns(out, kinds=EARLY_KINDS)
+    out = out if occurring is None else scrub_known(out, occurring, names=True)
+    out = scrub_patterns(out, skip=EARLY_KINDS)
+    return F.when(text.isNull() | (F.trim(text) == ""), text).otherwise(out).alias("scrubbed_text")
 
 
 def free_text_columns() -> dict[str, tuple[str, ...]]:

@@ -25,4 +25,9 @@ def code_lookup(code: Column, mapping: Mapping[str, str]) -> Column:
     plan and the code appears once (a CASE chain repeats the code once per entry)."""
     if not mapping:
         return F.lit(None).cast("string")
-    return F.create_map(*[F.lit(x) for pair in mapping.items() for x in pair])[F.upper(F.trim(code))]
+    return map_literal(mapping)[F.upper(F.trim(code))]
+
+
+def map_literal(mapping: Mapping[str, object]) -> Column:
+    """``mapping`` as one map literal of the plan (look a key up with ``map_literal(m)[key]``; NULL if absent)."""
+    return F.create_map(*[F.lit(x) for pair in sorted(mapping.items()) for x in pair])

@@ -30,7 +30,7 @@ from functools import cache
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from lakehouse.expressions import let
+from lakehouse.expressions import let, map_literal
 from silver.terminology import rows as seed_rows
 
 PATIENT_ID_TYPES = ("MR", "MRT", "PI", "PT")
@@ -61,7 +61,7 @@ def canonical_authority(sent: Column) -> Column:
     """The canonical authority of a sent spelling (the seed's, matched case-insensitively), else the spelling as
     sent, else (nothing sent) the seed's authority of unqualified identifiers, else the empty name. Never NULL."""
     mapping, unqualified = _authorities()
-    spellings = F.create_map(*[F.lit(x) for pair in sorted(mapping.items()) for x in pair]) if mapping else None
+    spellings = map_literal(mapping) if mapping else None
     return let(_normalized(sent), lambda name: F.coalesce(
         *([spellings[F.upper(name)]] if spellings is not None else []), name, F.lit(unqualified or "")))
 
@@ -77,7 +77,7 @@ def _rank(type_code: Column, types: tuple[str, ...], never: tuple[str, ...]) -> 
     person identifier ``NNxxx``), else len(types) (untyped)."""
     ranks = {**{t: -1 for t in never}, **{t: i for i, t in enumerate(types)}}
     code = F.upper(F.trim(F.coalesce(type_code, F.lit(""))))
-    rank = F.nullif(F.coalesce(F.create_map(*[F.lit(x) for pair in ranks.items() for x in pair])[code],
+    rank = F.nullif(F.coalesce(map_literal(ranks)[code],
                                F.lit(len(types))), F.lit(-1))
     return F.when(~code.rlike("^NN[A-Z]{3}$"), rank) if never else rank
 

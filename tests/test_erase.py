@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
@@ -39,6 +41,19 @@ def _hits(root: Path, needles: list[str]) -> list[tuple[str, str]]:
     return found
 
 
+def _tables(root: Path, layer: str) -> dict[str, Any]:
+    """Every Delta table of one layer as a PyArrow table."""
+    folder = root / layer
+    return {p.name: DeltaTable(str(p)).to_pyarrow_table() for p in sorted(folder.iterdir())
+            if folder.is_dir() and is_delta_table(p)}
+
+
+def _rows(table: Any, drop: tuple[str, ...] = ()) -> list[str]:
+    """A table's rows as sorted JSON texts, without the columns in ``drop`` (a multiset to compare)."""
+    keep = [c for c in table.column_names if c not in drop]
+    return sorted(json.dumps(r, default=str, sort_keys=True) for r in table.select(keep).to_pylist())
+
+
 def _counts(root: Path) -> dict[str, int]:
     out = {}
     for layer in ("bronze", "silver", "gold"):
@@ -62,11 +77,12 @@ def erased(tmp_path_factory: pytest.TempPathFactory, spark: object) -> dict[str,
     people = [model.build_patient(i, SEED, pool) for i in range(PATIENTS)]
     target = people[0]
     before = _counts(settings.root_path)
+    snapshot = {layer: _tables(settings.root_path, layer) for layer in ("bronze", "silver")}
     needles = [target.mrn, target.ssn, target.phone, target.email]
     assert _hits(settings.root_path, needles), "the planted identifiers must be in the root before the erasure"
     report = erase(settings, target.mrn)
     return {"settings": settings, "target": target, "others": people[1:], "before": before, "report": report,
-            "needles": needles}
+            "needles": needles, "snapshot": snapshot}
 
 
 def test_no_identifier_of_the_erased_patient_is_left_anywhere_in_the_root(erased: dict[str, Any]) -> None:
@@ -88,6 +104,39 @@ def test_every_other_patient_is_still_there(erased: dict[str, Any]) -> None:
         columns=["raw"]).to_pylist()) + json.dumps(DeltaTable(str(settings.table_path("bronze", "fhir_resources")))
                                                   .to_pyarrow_table(columns=["raw"]).to_pylist())
     assert all(p.mrn in raw for p in erased["others"])
+
+
+def test_only_the_erased_patients_rows_are_gone_and_every_other_row_is_unchanged(erased: dict[str, Any]) -> None:
+    """Bronze loses exactly the patient's records; every Silver row of every other patient is the same row after
+    the rebuild (lineage run columns aside)."""
+    root, target = erased["settings"].root_path, erased["target"]
+    theirs = [target.mrn, target.ssn, target.phone, target.email, target.id, f"{target.family}^{target.given}"]
+    for name, before in erased["snapshot"]["bronze"].items():
+        after = _tables(root, "bronze")[name]
+        if "content_hash" not in before.column_names:
+            continue
+        kept = set(after.column("content_hash").to_pylist())
+        removed = [r for r in before.to_pylist() if r["content_hash"] not in kept]
+        assert kept <= set(before.column("content_hash").to_pylist()), f"bronze.{name}: rows appeared"
+        assert all(any(t in json.dumps(r, default=str) for t in theirs) for r in removed), \
+            f"bronze.{name}: a removed row is not the erased patient's"
+        assert _rows(after) == _rows(before.filter(pc.is_in(before.column("content_hash"),
+                                                            value_set=pa.array(sorted(kept), pa.string())))), \
+            f"bronze.{name}: a kept row changed"
+    silver_after = _tables(root, "silver")
+    gone = set(erased["snapshot"]["silver"]["patient"].column("patient_key").to_pylist()) \
+        - set(silver_after["patient"].column("patient_key").to_pylist())
+    assert len(gone) == erased["report"]["silver_patient_keys"] == 1
+    lineage = ("silver_run_id", "silver_updated_at")
+    compared = 0
+    for name, before in erased["snapshot"]["silver"].items():
+        if "patient_key" not in before.column_names or name not in silver_after:
+            continue
+        others = before.filter(pc.invert(pc.fill_null(pc.is_in(before.column("patient_key"),
+                                                                value_set=pa.array(sorted(gone))), False)))
+        assert _rows(silver_after[name], lineage) == _rows(others, lineage), f"silver.{name}: other patients' rows"
+        compared += others.num_rows
+    assert compared > 100
 
 
 def test_the_run_log_holds_one_erasure_record_with_only_a_pseudonym(erased: dict[str, Any]) -> None:

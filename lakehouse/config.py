@@ -17,6 +17,7 @@ Engine = Literal["local", "connect", "spark"]
 DeidProfile = Literal["expert_determination", "safe_harbor"]
 DocumentsText = Literal["deidentified", "exclude"]
 FreeText = Literal["deidentified", "exclude"]
+SailMode = Literal["local", "local-cluster"]
 
 ENV_PREFIX = "LAKEHOUSE_"
 # settings of earlier releases that were replaced: name -> (new name, old value -> new value)
@@ -45,6 +46,9 @@ class Settings(BaseModel):
     spark_remote: str | None = Field(default=None, description="Spark Connect URL for engine=connect")
     spark_master: str = Field(default="local[*]", description="master for engine=spark")
     sail_debug: bool = Field(default=False, description="verbose Sail server log (RUST_LOG=info)")
+    sail_mode: SailMode = Field(
+        default="local", description="the embedded engine's mode: 'local' (one process, threads) or 'local-cluster' "
+        "(a driver and workers exchanging data over RPC, as Sail runs on Kubernetes)")
     pseudonym_key: SecretStr | None = Field(default=None, description="HMAC key for pseudonyms")
     pseudonym_key_file: Path | None = Field(default=None, description="file holding the HMAC key")
     audit_key_file: Path | None = Field(

@@ -66,12 +66,14 @@ class SailServer:
     """``sail spark server`` as a subprocess on a free loopback port."""
 
     def __init__(self, log_dir: Path, executable: str | None = None, debug: bool = False,
-                 ip: str = "127.0.0.1", port: int | None = None, workdir: Path | None = None) -> None:
+                 ip: str = "127.0.0.1", port: int | None = None, workdir: Path | None = None,
+                 mode: str = "local") -> None:
         self.log_dir = log_dir
         # the server's working directory: where Sail puts its own spark-warehouse (never used by us)
         self.workdir = workdir or log_dir
         self.executable = executable
         self.debug = debug
+        self.mode = mode
         self.ip = ip
         self.port = port
         self.process: subprocess.Popen[bytes] | None = None
@@ -92,6 +94,7 @@ class SailServer:
         self.log_file = self.log_dir / f"sail-{'-'.join(args)}-{os.getpid()}-{self.port}.log"
         env = dict(os.environ)
         env["RUST_LOG"] = "info" if self.debug else env.get("RUST_LOG_SAIL", "warn")
+        env["SAIL_MODE"] = self.mode
         env.pop("SPARK_REMOTE", None)
         for name in [n for n in env if n.startswith("LAKEHOUSE_")]:  # the engine needs none; some are secrets
             del env[name]
@@ -195,7 +198,7 @@ def get_spark(settings: Settings | None = None, attach: bool = True) -> SparkSes
         if settings.engine == "local":
             if _server is None or not _server.alive():
                 _server = SailServer(settings.system_dir / "logs", debug=settings.sail_debug,
-                                     workdir=settings.system_dir / "engine").start()
+                                     workdir=settings.system_dir / "engine", mode=settings.sail_mode).start()
             # Sail plans one partition per core but reports Spark's 200 shuffle partitions, which an explicit
             # repartition (lakehouse.staging) would then use: 200 tiny partitions cost a quarter of a Silver build
             _spark = _connect_session(_server.url, {"spark.sql.shuffle.partitions": str(os.cpu_count() or 2)})

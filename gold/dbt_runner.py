@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import json
 import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,17 +52,14 @@ class DbtPaths:
 
 def dbt_paths(settings: Settings) -> DbtPaths:
     """Where dbt reads the project and writes its artifacts (never into the checkout)."""
-    if "://" in str(settings.root):  # object-store root: keep dbt's local artifacts in a local temp dir
-        base = Path(tempfile.gettempdir()) / "lakehouse-dbt"
-    else:
-        base = settings.system_dir / "dbt"
+    base = settings.system_dir / "dbt"  # local (an object-store root's work folder)
     return DbtPaths(PROJECT_DIR, PROJECT_DIR, base / "target", base / "logs")
 
 
 def dbt_args(settings: Settings, command: list[str], extra_vars: dict[str, Any] | None = None) -> list[str]:
     paths = dbt_paths(settings)
     # deid_profile: marts whose grain a profile cannot give (days under safe_harbor) say so instead of zeros
-    variables = {"lakehouse_root": str(settings.root_path).rstrip("/"), "deid_profile": settings.deid_profile,
+    variables = {"lakehouse_root": settings.root_uri.rstrip("/"), "deid_profile": settings.deid_profile,
                  # calendar days of the marts and dim_date keys are the facility's local days
                  "facility_timezone": settings.facility_timezone, **(extra_vars or {})}
     return [

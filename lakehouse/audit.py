@@ -36,7 +36,7 @@ def _state_home() -> Path:
 
 
 def _outside_root(path: Path, settings: Settings, what: str, setting: str) -> Path:
-    if "://" not in str(settings.root):
+    if settings.remote_root is None:
         try:
             path.resolve().relative_to(settings.root_path)
         except ValueError:
@@ -77,7 +77,7 @@ def anchor_path(settings: Settings) -> Path:
     if settings.audit_anchor is not None:
         path = Path(settings.audit_anchor).expanduser()
     else:
-        digest = hashlib.sha256(str(settings.root_path).encode()).hexdigest()[:16]
+        digest = hashlib.sha256(settings.root_uri.encode()).hexdigest()[:16]
         path = _state_home() / "anchors" / f"{digest}.log"
     return _outside_root(path, settings, "audit anchor", "audit_anchor")
 
@@ -94,7 +94,7 @@ def append_anchor(settings: Settings, key: bytes, seq: int, head: str) -> None:
     """Append the chain head to the anchor file (O_APPEND: earlier lines are never rewritten by this code)."""
     path = anchor_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    root = str(settings.root_path)
+    root = settings.root_uri
     line = json.dumps({"root": root, "seq": seq, "hash": head, "at": datetime.now(UTC).isoformat(),
                        "mac": mac(key, _anchor_text(root, seq, head))}, sort_keys=True)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -110,7 +110,7 @@ def read_anchors(settings: Settings, key: bytes) -> tuple[list[dict[str, Any]], 
     path = anchor_path(settings)
     if not path.exists():
         return [], None
-    root = str(settings.root_path)
+    root = settings.root_uri
     anchors = []
     for n, text in enumerate(path.read_text().splitlines(), start=1):
         try:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from lakehouse.errors import ConfigError
+
+if TYPE_CHECKING:
+    from upath import UPath
 
 Engine = Literal["local", "connect", "spark"]
 DeidProfile = Literal["expert_determination", "safe_harbor"]
@@ -25,6 +29,25 @@ RENAMED: dict[str, tuple[str, dict[str, str]]] = {
     "date_policy": ("deid_profile", {"shift": "expert_determination", "year": "safe_harbor"}),
 }
 CONFIG_FILE_ENV = "LAKEHOUSE_CONFIG"
+# object stores a root may live on (fsspec / delta-rs / Sail scheme names)
+OBJECT_STORE_SCHEMES = ("s3", "s3a", "gs", "gcs", "abfs", "abfss", "az", "azure")
+
+
+def _root_value(value: object) -> object:
+    """A root as given: an object-store URL stays a string (``s3://bucket/prefix``, no trailing slash); a plain
+    path or a ``file://`` URL becomes a :class:`Path`; any other scheme is refused."""
+    if isinstance(value, Path) or not isinstance(value, str):
+        return value
+    scheme, sep, rest = value.partition("://")
+    if not sep:
+        return Path(value)
+    scheme = scheme.lower()
+    if scheme == "file":
+        return Path(rest if rest.startswith("/") else "/" + rest)
+    if scheme not in OBJECT_STORE_SCHEMES or not rest.strip("/"):
+        raise ValueError(f"{value!r} is not a lakehouse root: use a path, file://, or a bucket URL "
+                         f"({', '.join(s + '://' for s in OBJECT_STORE_SCHEMES[:1] + ('gs', 'abfss'))}...)")
+    return f"{scheme}://{rest.rstrip('/')}"
 
 
 def _iana_zone(value: str) -> str:
@@ -41,7 +64,12 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    root: Path = Field(default=Path("lakehouse"), description="lakehouse root (landing, bronze, ...)")
+    root: Path | str = Field(
+        default=Path("lakehouse"), description="lakehouse root (landing, bronze, ...): a path, file://, or an "
+        "object-store URL (s3://bucket/prefix, abfss://..., gs://...)")
+    work_dir: Path | None = Field(
+        default=None, description="local folder for what an object-store root keeps on this machine (landing, "
+        "engine logs, staging, reports, MLflow); default $XDG_STATE_HOME/clinical-lakehouse/roots/<root digest>")
     engine: Engine = "local"
     spark_remote: str | None = Field(default=None, description="Spark Connect URL for engine=connect")
     spark_master: str = Field(default="local[*]", description="master for engine=spark")
@@ -88,6 +116,11 @@ class Settings(BaseModel):
         "required with a non-loopback --host")
     serve_token_file: Path | None = Field(default=None, description="file (mode 0600) holding the serve token")
 
+    @field_validator("root", mode="before")
+    @classmethod
+    def _root(cls, value: object) -> object:
+        return _root_value(value)
+
     @field_validator("facility_timezone")
     @classmethod
     def _iana_zone(cls, value: str) -> str:
@@ -112,22 +145,46 @@ class Settings(BaseModel):
         return self.as_of_date or date.today()
 
     @property
+    def remote_root(self) -> str | None:
+        """The object-store URL of the root (``s3://bucket/prefix``), or None for a local root."""
+        return self.root if isinstance(self.root, str) else None
+
+    @property
+    def root_uri(self) -> str:
+        """The root as the engine, delta-rs and dbt name it: the URL, or the absolute local path."""
+        return self.remote_root or str(self.root_path)
+
+    @property
     def root_path(self) -> Path:
-        return self.root.expanduser().resolve() if "://" not in str(self.root) else self.root
+        """The local folder of this lakehouse: the root itself, or for an object-store root its local work
+        folder (``work_dir``), which holds what stays on this machine (landing, logs, staging, reports)."""
+        if isinstance(self.root, Path):
+            return self.root.expanduser().resolve()
+        if self.work_dir is not None:
+            return self.work_dir.expanduser().resolve()
+        state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+        return state / "clinical-lakehouse" / "roots" / hashlib.sha256(self.root.encode()).hexdigest()[:16]
 
     @property
     def system_dir(self) -> Path:
-        return self.layer_path("_system")
+        """Local working files of the system layer (logs, engine, staging, reports, locks); its Delta tables are
+        at ``table_path("_system", ...)``, with the root."""
+        return self.root_path / "_system"
 
     @property
     def landing_dir(self) -> Path:
         return self.root_path / "landing"
 
-    def layer_path(self, layer: str) -> Path:
-        """``<root>/<layer>``: the folder of one layer's tables (bronze, silver, gold, quarantine, _system)."""
+    def layer_path(self, layer: str) -> Path | UPath:
+        """``<root>/<layer>``: the folder of one layer's tables (bronze, silver, gold, quarantine, _system); on an
+        object store a :class:`upath.UPath` (the same path API over fsspec)."""
+        if self.remote_root:
+            from upath import UPath  # deferred: only object-store roots need fsspec
+
+            return UPath(f"{self.remote_root}/{layer}")
         return self.root_path / layer
 
-    def table_path(self, layer: str, table: str) -> Path:
+    def table_path(self, layer: str, table: str) -> Path | UPath:
         """``<root>/<layer>/<table>``: where the Delta table ``<layer>.<table>`` lives (the one place that says so)."""
         return self.layer_path(layer) / table
 

@@ -146,7 +146,7 @@ class SailServer:
 
 _server: SailServer | None = None
 _spark: SparkSession | None = None
-_attached_root: Path | None = None
+_attached_root: str | None = None
 
 
 def classic_spark_conf(settings: Settings) -> dict[str, str]:
@@ -207,9 +207,9 @@ def get_spark(settings: Settings | None = None, attach: bool = True) -> SparkSes
             _spark = _connect_session(settings.spark_remote)
         else:
             _spark = _classic_session(settings)
-    if attach and _attached_root != settings.root_path:
+    if attach and _attached_root != settings.root_uri:
         Catalog(_spark, settings).register_all()
-        _attached_root = settings.root_path
+        _attached_root = settings.root_uri
     return _spark
 
 

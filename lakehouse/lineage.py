@@ -36,7 +36,7 @@ def _client(settings: Settings) -> Any:
 
 
 def _dataset_namespace(settings: Settings) -> str:
-    return f"file://{settings.root_path}" if "://" not in str(settings.root) else str(settings.root)
+    return settings.remote_root or f"file://{settings.root_path}"
 
 
 def emit(run: Run, state: str) -> None:

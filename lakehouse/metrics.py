@@ -222,8 +222,6 @@ def record_run(run: Run, status: str) -> Path | None:
     written = _table_rows(run.outputs, "table")
     _apply(JOB, job, status, float(seconds), ended, read, written)
 
-    if "://" in str(run.settings.root):
-        return None
     path = textfile_path(run.settings.system_dir / "metrics", job)
     path.parent.mkdir(parents=True, exist_ok=True)
     registry = CollectorRegistry(auto_describe=True)

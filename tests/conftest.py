@@ -34,8 +34,8 @@ ENGINE_FIXTURES = frozenset({"spark"})  # `settings`, `catalog` and the module l
 MODULE_SECONDS = {
     "test_deid_profiles": 690, "test_pipeline": 460, "test_silver_fixtures": 430, "test_key_custody": 425,
     "test_erase": 420, "test_patient_history": 400, "test_silver_job": 370, "test_wheel": 320,
-    "test_readmission_signal": 300,
-    "test_cluster_engine": 260, "test_silver_identity": 250, "test_notebooks": 250, "test_silver_labs": 200,
+    "test_object_store_root": 200, "test_readmission_signal": 300, "test_cluster_engine": 260,
+    "test_silver_identity": 250, "test_notebooks": 250, "test_silver_labs": 200,
     "test_deid_text_silver": 200, "test_bad_input": 200, "test_faults": 180, "test_silver_adt": 180,
     "test_silver_care": 180, "test_silver_medications": 180, "test_silver_orders_documents": 180,
     "test_silver_harmonization": 150, "test_features": 150, "test_training": 150, "test_gold_dbt": 100,

@@ -163,7 +163,7 @@ def key_file(settings: Settings) -> Path | None:
     if settings.pseudonym_key_file is not None:
         return Path(settings.pseudonym_key_file).expanduser()
     path = default_key_file()
-    if "://" not in str(settings.root) and _is_inside(path, settings.root_path):
+    if settings.remote_root is None and _is_inside(path, settings.root_path):
         raise ConfigError(f"the demo key file {path} would be inside the lakehouse root; "
                           "set LAKEHOUSE_PSEUDONYM_KEY_FILE to a path outside it")
     return path

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from deltalake import DeltaTable
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
@@ -285,13 +286,42 @@ def _copy_file(path: Path, dest: Path) -> str:
     return digest.hexdigest()
 
 
+def _copy_object(source: Any, dest: Path) -> str:
+    """Copy one object-store file (a :class:`upath.UPath`) like :func:`_copy_file`: hashed while copied, into the
+    dot-name ``.<name>.tmp`` beside ``dest``; returns the SHA-256."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    digest = hashlib.sha256()
+    with source.open("rb") as src, open(tmp, "wb") as out:
+        while chunk := src.read(CHUNK):
+            digest.update(chunk)
+            out.write(chunk)
+    return digest.hexdigest()
+
+
+def _object_entries(source: Any) -> list[tuple[Any, Path, str | None]]:
+    """The files of an object-store source (one object, or every object under a prefix) with their landing names,
+    skipping ``_``/``.`` names at any depth like :func:`walk_entries`. Object stores have no links to refuse."""
+    if source.is_file():
+        return [(source, Path(source.name), None)]
+    if not source.is_dir():
+        raise FileNotFoundError(f"{source} does not exist")
+    out = []
+    for path in sorted((p for p in source.rglob("*") if p.is_file()), key=str):
+        rel = Path(str(path)[len(str(source).rstrip("/")):].lstrip("/"))
+        if not any(part.startswith(("_", ".")) for part in rel.parts):
+            out.append((path, Path(source.name) / rel, None))
+    return out
+
+
 def copy_in(settings: Settings, sources: Iterable[Path], batch: str, known_hashes: set[str]) -> CopyResult:
     """Copy files/folders into ``landing/imports/<batch>/`` keeping relative names; skip content already landed.
 
     Each file is read once (hashed while copied) and written to a dot-name first, then renamed, so a concurrent
     ingestion never sees half a file. Inputs with the same relative name get distinct names (``x~2.hl7``); links
     and special files are refused (quarantined with the reason, never followed); a source that contains the
-    lakehouse root is a configuration error.
+    lakehouse root is a configuration error. A source may also be an object-store location (a
+    :class:`upath.UPath` from :func:`lakehouse.config.as_location`): its objects are downloaded the same way.
     """
     target_root = settings.landing_dir / "imports" / batch
     landing = settings.landing_dir.resolve()
@@ -299,25 +329,12 @@ def copy_in(settings: Settings, sources: Iterable[Path], batch: str, known_hashe
     result = CopyResult([], 0, [])
     used: set[Path] = set()
     for given in sources:
-        given = Path(given).expanduser()
-        if not given.exists() and not given.is_symlink():
-            raise FileNotFoundError(f"{given} does not exist")
-        entries: list[tuple[Path, Path, str | None]]
-        if given.is_symlink():
-            entries = [(given, Path(given.name), SYMLINK_REASON)]
+        if not isinstance(given, Path):  # an object-store location
+            remote = True
+            entries = _object_entries(given)
         else:
-            source = given.resolve()
-            if source == root or source in root.parents:
-                raise ConfigError(f"refusing to import {source}: it contains the lakehouse root {root}; "
-                                  "import the folder that holds the new files instead")
-            if source == landing or landing in source.parents:
-                continue  # already in the landing zone: the scan picks it up
-            if source.is_file():
-                entries = [(source, Path(source.name), None)]
-            elif source.is_dir():
-                entries = [(p, Path(source.name) / p.relative_to(source), r) for p, r in walk_entries(source)]
-            else:
-                entries = [(source, Path(source.name), SPECIAL_REASON)]
+            remote = False
+            entries = _local_entries(given, root, landing)
         for path, rel, refused in entries:
             dest = target_root / rel
             if refused:
@@ -325,7 +342,7 @@ def copy_in(settings: Settings, sources: Iterable[Path], batch: str, known_hashe
                 result.refused.append(refused_file(path, landing_rel(settings, dest), refused))
                 continue
             final = _unique(dest, used)
-            sha = _copy_file(path, final)
+            sha = _copy_object(path, final) if remote else _copy_file(path, final)
             tmp = final.with_name(f".{final.name}.tmp")
             if sha in known_hashes:
                 tmp.unlink()
@@ -336,6 +353,26 @@ def copy_in(settings: Settings, sources: Iterable[Path], batch: str, known_hashe
             known_hashes.add(sha)
             result.copied.append(final)
     return result
+
+
+def _local_entries(given: Path, root: Path, landing: Path) -> list[tuple[Path, Path, str | None]]:
+    """The files of a local source with their landing names and, for what must not be followed, the reason."""
+    given = Path(given).expanduser()
+    if not given.exists() and not given.is_symlink():
+        raise FileNotFoundError(f"{given} does not exist")
+    if given.is_symlink():
+        return [(given, Path(given.name), SYMLINK_REASON)]
+    source = given.resolve()
+    if source == root or source in root.parents:
+        raise ConfigError(f"refusing to import {source}: it contains the lakehouse root {root}; "
+                          "import the folder that holds the new files instead")
+    if source == landing or landing in source.parents:
+        return []  # already in the landing zone: the scan picks it up
+    if source.is_file():
+        return [(source, Path(source.name), None)]
+    if source.is_dir():
+        return [(p, Path(source.name) / p.relative_to(source), r) for p, r in walk_entries(source)]
+    return [(source, Path(source.name), SPECIAL_REASON)]
 
 
 def import_batch_name(run_id: str) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from lakehouse.config import Settings, load_settings, restrict_new_files, set_settings
+from lakehouse.config import Settings, as_location, load_settings, restrict_new_files, set_settings
 from lakehouse.errors import exit_process, run_entry_point
 from lakehouse.logs import setup_logging
 from lakehouse_app import pipeline
@@ -24,7 +24,7 @@ from lakehouse_app import pipeline
 STEPS = ("ingest", "silver", "gold", "features", "train")
 
 CALLS: dict[str, Callable[[Settings, argparse.Namespace], dict[str, Any]]] = {
-    "ingest": lambda s, a: pipeline.ingest(s, [Path(p) for p in a.paths]),
+    "ingest": lambda s, a: pipeline.ingest(s, [as_location(p) for p in a.paths]),
     "silver": lambda s, a: pipeline.silver(s, force=a.force),
     "gold": lambda s, a: pipeline.gold(s, force=a.force),
     "features": lambda s, a: pipeline.features(s),

@@ -59,6 +59,16 @@ def _iana_zone(value: str) -> str:
     return value
 
 
+def as_location(value: str | Path) -> Path | UPath:
+    """An input or output location as given on a command line: a local :class:`Path`, or for an object-store URL
+    (``s3://bucket/drop``) a :class:`upath.UPath` (a plain ``Path`` would turn ``s3://b`` into ``s3:/b``)."""
+    if isinstance(value, str) and value.partition("://")[0].lower() in OBJECT_STORE_SCHEMES and "://" in value:
+        from upath import UPath  # deferred: only object-store locations need fsspec
+
+        return UPath(value)
+    return Path(value).expanduser()
+
+
 class Settings(BaseModel):
     """Everything a run can be told. Secrets are ``SecretStr`` so they never print."""
 

@@ -22,7 +22,14 @@ from gold.serving import FlightSqlServer
 from gold.serving import serve as serve_gold
 from gold.training import mlflow_ui_hint
 from lakehouse.catalog import Catalog
-from lakehouse.config import Settings, get_settings, load_settings, restrict_new_files, set_settings
+from lakehouse.config import (
+    Settings,
+    as_location,
+    get_settings,
+    load_settings,
+    restrict_new_files,
+    set_settings,
+)
 from lakehouse.engine import get_spark
 from lakehouse.errors import (
     AuditChainError,
@@ -138,13 +145,14 @@ def generate(
 @app.command()
 @cli_errors
 def ingest(
-    paths: Annotated[list[Path] | None, typer.Argument(help="files or folders to copy into landing first")] = None,
+    paths: Annotated[list[str] | None, typer.Argument(
+        help="files or folders to copy into landing first (local, or s3://bucket/prefix)")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Land files (HL7 v2, FHIR, DICOM; detected by content) and ingest what is new into Bronze."""
 
     with _progress():
-        result = pipeline.ingest(_settings(), list(paths or []))
+        result = pipeline.ingest(_settings(), [as_location(p) for p in paths or []])
     _print_json(result) if as_json else _show(render.ingest(result))
 
 
@@ -275,12 +283,12 @@ def _write_report_link(settings: Settings) -> None:
 
 @app.command("run")
 @cli_errors
-def run_all(paths: Annotated[list[Path] | None, typer.Argument()] = None,
+def run_all(paths: Annotated[list[str] | None, typer.Argument()] = None,
             as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Run every layer: ingest, silver, gold."""
 
     with _progress():
-        result = pipeline.run_all(_settings(), list(paths or []))
+        result = pipeline.run_all(_settings(), [as_location(p) for p in paths or []])
     _print_json(result) if as_json else _show(render.run(result))
     _write_report_link(_settings())
 

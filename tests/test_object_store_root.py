@@ -1,7 +1,8 @@
 """The S3 lane: a lakehouse whose root is ``s3://bucket/prefix`` on an S3-compatible server the test starts itself
-(moto's standalone server), driven through the CLI as a user runs it: ingest, Silver, Gold, status, time travel,
-audit and maintenance. The engine (Sail), delta-rs and the table listing (fsspec) all reach the bucket through the
-standard AWS environment variables; only landing and working files stay on this machine (``work_dir``)."""
+(moto's standalone server), driven through the CLI as a user runs it: ingest from a drop prefix in the bucket,
+Silver, Gold, status, time travel, audit and maintenance. The engine (Sail), delta-rs and fsspec (listing tables
+and inputs) all reach the bucket through the standard AWS environment variables; only landing copies and working
+files stay on this machine (``work_dir``)."""
 
 from __future__ import annotations
 
@@ -65,7 +66,16 @@ def lakehouse(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> dic
         assert done.returncode == 0, f"lakehouse {' '.join(args)}: {done.stderr[-3000:]}"
         return done
 
-    cli("ingest", str(tmp / "export"))
+    # the inputs arrive in the bucket too (an interface engine's drop prefix): landing lists and reads them there
+    client = _client(s3_endpoint)
+    for path in sorted(p for p in (tmp / "export").rglob("*") if p.is_file()):
+        client.upload_file(str(path), BUCKET, f"drop/{path.relative_to(tmp / 'export').as_posix()}")
+    ingested = json.loads(cli("ingest", f"s3://{BUCKET}/drop/", "--json").stdout)
+    inputs = [p for p in (tmp / "export").rglob("*") if p.is_file()
+              and not any(part.startswith(("_", ".")) for part in p.relative_to(tmp / "export").parts)]
+    files = ingested["files"]
+    assert files["copied"] + files["already_landed"] + files["refused"] == len(inputs) > 20
+    assert ingested["hl7v2"]["bronze"] > 0 and ingested["fhir"]["bronze"] > 0 and ingested["dicom"]["bronze"] > 0
     cli("run")
     return {"cli": cli, "tmp": tmp, "cwd": cwd, "endpoint": s3_endpoint}
 

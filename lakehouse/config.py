@@ -47,7 +47,20 @@ def _root_value(value: object) -> object:
     if scheme not in OBJECT_STORE_SCHEMES or not rest.strip("/"):
         raise ValueError(f"{value!r} is not a lakehouse root: use a path, file://, or a bucket URL "
                          f"({', '.join(s + '://' for s in OBJECT_STORE_SCHEMES[:1] + ('gs', 'abfss'))}...)")
+    _require_file_system(scheme)
     return f"{scheme}://{rest.rstrip('/')}"
+
+
+def _require_file_system(scheme: str) -> None:
+    """An object-store root needs its fsspec file system installed (an extra of this package)."""
+    import fsspec  # deferred: only object-store roots need it
+
+    try:
+        fsspec.get_filesystem_class(scheme)
+    except (ImportError, ValueError):
+        extra = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs"}.get(scheme, "azure")
+        raise ValueError(f"a {scheme}:// root needs its file system: pip install 'clinical-lakehouse[{extra}]'") \
+            from None
 
 
 def _iana_zone(value: str) -> str:

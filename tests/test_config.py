@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse.config import load_settings
+from lakehouse.config import as_location, load_settings
 from lakehouse.errors import ConfigError
 
 pytestmark = pytest.mark.fast
@@ -62,3 +62,25 @@ def test_secrets_never_print() -> None:
     assert "supersecretvalue123" not in repr(s)
     assert "supersecretvalue123" not in str(s.redacted())
     assert s.pseudonym_key is not None and s.pseudonym_key.get_secret_value() == "supersecretvalue123"
+
+
+def test_roots_are_urls_never_mangled_into_local_folders(tmp_path: Path) -> None:
+    remote = load_settings(config_file=None, environ={}, root="s3://bucket/clinical/lh/", work_dir=tmp_path / "w")
+    assert remote.remote_root == remote.root_uri == "s3://bucket/clinical/lh"
+    assert str(remote.table_path("silver", "patient")) == "s3://bucket/clinical/lh/silver/patient"
+    assert str(remote.layer_path("_system")) == "s3://bucket/clinical/lh/_system"
+    # what stays on this machine is under the work folder, never a folder named "s3:"
+    assert remote.root_path == (tmp_path / "w").resolve() and remote.system_dir == remote.root_path / "_system"
+    assert remote.landing_dir == remote.root_path / "landing"
+    local = load_settings(config_file=None, environ={}, root=f"file://{tmp_path}/lh")
+    assert local.remote_root is None and local.root_path == (tmp_path / "lh").resolve()
+    assert local.table_path("gold", "dim_patient") == local.root_path / "gold" / "dim_patient"
+    with pytest.raises(ConfigError, match="is not a lakehouse root"):
+        load_settings(config_file=None, environ={}, root="ftp://host/lh")
+    from_env = load_settings(config_file=None, environ={"LAKEHOUSE_ROOT": "s3://b/p"})
+    assert from_env.root_uri == "s3://b/p" and "s3:" not in str(from_env.root_path)
+
+
+def test_inputs_on_an_object_store_stay_urls() -> None:
+    assert str(as_location("s3://bucket/drop/")).startswith("s3://bucket/drop")
+    assert as_location("relative/file.hl7") == Path("relative/file.hl7")

@@ -274,10 +274,7 @@ def _load_sources(spark: SparkSession, writer: _Writer, scratch: Staging, by_for
 
 def ingest(settings: Settings, paths: list[Path], run: Run) -> dict[str, Any]:
     """Copy ``paths`` into the landing zone, ingest every new or changed landing file, and reconcile."""
-    spark = get_spark(settings)
-    catalog = Catalog(spark, settings)
-    writer = _Writer(catalog, run)
-    manifest = read_manifest(settings, catalog.path(MANIFEST_TABLE))
+    manifest = read_manifest(settings, settings.table_path(*MANIFEST_TABLE.split(".", 1)))
     pending, skipped = pending_files(settings, manifest)
     copied = CopyResult([], 0, [])
     if paths:
@@ -290,8 +287,11 @@ def ingest(settings: Settings, paths: list[Path], run: Run) -> dict[str, Any]:
     by_format["unknown"] += copied.refused  # refused inputs never reach landing: quarantined, not in the manifest
     report: dict[str, Any] = {src: {"received": 0, "bronze": 0, "quarantined": 0, "duplicates": 0} for src in SOURCES}
 
-    with staging(spark, settings, run.run_id) as scratch:
-        _load_sources(spark, writer, scratch, by_format, run.run_id, report)
+    if pending or copied.refused:  # nothing new: no engine is started
+        spark = get_spark(settings)
+        catalog = Catalog(spark, settings)
+        with staging(spark, settings, run.run_id) as scratch:
+            _load_sources(spark, _Writer(catalog, run), scratch, by_format, run.run_id, report)
     if pending:
         catalog.create(MANIFEST_TABLE, MANIFEST_SCHEMA)
         rows = catalog.append_new(_manifest_rows(spark, pending, run.run_id), MANIFEST_TABLE, ("path", "sha256"))

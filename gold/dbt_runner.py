@@ -230,11 +230,9 @@ def build_gold(settings: Settings, run: Run, select: list[str] | None = None,
     A whole build is skipped when Silver, the Gold tables, the dbt project, the configuration and the key are as
     the last completed build left them (see lakehouse.uptodate), unless ``force``.
     """
-    spark = get_spark(settings)
     silver = require_silver(settings)
-    catalog = Catalog(spark, settings)
-    for name in silver:
-        run.read(name, catalog.version(name))
+    for name, version in uptodate.table_versions(settings, silver).items():
+        run.read(name, version)
     whole = not select and not full_refresh
     if whole:
         current = _fingerprint(settings, silver)
@@ -245,6 +243,8 @@ def build_gold(settings: Settings, run: Run, select: list[str] | None = None,
                      previous["run_id"])
             progress.done("gold", "all models", status="up to date", since=f"run {previous['run_id'][:8]}")
             return {"up_to_date": True, "since_run": previous["run_id"], "changed_tables": []}
+    spark = get_spark(settings)  # after the up-to-date check: a run with nothing new starts no engine
+    catalog = Catalog(spark, settings)
     progress.start("gold", "dbt parse")
     sync_gold_registrations(spark, settings)
     before = gold_versions(settings)

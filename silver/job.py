@@ -310,8 +310,6 @@ def build_silver(settings: Settings, run: Run, force: bool = False) -> dict[str,
     as the last completed build left them (see lakehouse.uptodate), unless ``force``.
     """
     t0 = time.monotonic()
-    spark = get_spark(settings)
-    catalog = Catalog(spark, settings)
     current = _fingerprint(settings)
     run.metric("deid_key", key_version(settings))  # the active key version and its keyed id: no key material
     previous = None if force else uptodate.unchanged_since(settings, "silver", current)
@@ -323,6 +321,8 @@ def build_silver(settings: Settings, run: Run, force: bool = False) -> dict[str,
                   if k.startswith("silver_") and isinstance(v, dict) and "bronze_input" in v}
         progress.done("silver", "all domains", status="up to date", since=f"run {previous['run_id'][:8]}")
         return {**counts, "up_to_date": True, "since_run": previous["run_id"]}
+    spark = get_spark(settings)  # after the up-to-date check: a run with nothing new starts no engine
+    catalog = Catalog(spark, settings)
     progress.start("silver", "latest Bronze records, indexes")
     ninety_before = _ninety_plus(catalog)
     with staging(spark, settings, run.run_id) as scratch:

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from ucumvert import PintUcumRegistry, UcumToPintTransformer, parse_ucum
 
 from silver.terminology.seeds import rows
 
@@ -33,6 +32,8 @@ UNITY = "1"
 
 @lru_cache(maxsize=1)
 def _registry() -> Any:
+    # deferred: ucumvert (pint and a Lark grammar) takes a third of a second to import; only a Silver build needs it
+    from ucumvert import PintUcumRegistry, UcumToPintTransformer
 
     ureg = PintUcumRegistry()
     # parse into this registry (ureg.from_ucum builds its quantities in a second, private registry)
@@ -48,6 +49,8 @@ _MOLAR_RATIOS: list[Any] = []  # [mass]/[substance] and its inverse, filled with
 @cache
 def _ucum(code: str) -> Any:
     """A UCUM code as a pint Quantity (a lone annotation such as ``{INR}`` is the number 1)."""
+
+    from ucumvert import parse_ucum
 
     ureg = _registry()
     parsed = ureg.ucum_to_pint(parse_ucum(code, ureg._ucum_parser))

@@ -76,3 +76,18 @@ def test_cluster_mode_gives_the_same_silver_and_gold_as_local_mode(builds: dict[
     differ = [name for name in sorted(local) if _rows(local[name]) != _rows(cluster[name])]
     assert differ == [], f"tables that differ between local and cluster mode: {differ}"
     assert sum(t.num_rows for t in local.values()) > 1000
+
+
+def test_a_run_with_nothing_new_starts_no_engine(builds: dict[str, Path]) -> None:
+    root = builds["local"]
+    logs = root / "_system" / "logs"
+    before = sorted(p.name for p in logs.glob("sail-*.log"))
+    env = clean_env(LAKEHOUSE_PSEUDONYM_KEY=TEST_KEY, LAKEHOUSE_AS_OF_DATE="2026-06-30")
+    done = subprocess.run([sys.executable, "-m", "lakehouse_app.cli", "--root", str(root), "run", "--json"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    assert result["ingest"]["files"]["new"] == 0
+    assert result["silver"]["up_to_date"] and result["gold"]["up_to_date"]
+    assert sorted(p.name for p in logs.glob("sail-*.log")) == before, "a run with nothing new started the engine"
+    assert "report: unchanged" in done.stderr

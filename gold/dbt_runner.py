@@ -217,7 +217,7 @@ def dbt_tables() -> list[str]:
     return [f"gold.{n}" for n in sorted(names)]
 
 
-def _fingerprint(settings: Settings, silver: list[str]) -> dict[str, Any]:
+def fingerprint(settings: Settings, silver: list[str]) -> dict[str, Any]:
     return {**uptodate.fingerprint(settings, None, uptodate.table_versions(settings, silver),
                                    uptodate.table_versions(settings, dbt_tables()), CODE_FOLDERS),
             "as_of_day": date.today().isoformat()}
@@ -235,7 +235,7 @@ def build_gold(settings: Settings, run: Run, select: list[str] | None = None,
         run.read(name, version)
     whole = not select and not full_refresh
     if whole:
-        current = _fingerprint(settings, silver)
+        current = fingerprint(settings, silver)
         previous = None if force else uptodate.unchanged_since(settings, "gold", current)
         if previous is not None:
             run.metric(uptodate.metric_name("gold"), current)
@@ -277,7 +277,7 @@ def build_gold(settings: Settings, run: Run, select: list[str] | None = None,
                "changed_tables": sorted(n for n, t in tables.items() if t["changed"])}
     run.metric("dbt", summary["nodes"])
     if whole:
-        run.metric(uptodate.metric_name("gold"), _fingerprint(settings, silver))
+        run.metric(uptodate.metric_name("gold"), fingerprint(settings, silver))
     log.info("gold: %s", summary["nodes"])
     return summary
 

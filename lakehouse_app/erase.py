@@ -36,6 +36,9 @@ from deltalake import DeltaTable
 
 from bronze.landing import HEAD_BYTES, detect_format
 from bronze.schemas import DICOM_TABLE, FHIR_TABLE, HL7V2_TABLE, MANIFEST_TABLE
+from gold.dbt_runner import fingerprint as gold_fingerprint
+from gold.dbt_runner import require_silver
+from lakehouse import uptodate
 from lakehouse.catalog import Catalog, is_delta_table
 from lakehouse.config import Settings
 from lakehouse.engine import get_spark
@@ -45,6 +48,7 @@ from lakehouse.runlog import Run, run_context
 from lakehouse.uptodate import layer_tables
 from lakehouse_app import pipeline
 from silver.deid import load_key, pseudonym_py
+from silver.job import fingerprint as silver_fingerprint
 
 log = get_logger(__name__)
 
@@ -364,6 +368,10 @@ def erase_patient(settings: Settings, mrn: str, run: Run) -> dict[str, Any]:
     report["rows_deleted"] = {k: v for k, v in deleted.items() if v}
     report["tables_purged"] = len(purged)
     report["system_files_scrubbed"] = _scrub_files(settings, found)
+    # Silver and Gold are what a build from the remaining Bronze gives: record their fingerprints after the purge
+    # (which gave every table a new version), so that the next run does not rebuild them
+    run.metric(uptodate.metric_name("silver"), silver_fingerprint(settings))
+    run.metric(uptodate.metric_name("gold"), gold_fingerprint(settings, require_silver(settings)))
     run.metric("erased_patient", pseudonym_py(mrn, key, ERASURE_NAMESPACE))
     return report
 

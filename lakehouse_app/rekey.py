@@ -170,7 +170,7 @@ def _rebuild(settings: Settings, run: Run, old: KeyVersion, new: KeyVersion, rep
     if _has_tables(settings, "gold"):
         report["gold"] = dbt_runner.build_gold(settings, run, full_refresh=True)
         # a full refresh is a whole build: record its fingerprint so the next `lakehouse run` skips Gold
-        run.metric(uptodate.metric_name("gold"), dbt_runner._fingerprint(settings, dbt_runner.require_silver(settings)))
+        run.metric(uptodate.metric_name("gold"), dbt_runner.fingerprint(settings, dbt_runner.require_silver(settings)))
     else:
         report["gold"] = "no Gold tables yet: nothing to rebuild"
 

@@ -294,7 +294,7 @@ def _count_type(resources: DataFrame, resource_type: str) -> int:
     return resources.filter(F.col("resource_type") == resource_type).count()
 
 
-def _fingerprint(settings: Settings) -> dict[str, Any]:
+def fingerprint(settings: Settings) -> dict[str, Any]:
     owned = uptodate.layer_tables(settings, "silver") + uptodate.layer_tables(settings, "quarantine", "silver_")
     return {**uptodate.fingerprint(settings, load_key(settings),
                                    uptodate.table_versions(settings, [FHIR_TABLE, HL7V2_TABLE, DICOM_TABLE]),
@@ -310,7 +310,7 @@ def build_silver(settings: Settings, run: Run, force: bool = False) -> dict[str,
     as the last completed build left them (see lakehouse.uptodate), unless ``force``.
     """
     t0 = time.monotonic()
-    current = _fingerprint(settings)
+    current = fingerprint(settings)
     run.metric("deid_key", key_version(settings))  # the active key version and its keyed id: no key material
     previous = None if force else uptodate.unchanged_since(settings, "silver", current)
     if previous is not None:
@@ -331,7 +331,7 @@ def build_silver(settings: Settings, run: Run, force: bool = False) -> dict[str,
     _purge_suppressed_history(settings, catalog, run, ninety_before)
     summary = write_results(catalog, b.dq)
     progress.done("silver", "data quality results", rows=summary["rows"])
-    run.metric(uptodate.metric_name("silver"), _fingerprint(settings))
+    run.metric(uptodate.metric_name("silver"), fingerprint(settings))
     run.metric("silver_seconds", round(time.monotonic() - t0, 2))
     run.metric("silver_timings", b.timings)
     run.metric("pseudonym_namespaces", sorted(NAMESPACES_USED))  # the PHI scan looks for each namespace key

@@ -22,7 +22,7 @@ from lakehouse.config import set_settings
 from lakehouse.runlog import run_context
 from silver.deid import pseudonym_py
 from silver.deid.scan import scan
-from silver.job import _fingerprint, build_silver
+from silver.job import build_silver, fingerprint
 from silver.schemas import TABLES
 from synthetic import generate
 
@@ -217,7 +217,7 @@ def test_unchanged_input_skips_the_build_and_any_change_does_not(built: dict[str
     assert run.outputs == []
     for changed in (settings.model_copy(update={"deid_profile": "safe_harbor"}),
                     settings.model_copy(update={"pseudonym_key": SecretStr("another-key-0123456789abcdef")})):
-        assert uptodate.unchanged_since(changed, "silver", _fingerprint(changed)) is None
+        assert uptodate.unchanged_since(changed, "silver", fingerprint(changed)) is None
     catalog = built["catalog"]  # any new Bronze version, here the same resource landed again
     catalog.append(catalog.read("bronze.fhir_resources").limit(1), "bronze.fhir_resources")
-    assert uptodate.unchanged_since(settings, "silver", _fingerprint(settings)) is None
+    assert uptodate.unchanged_since(settings, "silver", fingerprint(settings)) is None

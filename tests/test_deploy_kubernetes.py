@@ -95,6 +95,21 @@ def test_the_job_and_every_engine_pod_read_the_pseudonym_key_at_the_same_owner_o
             v for v in pod["volumes"] if v["name"] == "keys").items(), container
 
 
+def test_every_engine_pod_shares_the_pipelines_work_dir() -> None:
+    """With engine: connect the engine's pods write and read back the staging scratch tables under work_dir."""
+    pipeline, engine = _docs("pipeline.yaml"), _docs("sail.yaml")
+    job_pod = pipeline["CronJob"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    work_dir = _env(job_pod["containers"][0])["LAKEHOUSE_WORK_DIR"]
+    claim = next(v for v in job_pod["volumes"] if v["name"] == "work")["persistentVolumeClaim"]["claimName"]
+    assert "ReadWriteMany" in pipeline["PersistentVolumeClaim"]["spec"]["accessModes"]
+    assert pipeline["PersistentVolumeClaim"]["metadata"]["name"] == claim
+    driver_pod = engine["Deployment"]["spec"]["template"]["spec"]
+    worker_pod = json.loads(_env(driver_pod["containers"][0])["SAIL_KUBERNETES__WORKER_POD_TEMPLATE"])["spec"]
+    for pod, container in ((job_pod, "pipeline"), (driver_pod, "driver"), (worker_pod, "worker")):
+        assert _pod_mounts(pod, container)["work"] == work_dir, container
+        assert next(v for v in pod["volumes"] if v["name"] == "work")["persistentVolumeClaim"]["claimName"] == claim
+
+
 def test_the_image_installs_the_wheel_with_the_object_store_extra() -> None:
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]

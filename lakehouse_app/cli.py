@@ -17,6 +17,10 @@ import typer
 from rich.console import Console, RenderableType
 from rich.table import Table
 
+from bronze import mllp
+from gold.serving import FlightSqlServer
+from gold.serving import serve as serve_gold
+from gold.training import mlflow_ui_hint
 from lakehouse.catalog import Catalog
 from lakehouse.config import (
     Settings,
@@ -201,8 +205,6 @@ def train(
         _print_json(result)
         return
     _show(render.train(result))
-    from gold.training import mlflow_ui_hint  # deferred: MLflow and pandas are slow to import
-
     console.print(f"Look at it: {mlflow_ui_hint(_settings())}", highlight=False, soft_wrap=True)
 
 
@@ -218,9 +220,6 @@ def serve(
     """Serve the Gold tables, read-only, to BI tools over Arrow Flight SQL until Ctrl-C."""
 
     settings = _settings()
-    from gold.serving import FlightSqlServer  # deferred, like mllp below: every command would pay their imports
-    from gold.serving import serve as serve_gold
-
     server = FlightSqlServer(settings, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key)  # refuses unsafe
     record_read(settings, "serve", [], host=host, port=port, tls=tls_cert is not None, token=server.token is not None)
     serve_gold(server, announce=lambda line: console.print(line, highlight=False, soft_wrap=True))
@@ -318,8 +317,6 @@ def demo(
         trained = pipeline.train(settings)
     _show([*render.run(built), *render.features(features_built), *render.train(trained)])
     _status_table(settings)
-    from gold.training import mlflow_ui_hint  # deferred: MLflow and pandas are slow to import
-
     console.print(f"Look at the model: {mlflow_ui_hint(settings)}", highlight=False, soft_wrap=True)
     _write_report_link(settings)
     console.print(f"\nTry: lakehouse --root {settings.root_path} show gold.mart_readmission_30d")
@@ -348,8 +345,6 @@ def listen(
     follow_interval: Annotated[float, typer.Option(min=0.5, help="seconds between --follow ingestions")] = 5.0,
 ) -> None:
     """Receive HL7 v2 over MLLP; ACK each message once it is durably in landing/mllp/."""
-
-    from bronze import mllp
 
     config = mllp.ListenerConfig(host=host, port=port, tls_cert=tls_cert, tls_key=tls_key,
                                  tls_client_ca=tls_client_ca, allowed_peers=tuple(allow_peer or ()),

@@ -275,27 +275,24 @@ class CopyResult:
 
 def _copy_file(path: Path, dest: Path) -> str:
     """Copy one regular file (never through a link) to ``dest`` via a dot-name, hashing it as it streams."""
-    digest = hashlib.sha256()
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    with os.fdopen(fd, "rb") as src, open(tmp, "wb") as out:
-        while chunk := src.read(CHUNK):
-            digest.update(chunk)
-            out.write(chunk)
-    return digest.hexdigest()
+    return _copy_stream(os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb"), dest)
 
 
 def _copy_object(source: Any, dest: Path) -> str:
-    """Copy one object-store file (a :class:`upath.UPath`) like :func:`_copy_file`: hashed while copied, into the
-    dot-name ``.<name>.tmp`` beside ``dest``; returns the SHA-256."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp")
+    """Copy one object-store file (a :class:`upath.UPath`) like :func:`_copy_file`."""
+    return _copy_stream(source.open("rb"), dest)
+
+
+def _copy_stream(stream: Any, dest: Path) -> str:
+    """Write ``stream`` (closed here) to the dot-name ``.<name>.tmp`` beside ``dest``; returns its SHA-256."""
     digest = hashlib.sha256()
-    with source.open("rb") as src, open(tmp, "wb") as out:
-        while chunk := src.read(CHUNK):
-            digest.update(chunk)
-            out.write(chunk)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    with stream as src:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as out:
+            while chunk := src.read(CHUNK):
+                digest.update(chunk)
+                out.write(chunk)
     return digest.hexdigest()
 
 

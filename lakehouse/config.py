@@ -33,6 +33,12 @@ CONFIG_FILE_ENV = "LAKEHOUSE_CONFIG"
 OBJECT_STORE_SCHEMES = ("s3", "s3a", "gs", "gcs", "abfs", "abfss", "az", "azure")
 
 
+def _object_store_scheme(value: str) -> str | None:
+    """The scheme of an object-store URL (``s3``), or None for a path or another kind of URL."""
+    scheme, sep, _ = value.partition("://")
+    return scheme.lower() if sep and scheme.lower() in OBJECT_STORE_SCHEMES else None
+
+
 def _root_value(value: object) -> object:
     """A root as given: an object-store URL stays a string (``s3://bucket/prefix``, no trailing slash); a plain
     path or a ``file://`` URL becomes a :class:`Path`; any other scheme is refused."""
@@ -75,7 +81,7 @@ def _iana_zone(value: str) -> str:
 def as_location(value: str | Path) -> Path | UPath:
     """An input or output location as given on a command line: a local :class:`Path`, or for an object-store URL
     (``s3://bucket/drop``) a :class:`upath.UPath` (a plain ``Path`` would turn ``s3://b`` into ``s3:/b``)."""
-    if isinstance(value, str) and value.partition("://")[0].lower() in OBJECT_STORE_SCHEMES and "://" in value:
+    if isinstance(value, str) and _object_store_scheme(value):
         from upath import UPath  # deferred: only object-store locations need fsspec
 
         return UPath(value)

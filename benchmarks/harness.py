@@ -2,8 +2,10 @@
 
 Per scale: synthetic data into the landing zone, then landing -> Bronze -> Silver -> Gold, each stage timed with
 rows, throughput, peak RSS of the Sail server and of this client (sampled in a thread) and Delta versions written.
-Then a no-new-data re-run, and (largest scale) a 1% increment. The engine-neutral stages
-(:mod:`benchmarks.classic`) run on Sail in this process and on classic local Spark in a child process.
+Then a no-new-data re-run. As a user runs them, each a whole ``lakehouse`` process (its own engine, imports and all):
+a run with nothing new, a 1% increment (``lakehouse ingest``, ``silver``, ``gold``) and, up to ``--cli-full-max``
+patients, the whole landing -> Gold on a fresh root. The engine-neutral stages (:mod:`benchmarks.classic`) run on
+Sail in this process and on classic local Spark in a child process.
 """
 
 from __future__ import annotations
@@ -41,8 +43,10 @@ from lakehouse_app import pipeline
 
 BENCH_KEY = "benchmark-pseudonym-key-not-a-secret-0123456789"
 THROUGHPUT_UNITS = {"hl7v2": "HL7 messages/s", "fhir": "FHIR resources/s", "dicom": "DICOM instances/s"}
-TARGETS = {"e2e_1000_s": 60.0, "landing_to_silver_per_s": 50_000, "sail_vs_spark_x": 3.0, "rerun_s": 5.0,
-           "peak_memory_mb_10000": 4096, "mllp_msgs_per_s": 2000, "mllp_p99_ms": 50.0}
+TARGETS = {"e2e_1000_s": 60.0, "e2e_10000_s": 600.0, "increment_1pct_share": 0.10, "cli_no_new_data_s": 2.0,
+           "bronze_fhir_per_s": 20_000, "bronze_hl7_per_s": 20_000, "bronze_dicom_per_s": 2_000,
+           "sail_vs_spark_x": 3.0, "rerun_s": 5.0, "peak_memory_mb_10000": 4096, "mllp_msgs_per_s": 2000,
+           "mllp_p99_ms": 50.0}
 
 
 class RssSampler(threading.Thread):
@@ -138,6 +142,42 @@ def run_stage(settings: Settings, name: str, fn: Callable[[], Any]) -> dict[str,
     return {"stage": name, "seconds": round(seconds, 3), "skipped": skipped, "result": result,
             "peak_engine_mb": peaks["engine"], "peak_client_mb": peaks["client"],
             "delta_versions_written": sum(versions.values()), "tables_written": sorted(versions)}
+
+
+def _cli(root: Path, *args: str) -> dict[str, Any]:
+    """One ``lakehouse`` command as a user runs it: a new process (and engine) from a folder without settings;
+    its wall time, the peak RSS of its process tree (client + engine), and the run record it wrote."""
+    before = {r["run_id"] for r in read_runs_at(root)}
+    env = {**_classic_env(), "LAKEHOUSE_PSEUDONYM_KEY": BENCH_KEY}
+    cwd = root.parent / f"{root.name}-cwd"
+    cwd.mkdir(parents=True, exist_ok=True)
+    log = root.parent / f"{root.name}-cli.log"
+    start = time.perf_counter()
+    with log.open("ab") as out:
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "lakehouse"), "--root", str(root), *args],
+                                cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        sampler = RssSampler({"process": (lambda: proc.pid, True)})
+        sampler.start()
+        code = proc.wait()
+    seconds = time.perf_counter() - start
+    peak = sampler.stop()["process"]
+    if code != 0:
+        raise RuntimeError(f"lakehouse {' '.join(args)} exited with {code}; see {log}")
+    runs = [r for r in read_runs_at(root) if r["run_id"] not in before]
+    metrics = json.loads(runs[-1].get("metrics") or "{}") if runs else {}
+    return {"command": f"lakehouse {' '.join(args)}", "seconds": round(seconds, 3), "peak_memory_mb": peak,
+            "in_process_seconds": metrics.get("seconds"), "silver_build": metrics.get("silver_build")}
+
+
+def read_runs_at(root: Path) -> list[dict[str, Any]]:
+    path = root / "_system" / "runs"
+    return DeltaTable(str(path)).to_pyarrow_table().to_pylist() if (path / "_delta_log").is_dir() else []
+
+
+def _cli_steps(root: Path, steps: list[tuple[str, ...]]) -> dict[str, Any]:
+    out = {" ".join(step): _cli(root, *step) for step in steps}
+    return {"seconds": round(sum(s["seconds"] for s in out.values()), 3),
+            "peak_memory_mb": max(s["peak_memory_mb"] for s in out.values()), "commands": out}
 
 
 def _landing_inputs(settings: Settings) -> NeutralInput:
@@ -300,7 +340,8 @@ def _summarize(stage: dict[str, Any], layer: str | None, settings: Settings) -> 
     return out
 
 
-def bench_scale(patients: int, work: Path, classic: bool, increment: bool, full: bool = True) -> dict[str, Any]:
+def bench_scale(patients: int, work: Path, classic: bool, increment: bool, full: bool = True,
+                cli_full: bool = False) -> dict[str, Any]:
     root = work / f"scale-{patients}"
     shutil.rmtree(root, ignore_errors=True)
     settings = load_settings(config_file=None, environ={}, root=root, pseudonym_key=BENCH_KEY)
@@ -331,15 +372,27 @@ def bench_scale(patients: int, work: Path, classic: bool, increment: bool, full:
         "delta_versions_written": {s["stage"]: s["delta_versions_written"] for s in rerun},
         "tables_written": sorted({t for s in rerun for t in s["tables_written"]}),
     }
+    root_dir = settings.root_path
+    if full:  # as a user runs it: a whole process, nothing new
+        report["cli_no_new_data"] = _cli(root_dir, "run")
     if increment:
         extra = max(1, patients // 100)
         pipeline.generate(settings, extra, 4242, settings.landing_dir / "increment", 0.02)
-        inc = _pipeline(settings, full)
+        steps = [("ingest",), ("silver",), ("gold",)] if full else [("ingest",)]
+        inc = _cli_steps(root_dir, steps)
         report["increment_1pct"] = {
-            "patients": extra, "seconds": round(sum(s["seconds"] for s in inc if not s["skipped"]), 3),
-            "per_stage": {s["stage"]: s["seconds"] for s in inc if not s["skipped"]},
-            "vs_full_run": round(sum(s["seconds"] for s in inc if not s["skipped"])
-                                 / max(report["end_to_end_seconds"], 1e-9), 3)}
+            "patients": extra, "seconds": inc["seconds"], "peak_memory_mb": inc["peak_memory_mb"],
+            "per_stage": {name: c["seconds"] for name, c in inc["commands"].items()},
+            "in_process_seconds": {name: c["in_process_seconds"] for name, c in inc["commands"].items()},
+            "silver_build": (inc["commands"].get("silver") or {}).get("silver_build"),
+            "vs_full_run": round(inc["seconds"] / max(report["end_to_end_seconds"], 1e-9), 3)}
+    if cli_full:  # the whole landing -> Gold as processes, on a fresh root with the same generated data
+        fresh = work / f"scale-{patients}-cli"
+        shutil.rmtree(fresh, ignore_errors=True)
+        fresh_settings = load_settings(config_file=None, environ={}, root=fresh, pseudonym_key=BENCH_KEY)
+        pipeline.generate(fresh_settings, patients, 42, None, 0.02)
+        report["cli_end_to_end"] = _cli_steps(fresh, [("ingest",), ("silver",), ("gold",)])
+        shutil.rmtree(fresh, ignore_errors=True)
     report["hl7_body_parsing"] = compare_hl7_body_parsing(settings)
     if classic:
         inputs = _landing_inputs_initial(settings)
@@ -398,17 +451,18 @@ def machine() -> dict[str, Any]:
 
 def run_bench(scales: list[int], out_dir: Path, work: Path, quick: bool = False, classic: bool = True,
               mllp_seconds: float = 10.0, mllp_senders: int = 8, increment: bool = True,
-              classic_max_patients: int = 1000, full_max_patients: int | None = None) -> dict[str, Any]:
+              classic_max_patients: int = 1000, full_max_patients: int | None = None,
+              cli_full_max_patients: int = 1000) -> dict[str, Any]:
     """Run every scale and write BENCHMARKS.json, BENCHMARKS.md and the scale-curve PNG into ``out_dir``."""
 
     work.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
                                "quick": quick, "targets": TARGETS, "scales": {}}
-    for i, patients in enumerate(scales):
+    for patients in scales:
         results["scales"][str(patients)] = bench_scale(
             patients, work, classic=classic and patients <= classic_max_patients,
-            increment=increment and i == len(scales) - 1,
-            full=full_max_patients is None or patients <= full_max_patients)
+            increment=increment, full=full_max_patients is None or patients <= full_max_patients,
+            cli_full=patients <= cli_full_max_patients)
         write_report(results, out_dir)  # after every scale: a long run that is cut short still reports
     if mllp_seconds <= 0:
         write_report(results, out_dir)

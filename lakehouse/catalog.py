@@ -181,9 +181,12 @@ class Catalog:
         return rows
 
     def merge(self, df: DataFrame, name: str, keys: Sequence[str], partition_by: Sequence[str] = (),
-              delete_missing: bool = False, ignore_changes: Sequence[str] = ()) -> dict[str, int]:
+              delete_missing: bool = False, ignore_changes: Sequence[str] = (),
+              delete_scope: DataFrame | None = None) -> dict[str, int]:
         """Upsert by key: insert new keys, update rows whose values changed; unchanged rows are left alone.
 
+        ``delete_missing`` deletes the table's rows whose key ``df`` lacks; with ``delete_scope`` (a frame of keys)
+        only those among its keys (``df`` is then a part of the table: the rows of some patients).
         ``ignore_changes`` are columns (run ids, load times) written on insert/update but not compared.
         Returns counts; writes no new version when nothing changed.
         """
@@ -201,23 +204,41 @@ class Catalog:
         df = df.select(*cols)
         others = [c for c in cols if c not in keys and c not in ignore_changes]
         compared = list(keys) + others
-        changes = self._change_counts(df.select(*compared), target.select(*compared), keys, others, delete_missing)
+        doomed = None
+        if delete_missing and delete_scope is not None:
+            doomed = delete_scope.select(*keys).distinct().join(df.select(*keys), list(keys), "left_anti") \
+                                 .join(target.select(*keys), list(keys), "left_semi")
+        changes = self._change_counts(df.select(*compared), target.select(*compared), keys, others,
+                                      delete_missing and doomed is None)
+        if doomed is not None:
+            changes["deleted"] = doomed.count()
         if not any(changes.values()):
             return changes
         view = f"_src_{uuid.uuid4().hex[:12]}"
+        if doomed is not None:  # the keys to delete travel in the source, marked
+            df = df.withColumn("_delete", F.lit(False)).unionByName(
+                doomed.withColumn("_delete", F.lit(True)), allowMissingColumns=True)
         df.createOrReplaceTempView(view)
         on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
         differs = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in others) or "FALSE"
         sets = ", ".join(f"t.`{c}` = s.`{c}`" for c in cols)
         insert_cols = ", ".join(f"`{c}`" for c in cols)
         insert_vals = ", ".join(f"s.`{c}`" for c in cols)
-        sql = (
-            f"MERGE INTO {name} t USING {view} s ON {on} "
-            f"WHEN MATCHED AND ({differs}) THEN UPDATE SET {sets} "
-            f"WHEN NOT MATCHED THEN INSERT ({insert_cols}) VALUES ({insert_vals})"
-        )
-        if delete_missing:
-            sql += " WHEN NOT MATCHED BY SOURCE THEN DELETE"
+        if doomed is not None:
+            sql = (
+                f"MERGE INTO {name} t USING {view} s ON {on} "
+                f"WHEN MATCHED AND s._delete THEN DELETE "
+                f"WHEN MATCHED AND ({differs}) THEN UPDATE SET {sets} "
+                f"WHEN NOT MATCHED AND NOT s._delete THEN INSERT ({insert_cols}) VALUES ({insert_vals})"
+            )
+        else:
+            sql = (
+                f"MERGE INTO {name} t USING {view} s ON {on} "
+                f"WHEN MATCHED AND ({differs}) THEN UPDATE SET {sets} "
+                f"WHEN NOT MATCHED THEN INSERT ({insert_cols}) VALUES ({insert_vals})"
+            )
+            if delete_missing:
+                sql += " WHEN NOT MATCHED BY SOURCE THEN DELETE"
         try:
             self.spark.sql(sql)
         finally:

@@ -119,6 +119,9 @@ class Settings(BaseModel):
         "'expert_determination' (per-patient date shift, keyed pseudonyms) or 'safe_harbor' (year-only dates, "
         "random surrogate keys, durations computed from true dates)")
     max_shift_days: int = Field(default=365, ge=1, le=3650)
+    silver_incremental_limit: float = Field(
+        default=0.5, ge=0.0, le=1.0, description="an incremental Silver build that would recompute more than this "
+        "share of Bronze's records builds in full instead (0: always full, 1: incremental whenever allowed)")
     facility_timezone: str = Field(
         default="UTC", description="IANA time zone of HL7 v2 timestamps that carry no offset (the facility's local "
         "time, daylight saving included), e.g. America/New_York; a fixed UTC-5 is Etc/GMT+5")

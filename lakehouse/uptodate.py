@@ -83,3 +83,12 @@ def unchanged_since(settings: Settings, step: str, current: dict[str, Any]) -> d
             return {**metrics, "run_id": str(record["run_id"])} \
                 if recorded == json.loads(json.dumps(current)) else None
     return None
+
+
+def last_fingerprint(settings: Settings, step: str) -> dict[str, Any] | None:
+    """The fingerprint the newest run recording ``step``'s fingerprint recorded (as stored: JSON types)."""
+    for record in reversed(read_runs(settings)):
+        recorded = json.loads(record.get("metrics") or "{}").get(metric_name(step))
+        if recorded is not None:
+            return dict(recorded)
+    return None

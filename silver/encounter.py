@@ -301,7 +301,20 @@ def harmonize(rows: DataFrame) -> DataFrame:
         F.coalesce(F.sum("adt_event_count"), F.lit(0)).cast("int").alias("adt_event_count"), *merge_lineage())
 
 
-def with_intervals(encounters: DataFrame, birth_dates: DataFrame) -> DataFrame:
+def event_end() -> Column:
+    """The latest time of an encounter row (admission or discharge) in epoch microseconds: the end of the data is
+    its maximum over all encounters."""
+    return F.greatest(F.unix_micros("admit_at"), F.unix_micros("discharge_at"))
+
+
+def latest_events(encounters: DataFrame) -> DataFrame:
+    """(patient_key, data_end): each patient's latest encounter time (:func:`event_end`); patients without one are
+    left out."""
+    return encounters.groupBy("patient_key").agg(F.max(event_end()).alias("data_end")) \
+                     .filter(F.col("data_end").isNotNull())
+
+
+def with_intervals(encounters: DataFrame, birth_dates: DataFrame, data_end_floor: int | None = None) -> DataFrame:
     """The durations analytics need, from the TRUE times (before the job de-identifies the dates), as integers.
 
     They are the same numbers under both de-identification profiles, so Gold's length of stay and readmissions do
@@ -321,7 +334,9 @@ def with_intervals(encounters: DataFrame, birth_dates: DataFrame) -> DataFrame:
     - ``has_30_day_follow_up``: the data reach at least 30 x 24 h past this discharge (the end of the data is the
       latest admission or discharge of any encounter); an index stay without it is censored for 30-day
       readmission, not "not readmitted". Only the flag is published: the number of days to the end of the data
-      would give away the true discharge date, and so the patient's date shift.
+      would give away the true discharge date, and so the patient's date shift. ``data_end_floor`` (epoch
+      microseconds): the end of the data is at least this (the end over the patients an incremental run leaves
+      alone).
     """
     admit, discharge = F.unix_micros("admit_at"), F.unix_micros("discharge_at")
     micros = F.when(discharge >= admit, discharge - admit)
@@ -331,7 +346,7 @@ def with_intervals(encounters: DataFrame, birth_dates: DataFrame) -> DataFrame:
     anchor = F.min(admit).over(by_patient)
     age = F.floor(F.months_between(F.to_date("admit_at"), F.col("_birth_date")) / 12).cast("int")
     births = birth_dates.select("patient_key", F.col("birth_date").alias("_birth_date")).dropDuplicates(["patient_key"])
-    data_end = encounters.agg(F.max(F.greatest(admit, discharge)).alias("_data_end"))
+    data_end = encounters.agg(F.greatest(F.max(event_end()), F.lit(data_end_floor).cast("long")).alias("_data_end"))
     out = encounters.join(births, "patient_key", "left").crossJoin(data_end) \
         .withColumn("stay_sequence", F.when(admitted, F.row_number().over(order)).cast("int")) \
         .withColumn("_previous_discharge", F.when(admitted, F.lag(discharge).over(order)))

@@ -47,6 +47,12 @@ def dicom_time(date: Column, time: Column, offset: Column, zone: str) -> Column:
     return hl7_time(value, zone)
 
 
+def dicom_patient_identity() -> Column:
+    """The identity of an instance's patient: Patient ID qualified by Issuer of Patient ID (0010,0021), as HL7
+    PID-3 by CX.4 (:mod:`silver.identity`); NULL without a Patient ID."""
+    return identity(canonical_authority(tag("i", "00100021")), F.col("patient_id"))
+
+
 def dicom_instances(instances: DataFrame, known: DataFrame, deid: Deid) -> DataFrame:
     """One row per SOP Instance UID (most complete, then latest copy), with study/series attributes and the
     de-identified header (``deid_error`` set when it cannot be de-identified)."""
@@ -61,9 +67,8 @@ def dicom_instances(instances: DataFrame, known: DataFrame, deid: Deid) -> DataF
                  .withColumn("_series_description", tag("sd", "0008103E")) \
                  .withColumn("_study_description", tag("st", "00081030"))
     d = first_per_partition(d, latest).join(hashes, "sop_instance_uid")
-    # Patient ID qualified by Issuer of Patient ID (0010,0021), as HL7 PID-3 by CX.4 (silver.identity)
-    patient = identity(canonical_authority(tag("i", "00100021")), F.col("patient_id"))
-    d = d.withColumn("patient_key", pseudonym(patient, deid.key, "patient")).join(known, "patient_key", "left")
+    d = d.withColumn("patient_key", pseudonym(dicom_patient_identity(), deid.key, "patient")) \
+         .join(known, "patient_key", "left")
     shift = date_shift_days(F.col("patient_key"), deid.key, deid.max_shift_days) \
         if deid.shifts_dates else None
     header = deidentify_dicom_column(F.col("header_json"), deid.key, F.col("patient_key"), shift)

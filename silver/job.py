@@ -1,8 +1,15 @@
 """Bronze -> Silver: flatten, harmonize, de-identify, code, validate, quarantine, MERGE; reconcile per domain.
 
-Each run recomputes every domain from the whole of Bronze (latest FHIR version per resource, one HL7 message per
+A full build recomputes every domain from the whole of Bronze (latest FHIR version per resource, one HL7 message per
 control id, one DICOM instance per SOP Instance UID) and MERGEs by natural key, deleting rows no longer produced
 (a row that moved to quarantine, a key superseded by harmonization). Re-running with no new input writes nothing.
+
+An incremental build (the default once a full build has completed with the same code, rules, configuration, key and
+day) finds the Bronze records added or removed since (``_system.silver_subjects`` holds the subjects of every record
+it has seen, :mod:`silver.increment`), widens them to every record about the same patients, runs the same domain
+code over those records only, and MERGEs the rows it made, deleting only rows whose lineage is among those records.
+A full build and any sequence of incremental builds over the same Bronze give the same Silver tables
+(``tests/test_incremental_silver.py``).
 
 Reconciliation, per domain: ``bronze_input`` is the number of distinct source records after deduplication and
 harmonization (see ``DEFINITIONS``); it must equal ``silver + quarantined`` or the run fails.
@@ -13,6 +20,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -25,7 +33,7 @@ from lakehouse import progress, uptodate
 from lakehouse.catalog import Catalog, ddl_columns, deid_properties, gold_purge_note
 from lakehouse.config import Settings
 from lakehouse.engine import get_spark
-from lakehouse.errors import ReconciliationError
+from lakehouse.errors import LakehouseError, ReconciliationError
 from lakehouse.logs import get_logger
 from lakehouse.runlog import Run, read_runs
 from lakehouse.staging import Staging, staging
@@ -69,6 +77,7 @@ from silver.deid.surrogate import (
     to_issue,
 )
 from silver.deid.text import exclude_free_text
+from silver.increment import SUBJECTS_DDL, closure, dicom_subjects, fhir_subjects, hl7_subjects
 from silver.schemas import VOLATILE, columns, ddl, natural_key
 
 log = get_logger(__name__)
@@ -84,6 +93,17 @@ COVERAGE_DDL = ("source STRING, record_type STRING, received BIGINT, superseded 
                 "quarantined BIGINT, not_in_scope BIGINT, no_fact BIGINT, silver_tables STRING, scope_reason STRING, "
                 "silver_run_id STRING, evaluated_at TIMESTAMP")
 CODE_FOLDERS = ("bronze", "silver", "expectations", "lakehouse")
+# the subjects of every Bronze record Silver has seen (silver.increment): what an incremental build widens from
+SUBJECTS_TABLE = "_system.silver_subjects"
+# the outcome of every Bronze record (silver.coverage.classify): an incremental build replaces those it recomputes
+OUTCOMES_TABLE = "_system.source_record_outcomes"
+OUTCOMES_DDL = ("source STRING, record_type STRING, content_hash STRING, outcome STRING, declared BOOLEAN, "
+                "silver_tables STRING, scope_reason STRING, reason STRING")
+# the latest events of the data: (patient_key, true time, threshold), see _Builder._data_end_floor
+DATA_END_TABLE = "_system.silver_data_end"
+DATA_END_DDL = "patient_key STRING, data_end BIGINT, threshold BIGINT"
+LATEST_EVENTS_KEPT = 64
+SYSTEM_TABLES = (SUBJECTS_TABLE, OUTCOMES_TABLE, DATA_END_TABLE, COVERAGE_TABLE)
 
 # the dates the date policy applies to, per table: the shift_date rules of silver/deid/rules.csv
 DATE_COLUMNS: dict[str, tuple[str, ...]] = shifted_date_columns()
@@ -130,6 +150,21 @@ for _table, _type in FHIR_TYPES.items():
     DEFINITIONS[_table] = f"latest FHIR {_type} resources (one per resource id)"
 
 
+class FullBuildNeeded(LakehouseError):
+    """Raised inside an incremental build that finds it cannot be incremental; the job builds in full."""
+
+
+@dataclass
+class Increment:
+    """The Bronze records an incremental build recomputes (``records``: source, content_hash, lineage_hash) and the
+    keyed lineage hashes whose Silver rows it replaces (``lineage``: also those of records gone from Bronze)."""
+
+    records: DataFrame
+    lineage: DataFrame
+    subjects: set[str]
+    counts: dict[str, int]
+
+
 class _Builder:
     def __init__(self, spark: SparkSession, catalog: Catalog, settings: Settings, run: Run, scratch: Staging) -> None:
         self.spark, self.catalog, self.settings, self.run, self.scratch = spark, catalog, settings, run, scratch
@@ -152,6 +187,9 @@ class _Builder:
         self.now = F.lit(datetime.now().astimezone()).cast("timestamp")
         self.timings: dict[str, float] = {}
         self.started = time.monotonic()
+        self.incremental = False  # asked for; self.increment is set when the plan holds
+        self.increment: Increment | None = None
+        self.plan: dict[str, Any] = {}  # what the incremental plan found, also when it chose a full build
 
     def stage(self, df: DataFrame, label: str) -> DataFrame:
         """Compute ``df`` once into a scratch table and continue from it (see lakehouse.staging)."""
@@ -180,7 +218,7 @@ class _Builder:
         if table == "encounter":  # durations from the true times, before the profile's date rule
             births = self.birth_dates if self.birth_dates is not None else \
                 self.spark.createDataFrame([], "patient_key STRING, birth_date DATE")
-            df = encounter.with_intervals(df, births)
+            df = encounter.with_intervals(df, births, self._data_end_floor(df))
         dates = DATE_COLUMNS.get(table, ())
         if dates:
             df = apply_date_policy(df, dates, "patient_key", self.deid.key, self.deid.deid_profile,
@@ -224,7 +262,8 @@ class _Builder:
             log.warning("%s: the column contract changed in this release; the table is rebuilt in full", name)
         # Silver keeps lineage through keyed hashes: a plain hash of a raw message would link a copy of it to its row
         published = valid.withColumn("bronze_hashes", keyed_lineage(F.col("bronze_hashes"), self.deid.key))
-        changes = self.catalog.merge(published, name, keys, delete_missing=True, ignore_changes=VOLATILE)
+        changes = self.catalog.merge(published, name, keys, delete_missing=True, ignore_changes=VOLATILE,
+                                     delete_scope=self._replaced_keys(name, keys))
         self.catalog.set_properties(name, self.properties)
         if any(changes.values()):
             self.run.wrote(name, self.catalog.version(name), n_valid)
@@ -239,6 +278,49 @@ class _Builder:
         log.info("silver.%s: bronze input %d = silver %d + quarantined %d", table, bronze_input, n_valid,
                  n_rejected)
         progress.done("silver", table, rows=n_valid, quarantined=n_rejected, **{k: v for k, v in changes.items() if v})
+
+    def _replaced_keys(self, name: str, keys: tuple[str, ...] | list[str]) -> DataFrame | None:
+        """Incremental: the keys of the table's rows made from a recomputed record (the others stay); else None."""
+        if self.increment is None or not self.catalog.exists(name):
+            return None
+        rows = self.catalog.read(name).select(*keys, F.explode("bronze_hashes").alias("lineage_hash"))
+        return rows.join(self.increment.lineage, "lineage_hash", "left_semi").select(*keys)
+
+    def _data_end_floor(self, encounters: DataFrame) -> int | None:
+        """The end of the data for ``encounter.with_intervals``: None in a full build (the encounters are all of
+        them); in an incremental build the latest event over every patient, from ``_system.silver_data_end``.
+
+        That table holds the latest event of the patients whose latest events are the latest of the data, exactly
+        every patient whose latest event is at or after ``threshold`` (NULL: every patient), at most
+        ``LATEST_EVENTS_KEPT`` of them. An incremental build replaces the rows of the patients it recomputes; the
+        end is the first row's. When every listed patient was recomputed and their events moved before the
+        threshold, the end over the others is not known: the build stops and builds in full.
+        """
+        ends = encounter.latest_events(encounters).collect()
+        fresh = {r["patient_key"]: int(r["data_end"]) for r in ends}
+        threshold: int | None = None
+        floor = None
+        if self.increment is not None:
+            if not self.catalog.exists(DATA_END_TABLE):
+                raise FullBuildNeeded("no end of the data recorded")
+            kept = self.catalog.read(DATA_END_TABLE).collect()
+            thresholds = {r["threshold"] for r in kept}
+            threshold = next(iter(thresholds)) if kept else None
+            listed = {r["patient_key"]: int(r["data_end"]) for r in kept
+                      if r["patient_key"] is not None and r["patient_key"] not in self.increment.subjects}
+            fresh = {**listed, **{k: v for k, v in fresh.items() if threshold is None or v >= threshold}}
+            if not fresh and threshold is not None:
+                raise FullBuildNeeded("the patients with the latest events all moved earlier")
+            floor = max(fresh.values()) if fresh else None
+        latest = sorted(fresh.items(), key=lambda kv: (-kv[1], kv[0]))
+        if len(latest) > LATEST_EVENTS_KEPT:
+            threshold = max(threshold or latest[LATEST_EVENTS_KEPT - 1][1], latest[LATEST_EVENTS_KEPT - 1][1])
+            latest = [kv for kv in latest if kv[1] >= threshold]
+        rows = [(key, end, threshold) for key, end in latest] or [(None, None, threshold)]
+        self.catalog.create(DATA_END_TABLE, DATA_END_DDL)
+        if sorted(map(tuple, self.catalog.read(DATA_END_TABLE).collect()), key=str) != sorted(rows, key=str):
+            self.catalog.overwrite(self.spark.createDataFrame(rows, DATA_END_DDL), DATA_END_TABLE)
+        return floor
 
     def _surrogates(self, table: str, df: DataFrame) -> DataFrame:
         """Safe Harbor: every record key (and the derived UIDs and PatientID of a DICOM header) replaced by its
@@ -295,7 +377,8 @@ def _count_type(resources: DataFrame, resource_type: str) -> int:
 
 
 def fingerprint(settings: Settings) -> dict[str, Any]:
-    owned = uptodate.layer_tables(settings, "silver") + uptodate.layer_tables(settings, "quarantine", "silver_")
+    owned = uptodate.layer_tables(settings, "silver") + uptodate.layer_tables(settings, "quarantine", "silver_") \
+        + list(SYSTEM_TABLES)
     return {**uptodate.fingerprint(settings, load_key(settings),
                                    uptodate.table_versions(settings, [FHIR_TABLE, HL7V2_TABLE, DICOM_TABLE]),
                                    uptodate.table_versions(settings, owned), CODE_FOLDERS),
@@ -325,9 +408,18 @@ def build_silver(settings: Settings, run: Run, force: bool = False) -> dict[str,
     catalog = Catalog(spark, settings)
     progress.start("silver", "latest Bronze records, indexes")
     ninety_before = _ninety_plus(catalog)
-    with staging(spark, settings, run.run_id) as scratch:
-        b = _Builder(spark, catalog, settings, run, scratch)
-        _build_domains(b)
+    reason = _full_build_reason(settings, catalog, current, force)
+    try:
+        b = _build(spark, catalog, settings, run, incremental=reason is None)
+    except FullBuildNeeded as exc:
+        log.info("silver: incremental build stopped (%s); building in full", exc)
+        reason = str(exc)
+        b = _build(spark, catalog, settings, run, incremental=False)
+    if b.increment is None and reason is None:
+        reason = f"the records to recompute are over {settings.silver_incremental_limit:.0%} of Bronze"
+    mode = {"mode": "full" if b.increment is None else "incremental", "reason": reason, **b.plan}
+    log.info("silver: %s build %s", mode["mode"], {k: v for k, v in mode.items() if k != "mode"})
+    run.metric("silver_build", mode)
     _purge_suppressed_history(settings, catalog, run, ninety_before)
     summary = write_results(catalog, b.dq)
     progress.done("silver", "data quality results", rows=summary["rows"])
@@ -339,7 +431,34 @@ def build_silver(settings: Settings, run: Run, force: bool = False) -> dict[str,
         run.metric(f"silver_{table}", counts)
     run.metric("source_coverage", b.coverage)
     return {**b.report, "_dq": {"rows": summary["rows"], "data_docs": summary["data_docs"]},
-            "_coverage": b.coverage}
+            "_coverage": b.coverage, "_build": mode}
+
+
+def _build(spark: SparkSession, catalog: Catalog, settings: Settings, run: Run, incremental: bool) -> _Builder:
+    with staging(spark, settings, run.run_id) as scratch:
+        b = _Builder(spark, catalog, settings, run, scratch)
+        b.incremental = incremental
+        _build_domains(b)
+    return b
+
+
+def _full_build_reason(settings: Settings, catalog: Catalog, current: dict[str, Any], force: bool) -> str | None:
+    """Why this build must be full; None when it may be incremental."""
+    if force:
+        return "forced"
+    previous = uptodate.last_fingerprint(settings, "silver")
+    if previous is None:
+        return "no completed build"
+    now = json.loads(json.dumps(current))
+    for part, why in (("key_id", "the pseudonym key changed"), ("code", "code or rules changed"),
+                      ("config", "the configuration changed"),
+                      ("as_of_day", "a new day: ages over 89 and plausible event times are judged against the day"),
+                      ("owned", "Silver tables changed since the last build")):
+        if previous.get(part) != now.get(part):
+            return why
+    if not catalog.exists(SUBJECTS_TABLE):
+        return "no subject index"
+    return None
 
 
 def _deid_fingerprint(settings: Settings) -> dict[str, Any]:
@@ -385,6 +504,14 @@ def _build_domains(b: _Builder) -> None:
     fhir_raw = b.read(FHIR_TABLE, FHIR_SCHEMA)
     hl7_raw = b.read(HL7V2_TABLE, HL7V2_SCHEMA)
     dicom_raw = b.read(DICOM_TABLE, DICOM_SCHEMA)
+    fresh, gone = _record_subjects(b, fhir_raw, hl7_raw, dicom_raw)
+    if b.incremental:
+        b.increment = _plan_increment(b, fresh, gone)
+    if b.increment is not None:
+        records = b.increment.records
+        fhir_raw, hl7_raw, dicom_raw = (
+            raw.join(records.filter(F.col("source") == source).select("content_hash"), "content_hash", "left_semi")
+            for raw, source in ((fhir_raw, "fhir"), (hl7_raw, "hl7v2"), (dicom_raw, "dicom")))
     b.lineage_files([fhir_raw, hl7_raw, dicom_raw])
     res = b.stage(latest_fhir(fhir_raw), "fhir_latest")
     segs = b.stage(segments(latest_messages(hl7_raw), b.deid), "hl7v2_segments")
@@ -430,7 +557,73 @@ def _build_domains(b: _Builder) -> None:
     b.finish("allergy", fhir_allergies.unionByName(hl7_allergies),
              _count_type(res, "AllergyIntolerance") + hl7_allergies.count())
     _build_imaging(b, res, dicom_raw, pat_index, enc_index, known)
-    _account_for_records(b, fhir_raw, res, hl7_raw, segs, dicom_raw)
+    _account_for_records(b, fhir_raw, res, hl7_raw, segs, dicom_raw, gone)
+    _record_seen(b, fresh, gone)
+
+
+def _record_subjects(b: _Builder, fhir_raw: DataFrame, hl7_raw: DataFrame,
+                     dicom_raw: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """The subjects of the Bronze records not yet in ``_system.silver_subjects`` (every record in a full build),
+    and the rows of that table whose record is no longer in Bronze (erased)."""
+    empty = b.spark.createDataFrame([], SUBJECTS_DDL)
+    seen = b.catalog.read(SUBJECTS_TABLE) if b.incremental and b.catalog.exists(SUBJECTS_TABLE) else empty
+    new = [raw.join(seen.filter(F.col("source") == source).select("content_hash"), "content_hash", "left_anti")
+           for raw, source in ((fhir_raw, "fhir"), (hl7_raw, "hl7v2"), (dicom_raw, "dicom"))]
+    rows = union_all([fhir_subjects(new[0], b.deid), hl7_subjects(new[1], b.deid), dicom_subjects(new[2], b.deid)])
+    rows = rows.withColumn("lineage_hash", F.get(keyed_lineage(F.array("content_hash"), b.deid.key), 0))
+    fresh = b.stage(rows.select(*[c for c, _ in ddl_columns(SUBJECTS_DDL)]), "subjects_new")
+    present = union_all([raw.select(F.lit(source).alias("source"), "content_hash") for raw, source in
+                         ((fhir_raw, "fhir"), (hl7_raw, "hl7v2"), (dicom_raw, "dicom"))])
+    gone = b.stage(seen.join(present, ["source", "content_hash"], "left_anti"), "subjects_gone")
+    return fresh, gone
+
+
+def _plan_increment(b: _Builder, fresh: DataFrame, gone: DataFrame) -> Increment | None:
+    """The records to recompute: every record about a subject connected to a new or removed record (or to another
+    version of a new record's resource), and every record about no subject; None when that is most of Bronze."""
+    t = time.monotonic()
+    seen = b.catalog.read(SUBJECTS_TABLE)
+    kept = seen.join(gone.select("source", "content_hash"), ["source", "content_hash"], "left_anti")
+    every = kept.unionByName(fresh)
+    versions = seen.join(fresh.filter(F.col("record_id").isNotNull()).select("source", "record_id"),
+                         ["source", "record_id"], "left_semi")
+    seeds = [fresh, gone, versions]
+    if b.catalog.exists("silver.encounter"):
+        # an encounter whose 30 days after discharge the data do not reach yet: a later end of the data changes it
+        open_stays = b.catalog.read("silver.encounter").filter(~F.col("has_30_day_follow_up")) \
+            .select(F.explode("bronze_hashes").alias("lineage_hash"))
+        seeds.append(kept.join(open_stays, "lineage_hash", "left_semi"))
+    seed_subjects = {r[0] for r in union_all([s.select(F.explode("subjects").alias("s")) for s in seeds])
+                     .distinct().collect()}
+    links = [list(r[0]) for r in every.filter(F.size("subjects") >= 2).select("subjects").distinct().collect()]
+    subjects = closure(links, seed_subjects)
+    affected = b.spark.createDataFrame([(s,) for s in sorted(subjects)], "subject STRING")
+    about = every.select("source", "content_hash", "lineage_hash", F.explode("subjects").alias("subject")) \
+                 .join(affected, "subject", "left_semi").drop("subject")
+    nobody = every.filter(F.size("subjects") == 0).select("source", "content_hash", "lineage_hash")
+    records = b.stage(about.unionByName(nobody).distinct(), "increment_records")
+    n_records, n_every = records.count(), every.count()
+    counts = {"bronze_records": n_every, "new_records": fresh.count(), "gone_records": gone.count(),
+              "recomputed_records": n_records, "subjects": len(subjects),
+              "plan_seconds": round(time.monotonic() - t, 1)}
+    b.plan = counts
+    if n_records > b.settings.silver_incremental_limit * n_every:
+        return None
+    lineage = records.select("lineage_hash").unionByName(gone.select("lineage_hash"))
+    return Increment(records=records, lineage=lineage, subjects=subjects, counts=counts)
+
+
+def _record_seen(b: _Builder, fresh: DataFrame, gone: DataFrame) -> None:
+    """``_system.silver_subjects`` after the build: the new records' subjects in, the removed records' out."""
+    b.catalog.create(SUBJECTS_TABLE, SUBJECTS_DDL)
+    if not b.incremental:
+        b.catalog.overwrite(fresh, SUBJECTS_TABLE)
+    elif gone.count():
+        b.catalog.merge(fresh, SUBJECTS_TABLE, ("source", "content_hash"), delete_missing=True,
+                        delete_scope=gone.select("source", "content_hash"))
+    elif fresh.count():
+        b.catalog.append(fresh, SUBJECTS_TABLE)
+    b.run.wrote(SUBJECTS_TABLE, b.catalog.version(SUBJECTS_TABLE), fresh.count())
 
 
 def _build_patient(b: _Builder, res: DataFrame, segs: DataFrame, index: DataFrame) -> None:
@@ -583,7 +776,7 @@ def _build_imaging(b: _Builder, res: DataFrame, dicom_raw: DataFrame, pats: Data
 
 
 def _account_for_records(b: _Builder, fhir_raw: DataFrame, fhir_latest: DataFrame, hl7_raw: DataFrame,
-                         hl7_segments: DataFrame, dicom_raw: DataFrame) -> None:
+                         hl7_segments: DataFrame, dicom_raw: DataFrame, gone: DataFrame) -> None:
     """Every Bronze record in Silver, quarantine, superseded or declared out of scope (see silver.coverage); a
     record of which nothing came is quarantined with the reason. Writes ``_system.source_coverage``."""
     progress.start("silver", "source coverage")
@@ -609,6 +802,18 @@ def _account_for_records(b: _Builder, fhir_raw: DataFrame, fhir_latest: DataFram
         appended = b.catalog.append_new(rows, SOURCE_RECORD_QUARANTINE, QUARANTINE_KEYS)
         if appended:
             b.run.wrote(SOURCE_RECORD_QUARANTINE, b.catalog.version(SOURCE_RECORD_QUARANTINE), appended)
+    # every record's outcome: an incremental build replaces those of the records it recomputed
+    outcomes = classified.select(*[c for c, _ in ddl_columns(OUTCOMES_DDL)])
+    b.catalog.create(OUTCOMES_TABLE, OUTCOMES_DDL)
+    if b.increment is None:
+        b.catalog.overwrite(outcomes, OUTCOMES_TABLE)
+    else:
+        replaced = b.increment.records.select("source", "content_hash").unionByName(gone.select("source",
+                                                                                                 "content_hash"))
+        b.catalog.merge(outcomes, OUTCOMES_TABLE, ("source", "content_hash"), delete_missing=True,
+                        delete_scope=replaced)
+    b.run.wrote(OUTCOMES_TABLE, b.catalog.version(OUTCOMES_TABLE), 0)
+    classified = b.catalog.read(OUTCOMES_TABLE)
     summary = coverage.summarize(classified).withColumn("silver_run_id", F.lit(b.run.run_id)) \
                                             .withColumn("evaluated_at", b.now)
     b.catalog.create(COVERAGE_TABLE, COVERAGE_DDL)

@@ -121,7 +121,7 @@ def _file_level_bad_items(out: Path, seed: int, counts: dict[str, int], patients
         rel = f"dicom/legacy/IMG{n:05d}"
         _write(out, rel, dicom.to_bytes(dicom.dataset_for(inst, pool, seed), file_meta=False))
         record("dicom_no_file_meta", "dicom", rel, same_uids_as=inst.path, sop_instance_uid=inst.sop_uid)
-    for n in numbers("duplicate_file"):
+    for n in numbers("duplicate_file") if clean_files else []:  # a tiny export may have no clean file to resend
         original = rng.choice(clean_files)
         stem, dot, ext = original.rpartition(".") if "." in original.rsplit("/", 1)[-1] else (original, "", "")
         rel = f"{stem}_resent{n:03d}{dot}{ext}"

@@ -17,7 +17,8 @@ def test_bench_tiny_scale_writes_report_and_engines_agree(spark, tmp_path: Path)
     previous = get_settings()
     try:
         results = run_bench([3], tmp_path / "out", tmp_path / "work", quick=True, classic=True, mllp_seconds=0,
-                            increment=False, full_max_patients=0)  # Bronze only: Silver/Gold have their own tests
+                            increment=False, full_max_patients=0,  # Bronze only: Silver/Gold have their own tests
+                            cli_full_max_patients=0)
     finally:
         set_settings(previous)
     data = json.loads((tmp_path / "out" / "BENCHMARKS.json").read_text())

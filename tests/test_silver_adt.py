@@ -35,7 +35,7 @@ PATIENTS = {
 }
 STRUCTURE = {"A01": "ADT_A01", "A02": "ADT_A02", "A03": "ADT_A03", "A04": "ADT_A01", "A06": "ADT_A06",
              "A11": "ADT_A09", "A12": "ADT_A12", "A13": "ADT_A01", "A16": "ADT_A16", "A28": "ADT_A05",
-             "A31": "ADT_A05", "A40": "ADT_A39"}
+             "A31": "ADT_A05", "A40": "ADT_A39", "A08": "ADT_A01"}
 
 
 def pv1(visit: str | None, klass: str, location: str = "", service: str = "", admit: str = "",

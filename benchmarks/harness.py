@@ -351,6 +351,8 @@ def bench_scale(patients: int, work: Path, classic: bool, increment: bool, full:
     gen_start = time.perf_counter()
     pipeline.generate(settings, patients, 42, None, 0.02)
     generate_s = time.perf_counter() - gen_start
+    settings = pipeline.with_generator_timezone(settings)  # as the CLI does: the same configuration
+    set_settings(settings)
     stages = _pipeline(settings, full)
     report: dict[str, Any] = {"patients": patients, "generate_seconds": round(generate_s, 3), "stages": {}}
     for stage, layer in zip(stages, ("bronze", "silver", "gold"), strict=True):

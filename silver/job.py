@@ -595,6 +595,8 @@ def _plan_increment(b: _Builder, fresh: DataFrame, gone: DataFrame) -> Increment
         seeds.append(kept.join(open_stays, "lineage_hash", "left_semi"))
     seed_subjects = {r[0] for r in union_all([s.select(F.explode("subjects").alias("s")) for s in seeds])
                      .distinct().collect()}
+    n_open = len(seed_subjects) - len({r[0] for r in union_all([s.select(F.explode("subjects").alias("s"))
+                                                                for s in seeds[:3]]).distinct().collect()})
     links = [list(r[0]) for r in every.filter(F.size("subjects") >= 2).select("subjects").distinct().collect()]
     subjects = closure(links, seed_subjects)
     affected = b.spark.createDataFrame([(s,) for s in sorted(subjects)], "subject STRING")
@@ -604,7 +606,7 @@ def _plan_increment(b: _Builder, fresh: DataFrame, gone: DataFrame) -> Increment
     records = b.stage(about.unionByName(nobody).distinct(), "increment_records")
     n_records, n_every = records.count(), every.count()
     counts = {"bronze_records": n_every, "new_records": fresh.count(), "gone_records": gone.count(),
-              "recomputed_records": n_records, "subjects": len(subjects),
+              "recomputed_records": n_records, "subjects": len(subjects), "open_stay_subjects": n_open,
               "plan_seconds": round(time.monotonic() - t, 1)}
     b.plan = counts
     if n_records > b.settings.silver_incremental_limit * n_every:

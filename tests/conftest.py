@@ -32,7 +32,8 @@ ENGINE_FIXTURES = frozenset({"spark"})  # `settings`, `catalog` and the module l
 # --no-loadscope-reorder, so modules go to the workers in collection order: longest first, so that at the end
 # neither worker waits alone on a long module.
 MODULE_SECONDS = {
-    "test_incremental_silver": 900, "test_deid_profiles": 690, "test_pipeline": 460, "test_silver_fixtures": 430, "test_key_custody": 425,
+    "test_incremental_silver": 900, "test_deid_profiles": 690, "test_pipeline": 460, "test_silver_fixtures": 430,
+    "test_key_custody": 425,
     "test_erase": 420, "test_patient_history": 400, "test_silver_job": 370, "test_wheel": 320,
     "test_object_store_root": 200, "test_readmission_signal": 300, "test_cluster_engine": 260,
     "test_silver_identity": 250, "test_notebooks": 250, "test_silver_labs": 200,

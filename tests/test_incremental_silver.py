@@ -31,6 +31,7 @@ from test_silver_adt import MESSAGES, PATIENTS, adt
 from bronze.job import ingest
 from lakehouse.config import Settings, set_settings
 from lakehouse.runlog import run_context
+from silver.increment import closure
 from silver.job import COVERAGE_TABLE, build_silver
 from silver.schemas import VOLATILE
 from synthetic.generator import generate
@@ -197,8 +198,6 @@ def test_incremental_equals_full_when_changes_arrive_first(batches: dict[str, li
 
 @pytest.mark.fast
 def test_closure_joins_subjects_linked_through_any_record() -> None:
-    from silver.increment import closure
-
     links = [["fhir-id-1", "mrn-1"], ["mrn-1", "mrn-2"], ["fhir-id-3", "mrn-3"], ["study-9", "mrn-3"]]
     assert closure(links, ["mrn-2"]) == {"fhir-id-1", "mrn-1", "mrn-2"}
     assert closure(links, ["study-9"]) == {"fhir-id-3", "mrn-3", "study-9"}

@@ -39,6 +39,7 @@ from lakehouse import engine
 from lakehouse.catalog import Catalog
 from lakehouse.config import Settings, load_settings, set_settings
 from lakehouse.hl7v2 import explode_segments
+from lakehouse.runlog import read_runs
 from lakehouse_app import pipeline
 
 BENCH_KEY = "benchmark-pseudonym-key-not-a-secret-0123456789"
@@ -147,7 +148,9 @@ def run_stage(settings: Settings, name: str, fn: Callable[[], Any]) -> dict[str,
 def _cli(root: Path, *args: str) -> dict[str, Any]:
     """One ``lakehouse`` command as a user runs it: a new process (and engine) from a folder without settings;
     its wall time, the peak RSS of its process tree (client + engine), and the run record it wrote."""
-    before = {r["run_id"] for r in read_runs_at(root)}
+    # the run log as the CLI sees it (read_runs orders it by seq)
+    at_root = load_settings(config_file=None, environ={}, root=root)
+    before = {r["run_id"] for r in read_runs(at_root)}
     env = {**_classic_env(), "LAKEHOUSE_PSEUDONYM_KEY": BENCH_KEY}
     cwd = root.parent / f"{root.name}-cwd"
     cwd.mkdir(parents=True, exist_ok=True)
@@ -163,15 +166,10 @@ def _cli(root: Path, *args: str) -> dict[str, Any]:
     peak = sampler.stop()["process"]
     if code != 0:
         raise RuntimeError(f"lakehouse {' '.join(args)} exited with {code}; see {log}")
-    runs = [r for r in read_runs_at(root) if r["run_id"] not in before]
+    runs = [r for r in read_runs(at_root) if r["run_id"] not in before]
     metrics = json.loads(runs[-1].get("metrics") or "{}") if runs else {}
     return {"command": f"lakehouse {' '.join(args)}", "seconds": round(seconds, 3), "peak_memory_mb": peak,
             "in_process_seconds": metrics.get("seconds"), "silver_build": metrics.get("silver_build")}
-
-
-def read_runs_at(root: Path) -> list[dict[str, Any]]:
-    path = root / "_system" / "runs"
-    return DeltaTable(str(path)).to_pyarrow_table().to_pylist() if (path / "_delta_log").is_dir() else []
 
 
 def _cli_steps(root: Path, steps: list[tuple[str, ...]]) -> dict[str, Any]:

@@ -224,21 +224,15 @@ class Catalog:
         sets = ", ".join(f"t.`{c}` = s.`{c}`" for c in cols)
         insert_cols = ", ".join(f"`{c}`" for c in cols)
         insert_vals = ", ".join(f"s.`{c}`" for c in cols)
-        if doomed is not None:
-            sql = (
-                f"MERGE INTO {name} t USING {view} s ON {on} "
-                f"WHEN MATCHED AND s._delete THEN DELETE "
-                f"WHEN MATCHED AND ({differs}) THEN UPDATE SET {sets} "
-                f"WHEN NOT MATCHED AND NOT s._delete THEN INSERT ({insert_cols}) VALUES ({insert_vals})"
-            )
-        else:
-            sql = (
-                f"MERGE INTO {name} t USING {view} s ON {on} "
-                f"WHEN MATCHED AND ({differs}) THEN UPDATE SET {sets} "
-                f"WHEN NOT MATCHED THEN INSERT ({insert_cols}) VALUES ({insert_vals})"
-            )
-            if delete_missing:
-                sql += " WHEN NOT MATCHED BY SOURCE THEN DELETE"
+        marked = doomed is not None
+        sql = (
+            f"MERGE INTO {name} t USING {view} s ON {on} "
+            + ("WHEN MATCHED AND s._delete THEN DELETE " if marked else "")
+            + f"WHEN MATCHED AND ({differs}) THEN UPDATE SET {sets} "
+            f"WHEN NOT MATCHED{' AND NOT s._delete' if marked else ''} THEN INSERT ({insert_cols}) "
+            f"VALUES ({insert_vals})"
+            + (" WHEN NOT MATCHED BY SOURCE THEN DELETE" if delete_missing and not marked else "")
+        )
         try:
             self.spark.sql(sql)
         finally:

@@ -73,22 +73,23 @@ def metric_name(step: str) -> str:
     return f"{step}_fingerprint"
 
 
+def _last_recording(settings: Settings, step: str) -> dict[str, Any] | None:
+    """The metrics (with its ``run_id``) of the newest run that recorded ``step``'s fingerprint."""
+    for record in reversed(read_runs(settings)):
+        metrics = json.loads(record.get("metrics") or "{}")
+        if metrics.get(metric_name(step)) is not None:
+            return {**metrics, "run_id": str(record["run_id"])}
+    return None
+
+
 def unchanged_since(settings: Settings, step: str, current: dict[str, Any]) -> dict[str, Any] | None:
     """The metrics of the newest run that recorded ``step``'s fingerprint (with its ``run_id``), when that
     fingerprint is ``current``; None when anything changed or the step never completed."""
-    for record in reversed(read_runs(settings)):
-        metrics = json.loads(record.get("metrics") or "{}")
-        recorded = metrics.get(metric_name(step))
-        if recorded is not None:
-            return {**metrics, "run_id": str(record["run_id"])} \
-                if recorded == json.loads(json.dumps(current)) else None
-    return None
+    last = _last_recording(settings, step)
+    return last if last is not None and last[metric_name(step)] == json.loads(json.dumps(current)) else None
 
 
 def last_fingerprint(settings: Settings, step: str) -> dict[str, Any] | None:
     """The fingerprint the newest run recording ``step``'s fingerprint recorded (as stored: JSON types)."""
-    for record in reversed(read_runs(settings)):
-        recorded = json.loads(record.get("metrics") or "{}").get(metric_name(step))
-        if recorded is not None:
-            return dict(recorded)
-    return None
+    last = _last_recording(settings, step)
+    return None if last is None else dict(last[metric_name(step)])

@@ -304,8 +304,7 @@ class _Builder:
             if not self.catalog.exists(DATA_END_TABLE):
                 raise FullBuildNeeded("no end of the data recorded")
             kept = self.catalog.read(DATA_END_TABLE).collect()
-            thresholds = {r["threshold"] for r in kept}
-            threshold = next(iter(thresholds)) if kept else None
+            threshold = kept[0]["threshold"] if kept else None  # one threshold, on every row
             listed = {r["patient_key"]: int(r["data_end"]) for r in kept
                       if r["patient_key"] is not None and r["patient_key"] not in self.increment.subjects}
             fresh = {**listed, **{k: v for k, v in fresh.items() if threshold is None or v >= threshold}}
@@ -314,7 +313,8 @@ class _Builder:
             floor = max(fresh.values()) if fresh else None
         latest = sorted(fresh.items(), key=lambda kv: (-kv[1], kv[0]))
         if len(latest) > LATEST_EVENTS_KEPT:
-            threshold = max(threshold or latest[LATEST_EVENTS_KEPT - 1][1], latest[LATEST_EVENTS_KEPT - 1][1])
+            last_kept = latest[LATEST_EVENTS_KEPT - 1][1]
+            threshold = last_kept if threshold is None else max(threshold, last_kept)
             latest = [kv for kv in latest if kv[1] >= threshold]
         rows = [(key, end, threshold) for key, end in latest] or [(None, None, threshold)]
         self.catalog.create(DATA_END_TABLE, DATA_END_DDL)
@@ -587,16 +587,19 @@ def _plan_increment(b: _Builder, fresh: DataFrame, gone: DataFrame) -> Increment
     every = kept.unionByName(fresh)
     versions = seen.join(fresh.filter(F.col("record_id").isNotNull()).select("source", "record_id"),
                          ["source", "record_id"], "left_semi")
-    seeds = [fresh, gone, versions]
+    def subjects_of(frames: list[DataFrame]) -> set[str]:
+        return {r[0] for r in union_all([f.select(F.explode("subjects").alias("s")) for f in frames])
+                .distinct().collect()}
+
+    seed_subjects = subjects_of([fresh, gone, versions])
+    open_stay_subjects: set[str] = set()
     if b.catalog.exists("silver.encounter"):
         # an encounter whose 30 days after discharge the data do not reach yet: a later end of the data changes it
         open_stays = b.catalog.read("silver.encounter").filter(~F.col("has_30_day_follow_up")) \
             .select(F.explode("bronze_hashes").alias("lineage_hash"))
-        seeds.append(kept.join(open_stays, "lineage_hash", "left_semi"))
-    seed_subjects = {r[0] for r in union_all([s.select(F.explode("subjects").alias("s")) for s in seeds])
-                     .distinct().collect()}
-    n_open = len(seed_subjects) - len({r[0] for r in union_all([s.select(F.explode("subjects").alias("s"))
-                                                                for s in seeds[:3]]).distinct().collect()})
+        open_stay_subjects = subjects_of([kept.join(open_stays, "lineage_hash", "left_semi")])
+    n_open = len(open_stay_subjects - seed_subjects)
+    seed_subjects |= open_stay_subjects
     links = [list(r[0]) for r in every.filter(F.size("subjects") >= 2).select("subjects").distinct().collect()]
     subjects = closure(links, seed_subjects)
     affected = b.spark.createDataFrame([(s,) for s in sorted(subjects)], "subject STRING")
@@ -618,14 +621,15 @@ def _plan_increment(b: _Builder, fresh: DataFrame, gone: DataFrame) -> Increment
 def _record_seen(b: _Builder, fresh: DataFrame, gone: DataFrame) -> None:
     """``_system.silver_subjects`` after the build: the new records' subjects in, the removed records' out."""
     b.catalog.create(SUBJECTS_TABLE, SUBJECTS_DDL)
+    n_new = fresh.count()
     if not b.incremental:
         b.catalog.overwrite(fresh, SUBJECTS_TABLE)
     elif gone.count():
         b.catalog.merge(fresh, SUBJECTS_TABLE, ("source", "content_hash"), delete_missing=True,
                         delete_scope=gone.select("source", "content_hash"))
-    elif fresh.count():
+    elif n_new:
         b.catalog.append(fresh, SUBJECTS_TABLE)
-    b.run.wrote(SUBJECTS_TABLE, b.catalog.version(SUBJECTS_TABLE), fresh.count())
+    b.run.wrote(SUBJECTS_TABLE, b.catalog.version(SUBJECTS_TABLE), n_new)
 
 
 def _build_patient(b: _Builder, res: DataFrame, segs: DataFrame, index: DataFrame) -> None:

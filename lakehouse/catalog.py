@@ -208,7 +208,10 @@ class Catalog:
         if delete_missing and delete_scope is not None:
             doomed = delete_scope.select(*keys).distinct().join(df.select(*keys), list(keys), "left_anti") \
                                  .join(target.select(*keys), list(keys), "left_semi")
-        changes = self._change_counts(df.select(*compared), target.select(*compared), keys, others,
+        compared_target = target.select(*compared)
+        if delete_scope is not None:  # df is a part of the table: only the rows of its keys can be identical to it
+            compared_target = compared_target.join(df.select(*keys).distinct(), list(keys), "left_semi")
+        changes = self._change_counts(df.select(*compared), compared_target, keys, others,
                                       delete_missing and doomed is None)
         if doomed is not None:
             changes["deleted"] = doomed.count()

@@ -58,9 +58,14 @@ def layer_tables(settings: Settings, layer: str, prefix: str = "") -> list[str]:
     return [f"{layer}.{p.name}" for p in sorted(folder.iterdir()) if p.name.startswith(prefix) and is_delta_table(p)]
 
 
+# settings that change how a step runs, not what it makes: changing them rebuilds nothing
+HOW_NOT_WHAT = ("silver_workers",)
+
+
 def fingerprint(settings: Settings, key: bytes | None, inputs: dict[str, int | None], owned: dict[str, int | None],
                 code_folders: tuple[str, ...]) -> dict[str, Any]:
-    return {"inputs": inputs, "owned": owned, "code": code_digest(code_folders), "config": config_digest(settings),
+    return {"inputs": inputs, "owned": owned, "code": code_digest(code_folders), "config": config_digest(
+                settings.model_copy(update={f: Settings.model_fields[f].default for f in HOW_NOT_WHAT})),
             "key_id": None if key is None else key_id(key)}
 
 

@@ -18,6 +18,7 @@ harmonization (see ``DEFINITIONS``); it must equal ``silver + quarantined`` or t
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from lakehouse.errors import LakehouseError, ReconciliationError
 from lakehouse.logs import get_logger
 from lakehouse.runlog import Run, read_runs
 from lakehouse.staging import Staging, staging
+from lakehouse.tasks import Step, run_steps
 from silver import (
     allergy,
     care_plan,
@@ -77,7 +79,7 @@ from silver.deid.surrogate import (
     to_issue,
 )
 from silver.deid.text import exclude_free_text
-from silver.increment import SUBJECTS_DDL, closure, dicom_subjects, fhir_subjects, hl7_subjects
+from silver.increment import SUBJECTS_DDL, closure, dicom_subjects, fhir_subjects, group_subjects, hl7_subjects
 from silver.schemas import VOLATILE, columns, ddl, natural_key
 
 log = get_logger(__name__)
@@ -104,6 +106,11 @@ DATA_END_TABLE = "_system.silver_data_end"
 DATA_END_DDL = "patient_key STRING, data_end BIGINT, threshold BIGINT"
 LATEST_EVENTS_KEPT = 64
 SYSTEM_TABLES = (SUBJECTS_TABLE, OUTCOMES_TABLE, DATA_END_TABLE, COVERAGE_TABLE)
+# the order of the domains in reports (they are built in parallel, see _build_domains)
+DOMAIN_ORDER = ("patient", "patient_history", "practitioner", "organization", "encounter", "encounter_location",
+                "observation", "condition", "service_request", "document", "immunization", "medication_request",
+                "medication_dispense", "procedure", "diagnostic_report", "care_plan", "care_team", "device", "goal",
+                "care_plan_activity", "allergy", "imaging_study", "imaging_series", "imaging_instance")
 
 # the dates the date policy applies to, per table: the shift_date rules of silver/deid/rules.csv
 DATE_COLUMNS: dict[str, tuple[str, ...]] = shifted_date_columns()
@@ -190,6 +197,18 @@ class _Builder:
         self.incremental = False  # asked for; self.increment is set when the plan holds
         self.increment: Increment | None = None
         self.plan: dict[str, Any] = {}  # what the incremental plan found, also when it chose a full build
+        # domains are built on several threads (lakehouse.tasks): GX's context and the issuing of surrogates are
+        # shared, one thread at a time; each thread's clock times the domain it builds
+        self.gx_lock = threading.Lock()
+        self.surrogate_lock = threading.Lock()
+        self.clock = threading.local()
+
+    def timed(self, step: Callable[[], None]) -> Callable[[], None]:
+        """``step`` with this thread's clock started: ``finish`` reports each domain's own time."""
+        def run() -> None:
+            self.clock.since = time.monotonic()
+            step()
+        return run
 
     def stage(self, df: DataFrame, label: str) -> DataFrame:
         """Compute ``df`` once into a scratch table and continue from it (see lakehouse.staging)."""
@@ -252,10 +271,11 @@ class _Builder:
         distinct = valid.select(*keys).distinct().count()
         self.valid[table] = valid
         self.rejected[table] = rejected
-        t_gx = time.monotonic()
-        self.dq.append(validate(self.spark, valid, table, self.run.run_id, reference=self.valid,
-                                latest_time=self.latest_time))
-        self.timings[f"{table}_gx"] = round(time.monotonic() - t_gx, 1)
+        with self.gx_lock:
+            t_gx = time.monotonic()
+            self.dq.append(validate(self.spark, valid, table, self.run.run_id, reference=self.valid,
+                                    latest_time=self.latest_time))
+            self.timings[f"{table}_gx"] = round(time.monotonic() - t_gx, 1)
         name = f"silver.{table}"
         self.catalog.create(name, ddl(table))
         if self.catalog.adopt_contract(name, ddl(table)):
@@ -274,10 +294,14 @@ class _Builder:
             raise ReconciliationError(
                 f"silver.{table}: bronze input {bronze_input} ({DEFINITIONS[table]}) != silver {n_valid} "
                 f"({distinct} distinct keys) + quarantined {n_rejected} ({n_quarantined} in quarantine)")
-        self.timings[table] = round(time.monotonic() - self.started, 1)
+        now = time.monotonic()
+        self.timings[table] = round(now - self.started, 1)
+        seconds = round(now - getattr(self.clock, "since", self.started), 1)
+        self.clock.since = now
         log.info("silver.%s: bronze input %d = silver %d + quarantined %d", table, bronze_input, n_valid,
                  n_rejected)
-        progress.done("silver", table, rows=n_valid, quarantined=n_rejected, **{k: v for k, v in changes.items() if v})
+        progress.done("silver", table, rows=n_valid, quarantined=n_rejected, seconds=seconds,
+                      **{k: v for k, v in changes.items() if v})
 
     def _replaced_keys(self, name: str, keys: tuple[str, ...] | list[str]) -> DataFrame | None:
         """Incremental: the keys of the table's rows made from a recomputed record (the others stay); else None."""
@@ -336,14 +360,15 @@ class _Builder:
             return df
         # computed once: the pseudonyms to issue for and the rows to re-key come from it
         df = self.stage(df, f"{table}_pseudonymous")
-        self.catalog.create(SURROGATE_TABLE, SURROGATE_DDL)
-        issued = self.catalog.read(SURROGATE_TABLE)
         used = self.stage(pseudonyms_used(df, cols), f"{table}_pseudonyms")
-        new = self.catalog.append_new(to_issue(used, issued, self.run.run_id, self.now), SURROGATE_TABLE,
-                                      SURROGATE_KEYS)
-        version = self.catalog.version(SURROGATE_TABLE)
-        if new:
-            self.run.wrote(SURROGATE_TABLE, version, new)
+        with self.surrogate_lock:  # a pseudonym two domains use gets one surrogate
+            self.catalog.create(SURROGATE_TABLE, SURROGATE_DDL)
+            issued = self.catalog.read(SURROGATE_TABLE)
+            new = self.catalog.append_new(to_issue(used, issued, self.run.run_id, self.now), SURROGATE_TABLE,
+                                          SURROGATE_KEYS)
+            version = self.catalog.version(SURROGATE_TABLE)
+            if new:
+                self.run.wrote(SURROGATE_TABLE, version, new)
         # every row reads its surrogate from one version of the table: the same value wherever it is used
         out = apply_surrogates(df, cols, self.catalog.read(SURROGATE_TABLE, version))
         if header:
@@ -528,35 +553,49 @@ def _build_domains(b: _Builder) -> None:
                                               *related_identifiers(res, segs, pat_index, deid)]),
                     "known_identifiers")
 
-    _build_patient(b, res, segs, pat_index)
-    _build_patient_history(b, fhir_raw, segs, pat_index)
-    practitioners = practitioner.fhir_practitioners(res, prac_index)
-    b.finish("practitioner", practitioners, prac_index.select("practitioner_key").distinct().count())
-    b.finish("organization", organization.fhir_organizations(res, deid), _count_type(res, "Organization"))
-    _build_encounter(b, res, segs, pat_index, enc_index, prac_index)
-    _build_observation(b, res, segs, pat_index, enc_index, known)
-    _build_condition(b, res, segs, pat_index, enc_index)
-    _build_orders(b, res, segs, pat_index, enc_index, prac_index)
-    _build_documents(b, res, segs, pat_index, enc_index, prac_index, known)
-    _build_immunization(b, res, segs, pat_index, enc_index)
-    _build_medications(b, res, segs, pat_index, enc_index, prac_index, known)
-    simple: dict[str, Callable[[], DataFrame]] = {
-        "procedure": lambda: procedure.fhir_procedures(res, pat_index, enc_index, deid),
-        "diagnostic_report": lambda: diagnostic_report.fhir_diagnostic_reports(res, pat_index, enc_index, known,
-                                                                                deid),
-        "care_plan": lambda: care_plan.fhir_care_plans(res, pat_index, enc_index, deid),
-        "care_team": lambda: care_team.fhir_care_teams(res, pat_index, enc_index, deid),
-        "device": lambda: device.fhir_devices(res, pat_index, deid),
-        "goal": lambda: goal.fhir_goals(res, pat_index, known, deid),
+    def simple(table: str, build: Callable[[], DataFrame]) -> Callable[[], None]:
+        return lambda: b.finish(table, build(), _count_type(res, FHIR_TYPES[table]))
+
+    def practitioners() -> None:
+        b.finish("practitioner", practitioner.fhir_practitioners(res, prac_index),
+                 prac_index.select("practitioner_key").distinct().count())
+
+    # in the order they start; every domain with a patient_key needs patient's merges and rows (its reference)
+    after_patient = ("patient",)
+    steps = {
+        "patient": Step(lambda: _build_patient(b, res, segs, pat_index)),
+        "practitioner": Step(practitioners),
+        "organization": Step(lambda: b.finish("organization", organization.fhir_organizations(res, deid),
+                                              _count_type(res, "Organization"))),
+        "observation": Step(lambda: _build_observation(b, res, segs, pat_index, enc_index, known), after_patient),
+        "document": Step(lambda: _build_documents(b, res, segs, pat_index, enc_index, prac_index, known),
+                         after_patient),
+        "encounter": Step(lambda: _build_encounter(b, res, segs, pat_index, enc_index, prac_index), after_patient),
+        "patient_history": Step(lambda: _build_patient_history(b, fhir_raw, segs, pat_index), after_patient),
+        "condition": Step(lambda: _build_condition(b, res, segs, pat_index, enc_index), after_patient),
+        "service_request": Step(lambda: _build_orders(b, res, segs, pat_index, enc_index, prac_index),
+                                after_patient),
+        "medication": Step(lambda: _build_medications(b, res, segs, pat_index, enc_index, prac_index, known),
+                           after_patient),
+        "immunization": Step(lambda: _build_immunization(b, res, segs, pat_index, enc_index), after_patient),
+        "imaging": Step(lambda: _build_imaging(b, res, dicom_raw, pat_index, enc_index, known), after_patient),
+        "procedure": Step(simple("procedure", lambda: procedure.fhir_procedures(res, pat_index, enc_index, deid)),
+                          after_patient),
+        "diagnostic_report": Step(simple("diagnostic_report", lambda: diagnostic_report.fhir_diagnostic_reports(
+            res, pat_index, enc_index, known, deid)), after_patient),
+        "care_plan": Step(simple("care_plan", lambda: care_plan.fhir_care_plans(res, pat_index, enc_index, deid)),
+                          after_patient),
+        # after care_plan: its rows are the reference of care_plan_key
+        "care_plan_activity": Step(lambda: _build_care_plan_activity(b, res, pat_index), ("care_plan",)),
+        "care_team": Step(simple("care_team", lambda: care_team.fhir_care_teams(res, pat_index, enc_index, deid)),
+                          after_patient),
+        "device": Step(simple("device", lambda: device.fhir_devices(res, pat_index, deid)), after_patient),
+        "goal": Step(simple("goal", lambda: goal.fhir_goals(res, pat_index, known, deid)), after_patient),
+        "allergy": Step(lambda: _build_allergy(b, res, segs, pat_index), after_patient),
     }
-    for table, build in simple.items():
-        b.finish(table, build(), _count_type(res, FHIR_TYPES[table]))
-    _build_care_plan_activity(b, res, pat_index)
-    fhir_allergies = allergy.fhir_allergies(res, pat_index, deid)
-    hl7_allergies = b.stage(allergy.hl7_allergies(segs, deid), "allergy_hl7")
-    b.finish("allergy", fhir_allergies.unionByName(hl7_allergies),
-             _count_type(res, "AllergyIntolerance") + hl7_allergies.count())
-    _build_imaging(b, res, dicom_raw, pat_index, enc_index, known)
+    run_steps({name: Step(b.timed(step.run), step.needs) for name, step in steps.items()}, b.settings.silver_workers)
+    b.report = {t: b.report[t] for t in DOMAIN_ORDER if t in b.report}
+    b.dq.sort(key=lambda result: DOMAIN_ORDER.index(result["table"].removeprefix("silver.")))
     _account_for_records(b, fhir_raw, res, hl7_raw, segs, dicom_raw, gone)
     _record_seen(b, fresh, gone)
 
@@ -569,9 +608,13 @@ def _record_subjects(b: _Builder, fhir_raw: DataFrame, hl7_raw: DataFrame,
     seen = b.catalog.read(SUBJECTS_TABLE) if b.incremental and b.catalog.exists(SUBJECTS_TABLE) else empty
     new = [raw.join(seen.filter(F.col("source") == source).select("content_hash"), "content_hash", "left_anti")
            for raw, source in ((fhir_raw, "fhir"), (hl7_raw, "hl7v2"), (dicom_raw, "dicom"))]
-    rows = union_all([fhir_subjects(new[0], b.deid), hl7_subjects(new[1], b.deid), dicom_subjects(new[2], b.deid)])
+    parts = [fhir_subjects(new[0], b.deid), hl7_subjects(new[1], b.deid), dicom_subjects(new[2], b.deid)]
+    rows = union_all([subjects for subjects, _ in parts])
     rows = rows.withColumn("lineage_hash", F.get(keyed_lineage(F.array("content_hash"), b.deid.key), 0))
-    fresh = b.stage(rows.select(*[c for c, _ in ddl_columns(SUBJECTS_DDL)]), "subjects_new")
+    # pseudonyms written before they are grouped (see group_subjects)
+    rows = b.stage(rows, "subject_rows")
+    fresh = b.stage(group_subjects(rows, union_all([ids for _, ids in parts])).select(
+        *[c for c, _ in ddl_columns(SUBJECTS_DDL)]), "subjects_new")
     present = union_all([raw.select(F.lit(source).alias("source"), "content_hash") for raw, source in
                          ((fhir_raw, "fhir"), (hl7_raw, "hl7v2"), (dicom_raw, "dicom"))])
     gone = b.stage(seen.join(present, ["source", "content_hash"], "left_anti"), "subjects_gone")
@@ -762,6 +805,13 @@ def _build_medications(b: _Builder, res: DataFrame, segs: DataFrame, pats: DataF
              medication_dispense.fhir_medication_dispenses(res, pats, encs, b.deid).unionByName(
                  medication_dispense.latest_dispenses(rxd, b.deid)),
              _count_type(res, "MedicationDispense") + medication_dispense.hl7_rxd(segs).count() - n_rxd_folded)
+
+
+def _build_allergy(b: _Builder, res: DataFrame, segs: DataFrame, pats: DataFrame) -> None:
+    fhir_allergies = allergy.fhir_allergies(res, pats, b.deid)
+    hl7_allergies = b.stage(allergy.hl7_allergies(segs, b.deid), "allergy_hl7")
+    b.finish("allergy", fhir_allergies.unionByName(hl7_allergies),
+             _count_type(res, "AllergyIntolerance") + hl7_allergies.count())
 
 
 def _build_imaging(b: _Builder, res: DataFrame, dicom_raw: DataFrame, pats: DataFrame, encs: DataFrame,

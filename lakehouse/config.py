@@ -120,9 +120,8 @@ class Settings(BaseModel):
         "random surrogate keys, durations computed from true dates)")
     max_shift_days: int = Field(default=365, ge=1, le=3650)
     silver_incremental_limit: float = Field(
-        default=0.0, ge=0.0, le=1.0, description="an incremental Silver build that would recompute more than this "
-        "share of Bronze's records builds in full instead (0, the default: always full, 1: incremental whenever "
-        "allowed). Off by default: on Sail 0.7 the subject index it plans from can be wrong (docs/layers.md)")
+        default=0.5, ge=0.0, le=1.0, description="an incremental Silver build that would recompute more than this "
+        "share of Bronze's records builds in full instead (0: always full, 1: incremental whenever allowed)")
     silver_workers: int = Field(
         default=2, ge=1, le=32, description="Silver domains built at the same time (threads sharing one engine "
         "session); 1 builds them one after the other. Does not change what is built")

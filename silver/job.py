@@ -611,8 +611,6 @@ def _record_subjects(b: _Builder, fhir_raw: DataFrame, hl7_raw: DataFrame,
     parts = [fhir_subjects(new[0], b.deid), hl7_subjects(new[1], b.deid), dicom_subjects(new[2], b.deid)]
     rows = union_all([subjects for subjects, _ in parts])
     rows = rows.withColumn("lineage_hash", F.get(keyed_lineage(F.array("content_hash"), b.deid.key), 0))
-    # pseudonyms written before they are grouped (see group_subjects)
-    rows = b.stage(rows, "subject_rows")
     fresh = b.stage(group_subjects(rows, union_all([ids for _, ids in parts])).select(
         *[c for c, _ in ddl_columns(SUBJECTS_DDL)]), "subjects_new")
     present = union_all([raw.select(F.lit(source).alias("source"), "content_hash") for raw, source in

@@ -165,3 +165,23 @@ def test_filter_on_a_lambda_column_breaks_in_a_delta_scan_unless_repartitioned( 
         scanned.count()
     barrier = first_upper(spark.read.format("delta").load(path).repartition(2)).filter(F.col("v").rlike("^[A-Z]$"))
     assert barrier.count() == 2, "lakehouse.staging relies on repartition() as the plan barrier"
+
+
+def test_array_compact_of_an_aggregate_puts_other_rows_values_on_a_row(spark) -> None:  # type: ignore[no-untyped-def]
+    """Rule: drop NULLs from an aggregate's arrays with ``filter(a, x -> x IS NOT NULL)``, never ``array_compact``
+    (silver.increment.group_subjects). Over arrays built in the same row (``array(...)``, ``from_json``) it is right."""
+    from pyspark.sql import functions as F
+
+    n = 20_000  # below ~10,000 groups every row came out right
+    rows = spark.range(n).select("id", F.array(F.when(F.col("id") % 3 == 0, F.lit(None)).otherwise(F.col("id")),
+                                               F.col("id")).alias("a"))
+    grouped = rows.groupBy("id").agg(F.flatten(F.collect_list("a")).alias("a"))
+
+    def wrong(column) -> int:  # type: ignore[no-untyped-def]
+        return sum(list(r["c"]) != ([r["id"]] if r["id"] % 3 == 0 else [r["id"], r["id"]])
+                   for r in grouped.select("id", column.alias("c")).collect())
+
+    assert wrong(F.filter("a", lambda x: x.isNotNull())) == 0
+    assert wrong(F.array_compact(F.array(F.when(F.col("id") % 3 == 0, F.lit(None)).otherwise(F.col("id")),
+                                         F.col("id")))) == 0
+    assert wrong(F.array_compact("a")) > 0, "array_compact over an aggregate is right now: the filter rule can go"

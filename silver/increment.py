@@ -41,28 +41,20 @@ def _reference_id(reference: Column) -> Column:
             .when(reference.startswith("urn:uuid:"), F.substring(reference, 10, 64))
 
 
-def subject_rows(source: str, rows: DataFrame, records: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """((source, content_hash, subject), (source, content_hash, record_id)): ``rows`` (content_hash, subject) and a
-    row with no subject for every record, so that a record about nobody keeps its row; and the records' ids."""
-    ids = records.select(F.lit(source).alias("source"), "content_hash", "record_id")
-    subjects = rows.unionByName(records.select("content_hash", F.lit(None).cast("string").alias("subject")))
-    return subjects.select(F.lit(source).alias("source"), "content_hash", "subject"), ids
-
-
-def group_subjects(rows: DataFrame, records: DataFrame) -> DataFrame:
-    """One row per record with its sorted subjects (and its id), from :func:`subject_rows`.
+def _subjects(source: str, rows: DataFrame, record_id: Column) -> DataFrame:
+    """(source, content_hash, record_id, subjects) from rows (content_hash, subject): one row per record.
 
     NULLs are dropped with ``filter``, not ``array_compact``: on Sail 0.7.2 ``array_compact`` over an aggregate's
     arrays puts other rows' values on a row once the groups pass a few thousand (tests/test_sail_rules.py); here it
-    gave 2-20% of a 1,000-patient Bronze the subjects of other records."""
-    keys = [c for c in rows.columns if c != "subject"]
-    grouped = rows.groupBy(*keys).agg(
-        F.array_sort(F.filter(F.collect_set("subject"), lambda s: s.isNotNull())).alias("subjects"))
-    return grouped.join(records, ["source", "content_hash"], "left")
+    gave 2-20% of a 1,000-patient Bronze the subjects of other records (tests/test_subject_index.py)."""
+    return rows.groupBy("content_hash").agg(
+        F.array_sort(F.filter(F.collect_set("subject"), lambda s: s.isNotNull())).alias("subjects")) \
+        .select(F.lit(source).alias("source"), "content_hash", "subjects") \
+        .join(record_id, "content_hash", "left")
 
 
-def fhir_subjects(resources: DataFrame, deid: Deid) -> tuple[DataFrame, DataFrame]:
-    """Subject rows and ids (:func:`subject_rows`) of every FHIR resource row (each version its own record)."""
+def fhir_subjects(resources: DataFrame, deid: Deid) -> DataFrame:
+    """Subjects of every FHIR resource row (each version its own row)."""
     def key(value: Column, namespace: str = "patient") -> Column:
         return pseudonym(value, deid.key, namespace, "subject")
 
@@ -76,26 +68,29 @@ def fhir_subjects(resources: DataFrame, deid: Deid) -> tuple[DataFrame, DataFram
                                               "array<struct<system:string,value:string>>")).alias("i")) \
         .filter(F.col("i.system") == "urn:dicom:uid") \
         .select("content_hash", key(F.regexp_replace("i.value", "^urn:oid:", ""), UID_NS))
-    records = resources.select("content_hash", F.concat_ws("/", "resource_type", "resource_id").alias("record_id"))
-    return subject_rows("fhir", union_all([direct, identified, studies]), records)
+    record_id = resources.select("content_hash", F.concat_ws("/", "resource_type", "resource_id").alias("record_id"))
+    return _subjects("fhir", union_all([direct, identified, studies]), record_id)
 
 
-def hl7_subjects(messages: DataFrame, deid: Deid) -> tuple[DataFrame, DataFrame]:
-    """Subject rows of every HL7 v2 message row: its PID-3 and MRG-1 identities."""
+def hl7_subjects(messages: DataFrame, deid: Deid) -> DataFrame:
+    """Subjects of every HL7 v2 message row: its PID-3 and MRG-1 identities."""
     segs = segments(messages.withColumn("message_key", F.lit(None).cast("string")), deid)
     pid = segment_fields(segs, "PID", {"i": hl7_identity(3)})
     mrg = segment_fields(segs, "MRG", {"i": hl7_identity(1)})
     rows = union_all([s.select("content_hash", pseudonym(F.col("i"), deid.key, "patient", "subject"))
                       for s in (pid, mrg)])
-    return subject_rows("hl7v2", rows, messages.select("content_hash", F.lit(None).cast("string").alias("record_id")))
+    # messages without a PID or MRG still get their row (no subject)
+    every = messages.select("content_hash", F.lit(None).cast("string").alias("subject"))
+    return _subjects("hl7v2", rows.unionByName(every), messages.select("content_hash",
+                                                                       F.lit(None).cast("string").alias("record_id")))
 
 
-def dicom_subjects(instances: DataFrame, deid: Deid) -> tuple[DataFrame, DataFrame]:
-    """Subject rows of every DICOM instance row: its patient and its study."""
+def dicom_subjects(instances: DataFrame, deid: Deid) -> DataFrame:
+    """Subjects of every DICOM instance row: its patient and its study."""
     rows = instances.select("content_hash", F.explode(F.array(
         pseudonym(dicom_patient_identity(), deid.key, "patient"),
         pseudonym(F.col("study_instance_uid"), deid.key, UID_NS))).alias("subject"))
-    return subject_rows("dicom", rows, instances.select("content_hash", F.col("sop_instance_uid").alias("record_id")))
+    return _subjects("dicom", rows, instances.select("content_hash", F.col("sop_instance_uid").alias("record_id")))
 
 
 def closure(links: Iterable[Sequence[str]], seeds: Iterable[str]) -> set[str]:

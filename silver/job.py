@@ -79,7 +79,7 @@ from silver.deid.surrogate import (
     to_issue,
 )
 from silver.deid.text import exclude_free_text
-from silver.increment import SUBJECTS_DDL, closure, dicom_subjects, fhir_subjects, group_subjects, hl7_subjects
+from silver.increment import SUBJECTS_DDL, closure, dicom_subjects, fhir_subjects, hl7_subjects
 from silver.schemas import VOLATILE, columns, ddl, natural_key
 
 log = get_logger(__name__)
@@ -608,11 +608,9 @@ def _record_subjects(b: _Builder, fhir_raw: DataFrame, hl7_raw: DataFrame,
     seen = b.catalog.read(SUBJECTS_TABLE) if b.incremental and b.catalog.exists(SUBJECTS_TABLE) else empty
     new = [raw.join(seen.filter(F.col("source") == source).select("content_hash"), "content_hash", "left_anti")
            for raw, source in ((fhir_raw, "fhir"), (hl7_raw, "hl7v2"), (dicom_raw, "dicom"))]
-    parts = [fhir_subjects(new[0], b.deid), hl7_subjects(new[1], b.deid), dicom_subjects(new[2], b.deid)]
-    rows = union_all([subjects for subjects, _ in parts])
+    rows = union_all([fhir_subjects(new[0], b.deid), hl7_subjects(new[1], b.deid), dicom_subjects(new[2], b.deid)])
     rows = rows.withColumn("lineage_hash", F.get(keyed_lineage(F.array("content_hash"), b.deid.key), 0))
-    fresh = b.stage(group_subjects(rows, union_all([ids for _, ids in parts])).select(
-        *[c for c, _ in ddl_columns(SUBJECTS_DDL)]), "subjects_new")
+    fresh = b.stage(rows.select(*[c for c, _ in ddl_columns(SUBJECTS_DDL)]), "subjects_new")
     present = union_all([raw.select(F.lit(source).alias("source"), "content_hash") for raw, source in
                          ((fhir_raw, "fhir"), (hl7_raw, "hl7v2"), (dicom_raw, "dicom"))])
     gone = b.stage(seen.join(present, ["source", "content_hash"], "left_anti"), "subjects_gone")

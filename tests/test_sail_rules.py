@@ -169,7 +169,7 @@ def test_filter_on_a_lambda_column_breaks_in_a_delta_scan_unless_repartitioned( 
 
 def test_array_compact_of_an_aggregate_puts_other_rows_values_on_a_row(spark) -> None:  # type: ignore[no-untyped-def]
     """Rule: drop NULLs from an aggregate's arrays with ``filter(a, x -> x IS NOT NULL)``, never ``array_compact``
-    (silver.increment.group_subjects). Over arrays built in the same row (``array(...)``, ``from_json``) it is right."""
+    (silver.increment._subjects). Over arrays built in the same row (``array(...)``, ``from_json``) it is right."""
     from pyspark.sql import functions as F
 
     n = 20_000  # below ~10,000 groups every row came out right

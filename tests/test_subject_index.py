@@ -22,7 +22,7 @@ from lakehouse.runlog import run_context
 from silver.common import Deid, union_all
 from silver.deid import engine_key, load_key
 from silver.deid.pseudonym import pseudonym_py
-from silver.increment import SUBJECT_ELEMENTS, dicom_subjects, fhir_subjects, group_subjects, hl7_subjects
+from silver.increment import SUBJECT_ELEMENTS, dicom_subjects, fhir_subjects, hl7_subjects
 from synthetic.generator import generate
 
 PATIENTS = 200
@@ -54,9 +54,8 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     def bronze(table: str):  # type: ignore[no-untyped-def]
         return spark.read.format("delta").load(str(settings.table_path("bronze", table)))
 
-    parts = [fhir_subjects(bronze("fhir_resources"), deid), hl7_subjects(bronze("hl7v2_messages"), deid),
-             dicom_subjects(bronze("dicom_instances"), deid)]
-    grouped = group_subjects(union_all([rows for rows, _ in parts]), union_all([ids for _, ids in parts]))
+    grouped = union_all([fhir_subjects(bronze("fhir_resources"), deid), hl7_subjects(bronze("hl7v2_messages"), deid),
+                         dicom_subjects(bronze("dicom_instances"), deid)])
     subjects = {r["content_hash"]: (r["source"], set(r["subjects"])) for r in grouped.collect()}
     fhir = DeltaTable(str(settings.table_path("bronze", "fhir_resources"))).to_pyarrow_table(
         columns=["content_hash", "resource_type", "resource_id", "raw"]).to_pylist()

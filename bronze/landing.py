@@ -153,27 +153,38 @@ def sniff(path: Path) -> tuple[str, bytes, str]:
     return digest.hexdigest(), head, "utf-8" if utf8 else "iso-8859-1"
 
 
+def _scan(folder: str, rel: str) -> Iterator[tuple[str, str, str | None, os.stat_result]]:
+    """(path, path relative to the scanned folder, reason or None, lstat) of every entry under ``folder``: the
+    files of a folder in name order, then its sub-folders in name order; one ``lstat`` per entry, nothing
+    followed."""
+    with os.scandir(folder) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    folders = []
+    for entry in entries:
+        if entry.name.startswith(("_", ".")):
+            continue
+        info = entry.stat(follow_symlinks=False)
+        name = f"{rel}{entry.name}"
+        if stat.S_ISDIR(info.st_mode):
+            folders.append((entry.path, f"{name}/"))
+        elif stat.S_ISLNK(info.st_mode):
+            yield entry.path, name, SYMLINK_REASON, info
+        elif stat.S_ISREG(info.st_mode):
+            yield entry.path, name, None, info
+        else:
+            yield entry.path, name, SPECIAL_REASON, info
+    for path, name in folders:
+        yield from _scan(path, name)
+
+
 def walk_entries(folder: Path) -> Iterator[tuple[Path, str | None]]:
     """Every entry under folder, sorted, skipping ``_``/``.`` names at any depth: (path, None) for a regular file,
     (path, reason) for what is refused (a symbolic link to a file or a folder, a special file). Nothing is
     followed: a link is reported, never read."""
     if not folder.is_dir() or folder.is_symlink():
         return
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
-        base = Path(dirpath)
-        links = [d for d in dirnames if (base / d).is_symlink()]
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(("_", ".")) and d not in links)
-        for name in sorted([*filenames, *links]):
-            if name.startswith(("_", ".")):
-                continue
-            path = base / name
-            mode = path.lstat().st_mode
-            if stat.S_ISLNK(mode):
-                yield path, SYMLINK_REASON
-            elif stat.S_ISREG(mode):
-                yield path, None
-            else:
-                yield path, SPECIAL_REASON
+    for path, _, refused, _ in _scan(str(folder), ""):
+        yield Path(path), refused
 
 
 def walk(folder: Path) -> Iterator[Path]:
@@ -192,12 +203,10 @@ class ManifestIndex:
 def read_manifest(settings: Settings, table_path: Path) -> ManifestIndex:
     if not (table_path / "_delta_log").is_dir():
         return ManifestIndex(set(), set(), set())
-    rows = DeltaTable(str(table_path)).to_pyarrow_table(columns=["path", "size", "mtime_ns", "sha256"]).to_pylist()
-    return ManifestIndex(
-        by_stat={(r["path"], r["size"], r["mtime_ns"]) for r in rows},
-        by_hash={(r["path"], r["sha256"]) for r in rows},
-        hashes={r["sha256"] for r in rows},
-    )
+    table = DeltaTable(str(table_path)).to_pyarrow_table(columns=["path", "size", "mtime_ns", "sha256"])
+    paths, sizes, mtimes, hashes = (table.column(c).to_pylist() for c in ("path", "size", "mtime_ns", "sha256"))
+    return ManifestIndex(by_stat=set(zip(paths, sizes, mtimes, strict=True)),
+                         by_hash=set(zip(paths, hashes, strict=True)), hashes=set(hashes))
 
 
 def landing_rel(settings: Settings, path: Path) -> str:
@@ -236,12 +245,16 @@ def pending_files(settings: Settings, manifest: ManifestIndex) -> tuple[list[Lan
     Refused entries (links, special files) are pending once, like any new file, and quarantined with the reason."""
     pending: list[LandingFile] = []
     skipped = 0
-    for path, refused in walk_entries(settings.landing_dir):
-        rel = landing_rel(settings, path)
-        info = path.lstat()
+    folder = settings.landing_dir
+    if not folder.is_dir() or folder.is_symlink():
+        return pending, skipped
+    # a landing zone of years holds hundreds of thousands of files: one lstat each, names built as strings
+    prefix = f"{folder.relative_to(settings.root_path).as_posix()}/"
+    for name, rel, refused, info in _scan(str(folder), prefix):
         if (rel, 0 if refused else info.st_size, info.st_mtime_ns) in manifest.by_stat:
             skipped += 1
             continue
+        path = Path(name)
         if refused is None:
             try:
                 item = landing_file(settings, path, info, rel)

@@ -15,7 +15,15 @@ from pyspark.sql import functions as F
 
 from bronze import dicom
 from bronze.job import SOURCES, _load_sources, _Writer, ingest
-from bronze.landing import MAX_FILE_BYTES, SYMLINK_REASON, copy_in, landing_file, pending_files, read_manifest
+from bronze.landing import (
+    MAX_FILE_BYTES,
+    SYMLINK_REASON,
+    ManifestIndex,
+    copy_in,
+    landing_file,
+    pending_files,
+    read_manifest,
+)
 from bronze.schemas import MANIFEST_TABLE
 from lakehouse.errors import ConfigError
 from lakehouse.runlog import Run
@@ -98,6 +106,31 @@ def test_landing_scan_reports_links_and_unreadable_files_without_following_them(
     if os.geteuid() != 0:  # root reads a 000 file anyway
         assert by_name["locked.hl7"].reason.startswith("cannot be read")
 
+
+
+@pytest.mark.fast
+def test_landing_scan_order_names_and_skips(make_lakehouse, tmp_path: Path) -> None:
+    """Files of a folder in name order before its sub-folders; ``_``/``.`` names skipped at any depth; a link to a
+    folder reported, not entered; a file already in the manifest with the same size and mtime skipped unread."""
+    settings = make_lakehouse(attach_engine=False)
+    landing = settings.landing_dir
+    for rel in ("b.hl7", "a.hl7", "z/2.hl7", "z/1.hl7", "m/x.hl7", "_generator/g.hl7", "m/.tmp.hl7",
+                "m/_skip/y.hl7", ".hidden/h.hl7"):
+        (landing / rel).parent.mkdir(parents=True, exist_ok=True)
+        (landing / rel).write_text(MSG.format(cid=rel))
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "e.hl7").write_text(MSG.format(cid="e"))
+    (landing / "k").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    pending, skipped = pending_files(settings, read_manifest(settings, settings.table_path("_system", "none")))
+    assert [f.rel for f in pending] == ["landing/a.hl7", "landing/b.hl7", "landing/k", "landing/m/x.hl7",
+                                        "landing/z/1.hl7", "landing/z/2.hl7"]
+    assert skipped == 0
+    assert all(f.path == settings.root_path / f.rel for f in pending)
+    assert [f.reason for f in pending if f.rel == "landing/k"] == [SYMLINK_REASON]
+    a = pending[0]
+    seen = ManifestIndex(by_stat={(a.rel, a.size, a.mtime_ns)}, by_hash=set(), hashes=set())
+    again, skipped = pending_files(settings, seen)
+    assert [f.rel for f in again] == [f.rel for f in pending[1:]] and skipped == 1
 
 @pytest.mark.fast
 def test_files_over_their_format_limit_are_refused_with_the_reason(make_lakehouse, tmp_path: Path) -> None:

@@ -218,8 +218,8 @@ def dbt_tables() -> list[str]:
 
 
 def fingerprint(settings: Settings, silver: list[str]) -> dict[str, Any]:
-    return {**uptodate.fingerprint(settings, None, uptodate.table_versions(settings, silver),
-                                   uptodate.table_versions(settings, dbt_tables()), CODE_FOLDERS),
+    return {**uptodate.fingerprint(settings, None, uptodate.data_versions(settings, silver),
+                                   uptodate.data_versions(settings, dbt_tables()), CODE_FOLDERS),
             "as_of_day": date.today().isoformat()}
 
 

@@ -5,6 +5,8 @@ tables it owns after writing, a digest of the code and rules it runs (the files 
 terminology map or ViewDefinition counts), the configuration digest and an id of the pseudonym key. A later run
 whose fingerprint is identical would write the same rows, so it records the fingerprint again and returns.
 A table changed by hand (restore, delete, a write from elsewhere) changes the owned versions: the step runs.
+Versions are compared as data versions: compaction and vacuum (``lakehouse maintain``) change files, not rows,
+so they leave a step up to date.
 """
 
 from __future__ import annotations
@@ -48,6 +50,31 @@ def table_versions(settings: Settings, names: Iterable[str]) -> dict[str, int | 
         layer, table = name.split(".", 1)
         path = settings.table_path(layer, table)
         out[name] = int(DeltaTable(str(path)).version()) if is_delta_table(path) else None
+    return out
+
+
+# commits that rewrite or delete files but not rows (``lakehouse maintain``): the table's data is unchanged
+MAINTENANCE = frozenset({"OPTIMIZE", "VACUUM START", "VACUUM END"})
+
+
+def data_version(table: DeltaTable) -> int:
+    """The latest version whose commit changed rows: compaction and vacuum after it do not count."""
+    latest = int(table.version())
+    for limit in (1, None):  # the last commit is almost always a write; else read the history back
+        for commit in table.history(limit):
+            if commit.get("operation") not in MAINTENANCE:
+                return int(commit.get("version", latest))
+    return latest
+
+
+def data_versions(settings: Settings, names: Iterable[str]) -> dict[str, int | None]:
+    """``{"layer.table": data version}`` (:func:`data_version`); None for a table that does not exist. What a
+    fingerprint compares: ``lakehouse maintain`` leaves every step up to date (and Silver incremental)."""
+    out: dict[str, int | None] = {}
+    for name in sorted(names):
+        layer, table = name.split(".", 1)
+        path = settings.table_path(layer, table)
+        out[name] = data_version(DeltaTable(str(path))) if is_delta_table(path) else None
     return out
 
 

@@ -405,8 +405,8 @@ def fingerprint(settings: Settings) -> dict[str, Any]:
     owned = uptodate.layer_tables(settings, "silver") + uptodate.layer_tables(settings, "quarantine", "silver_") \
         + list(SYSTEM_TABLES)
     return {**uptodate.fingerprint(settings, load_key(settings),
-                                   uptodate.table_versions(settings, [FHIR_TABLE, HL7V2_TABLE, DICOM_TABLE]),
-                                   uptodate.table_versions(settings, owned), CODE_FOLDERS),
+                                   uptodate.data_versions(settings, [FHIR_TABLE, HL7V2_TABLE, DICOM_TABLE]),
+                                   uptodate.data_versions(settings, owned), CODE_FOLDERS),
             # plausibility of event times and ages over 89 are judged against today
             "as_of_day": settings.as_of_day.isoformat()}
 

@@ -74,6 +74,8 @@ def ingest(result: dict[str, Any]) -> list[RenderableType]:
 
 
 def _written(counts: dict[str, Any]) -> str:
+    if counts.get("untouched"):
+        return "untouched (no record of it recomputed)"
     changes = [f"{counts[k]:,} {k}" for k in ("inserted", "updated", "deleted") if counts.get(k)]
     return ", ".join(changes) or "no change"
 

@@ -230,6 +230,11 @@ class _Builder:
     def finish(self, table: str, df: DataFrame, bronze_input: int, pre_rejected: DataFrame | None = None) -> None:
         """Date policy, contract shape, row rules, GX, MERGE, quarantine, reconciliation for one domain."""
         progress.start("silver", table)
+        if self._untouched(table, bronze_input):
+            self.valid[table] = self.spark.createDataFrame([], ddl(table))
+            self.report[table] = {"bronze_input": 0, "silver": 0, "quarantined": 0, "untouched": True}
+            progress.done("silver", table, rows=0, status="untouched by this increment", seconds=self._lap(table))
+            return
         if self.settings.free_text == "exclude":  # no text of any kind in Silver, scrubbed or not
             df = exclude_free_text(df, table)
         if self.merges is not None and "patient_key" in df.columns:  # before the date policy: survivor's shift
@@ -294,14 +299,28 @@ class _Builder:
             raise ReconciliationError(
                 f"silver.{table}: bronze input {bronze_input} ({DEFINITIONS[table]}) != silver {n_valid} "
                 f"({distinct} distinct keys) + quarantined {n_rejected} ({n_quarantined} in quarantine)")
+        log.info("silver.%s: bronze input %d = silver %d + quarantined %d", table, bronze_input, n_valid,
+                 n_rejected)
+        progress.done("silver", table, rows=n_valid, quarantined=n_rejected, seconds=self._lap(table),
+                      **{k: v for k, v in changes.items() if v})
+
+    def _lap(self, table: str) -> float:
+        """Seconds since this thread's previous domain ended (or the step began); records the table's timing."""
         now = time.monotonic()
         self.timings[table] = round(now - self.started, 1)
         seconds = round(now - getattr(self.clock, "since", self.started), 1)
         self.clock.since = now
-        log.info("silver.%s: bronze input %d = silver %d + quarantined %d", table, bronze_input, n_valid,
-                 n_rejected)
-        progress.done("silver", table, rows=n_valid, quarantined=n_rejected, seconds=seconds,
-                      **{k: v for k, v in changes.items() if v})
+        return seconds
+
+    def _untouched(self, table: str, bronze_input: int) -> bool:
+        """Incremental: no recomputed record is of this domain and no row of the table was made from one. The
+        domain would make no row and MERGE would change none (reconciliation holds every build to
+        ``silver + quarantined = bronze input``), so nothing is staged, validated or merged."""
+        name = f"silver.{table}"
+        if self.increment is None or bronze_input or not self.catalog.exists(name):
+            return False
+        replaced = self._replaced_keys(name, natural_key(table))
+        return replaced is None or replaced.limit(1).count() == 0
 
     def _replaced_keys(self, name: str, keys: tuple[str, ...] | list[str]) -> DataFrame | None:
         """Incremental: the keys of the table's rows made from a recomputed record (the others stay); else None."""

@@ -177,13 +177,17 @@ def _scan(folder: str, rel: str) -> Iterator[tuple[str, str, str | None, os.stat
         yield from _scan(path, name)
 
 
+def scan(folder: Path, prefix: str = "") -> Iterator[tuple[str, str, str | None, os.stat_result]]:
+    """:func:`_scan` of ``folder`` with relative names after ``prefix``; nothing when it is not a real folder."""
+    if folder.is_dir() and not folder.is_symlink():
+        yield from _scan(str(folder), prefix)
+
+
 def walk_entries(folder: Path) -> Iterator[tuple[Path, str | None]]:
     """Every entry under folder, sorted, skipping ``_``/``.`` names at any depth: (path, None) for a regular file,
     (path, reason) for what is refused (a symbolic link to a file or a folder, a special file). Nothing is
     followed: a link is reported, never read."""
-    if not folder.is_dir() or folder.is_symlink():
-        return
-    for path, _, refused, _ in _scan(str(folder), ""):
+    for path, _, refused, _ in scan(folder):
         yield Path(path), refused
 
 
@@ -246,11 +250,9 @@ def pending_files(settings: Settings, manifest: ManifestIndex) -> tuple[list[Lan
     pending: list[LandingFile] = []
     skipped = 0
     folder = settings.landing_dir
-    if not folder.is_dir() or folder.is_symlink():
-        return pending, skipped
     # a landing zone of years holds hundreds of thousands of files: one lstat each, names built as strings
     prefix = f"{folder.relative_to(settings.root_path).as_posix()}/"
-    for name, rel, refused, info in _scan(str(folder), prefix):
+    for name, rel, refused, info in scan(folder, prefix):
         if (rel, 0 if refused else info.st_size, info.st_mtime_ns) in manifest.by_stat:
             skipped += 1
             continue

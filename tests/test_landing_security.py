@@ -107,7 +107,6 @@ def test_landing_scan_reports_links_and_unreadable_files_without_following_them(
         assert by_name["locked.hl7"].reason.startswith("cannot be read")
 
 
-
 @pytest.mark.fast
 def test_landing_scan_order_names_and_skips(make_lakehouse, tmp_path: Path) -> None:
     """Files of a folder in name order before its sub-folders; ``_``/``.`` names skipped at any depth; a link to a
@@ -131,6 +130,7 @@ def test_landing_scan_order_names_and_skips(make_lakehouse, tmp_path: Path) -> N
     seen = ManifestIndex(by_stat={(a.rel, a.size, a.mtime_ns)}, by_hash=set(), hashes=set())
     again, skipped = pending_files(settings, seen)
     assert [f.rel for f in again] == [f.rel for f in pending[1:]] and skipped == 1
+
 
 @pytest.mark.fast
 def test_files_over_their_format_limit_are_refused_with_the_reason(make_lakehouse, tmp_path: Path) -> None:

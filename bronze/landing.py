@@ -251,7 +251,7 @@ def pending_files(settings: Settings, manifest: ManifestIndex) -> tuple[list[Lan
     skipped = 0
     folder = settings.landing_dir
     # a landing zone of years holds hundreds of thousands of files: one lstat each, names built as strings
-    prefix = f"{folder.relative_to(settings.root_path).as_posix()}/"
+    prefix = f"{landing_rel(settings, folder)}/"
     for name, rel, refused, info in scan(folder, prefix):
         if (rel, 0 if refused else info.st_size, info.st_mtime_ns) in manifest.by_stat:
             skipped += 1

@@ -16,10 +16,10 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.flight as flight
-from datafusion import DataFrame, RuntimeEnvBuilder, SessionConfig, SessionContext, SQLOptions
 from deltalake import DeltaTable
 
 from gold.flight_sql import FlightSqlService
@@ -29,6 +29,9 @@ from lakehouse.errors import ConfigError
 from lakehouse.logs import get_logger
 from lakehouse.runlog import record_read
 
+if TYPE_CHECKING:
+    from datafusion import DataFrame
+
 log = get_logger(__name__)
 
 CATALOG, SCHEMA = "datafusion", "gold"
@@ -37,7 +40,6 @@ MIN_TOKEN_CHARS = 16
 QUERY_MEMORY_BYTES = 2 * 1024**3  # one pool for all queries: a runaway join fails instead of exhausting the host
 SETTLED_NS = 2_000_000_000
 TABLE_NAME = re.compile(r"[a-z_][a-z0-9_]*")
-READ_ONLY = SQLOptions().with_allow_ddl(False).with_allow_dml(False).with_allow_statements(False)
 REFUSED = ("DDL not supported", "DML not supported", "Statement not supported")
 
 
@@ -45,7 +47,11 @@ class GoldEngine:
     """A DataFusion session whose only tables are ``gold.<table>`` for each Delta table in ``gold_dir``."""
 
     def __init__(self, gold_dir: Path, memory_bytes: int = QUERY_MEMORY_BYTES) -> None:
+        # imported here: DataFusion takes a third of a second to import, and only a Gold server needs it
+        from datafusion import RuntimeEnvBuilder, SessionConfig, SessionContext, SQLOptions
+
         self.gold_dir = gold_dir
+        self._read_only = SQLOptions().with_allow_ddl(False).with_allow_dml(False).with_allow_statements(False)
         config = SessionConfig().with_default_catalog_and_schema(CATALOG, SCHEMA).with_information_schema(True)
         runtime = RuntimeEnvBuilder().with_greedy_memory_pool(memory_bytes).with_disk_manager_disabled()
         self.ctx = SessionContext(config, runtime)
@@ -92,7 +98,7 @@ class GoldEngine:
         self.refresh()
         with self._lock:
             try:
-                return self.ctx.sql_with_options(sql, READ_ONLY)
+                return self.ctx.sql_with_options(sql, self._read_only)
             except Exception as exc:
                 message = str(exc).strip()
                 if any(marker in message for marker in REFUSED):

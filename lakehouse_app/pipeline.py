@@ -30,12 +30,15 @@ def _in_run(command: str, settings: Settings, run: Run | None, step: Callable[[R
 
 
 def with_generator_timezone(settings: Settings) -> Settings:
-    """``settings`` with the facility time zone the generator recorded in its manifest, unless one is configured
-    (the demo runs correctly with no configuration)."""
-    manifest = settings.landing_dir / "_generator" / "manifest.json"
-    if "facility_timezone" in settings.model_fields_set or not manifest.is_file():
+    """``settings`` with the facility time zone the generator recorded, unless one is configured (the demo runs
+    correctly with no configuration). Landing zones generated before ``facility.json`` have it in the manifest."""
+    if "facility_timezone" in settings.model_fields_set:
         return settings
-    zone = json.loads(manifest.read_text(encoding="utf-8")).get("facility_timezone")
+    recorded = [settings.landing_dir / name for name in (synthetic.FACILITY_PATH, synthetic.MANIFEST_PATH)]
+    found = next((path for path in recorded if path.is_file()), None)
+    if found is None:
+        return settings
+    zone = json.loads(found.read_text(encoding="utf-8")).get("facility_timezone")
     return settings.model_copy(update={"facility_timezone": zone}) if zone else settings
 
 

@@ -6,10 +6,11 @@ Layout written under the landing dir `out`:
   hl7v2/<feed>_<date>_<n><ext>     ADT and lab feed files of many messages (.hl7/.txt/.dat/no extension)
   dicom/...                        DICOM Part 10 files (some PACS-export style, without extension)
   _generator/manifest.json         ground truth (ignored by ingestion: the name starts with "_")
+  _generator/facility.json         the facility time zone of the HL7 times written without an offset
 """
 
 from synthetic.generator import generate
-from synthetic.manifest import MANIFEST_PATH
+from synthetic.manifest import FACILITY_PATH, MANIFEST_PATH
 from synthetic.updates import generate_address_changes
 
-__all__ = ["MANIFEST_PATH", "generate", "generate_address_changes"]
+__all__ = ["FACILITY_PATH", "MANIFEST_PATH", "generate", "generate_address_changes"]

@@ -14,6 +14,8 @@ from synthetic.hl7v2 import HL7File
 from synthetic.model import Encounter, Patient, Pool
 
 MANIFEST_PATH = "_generator/manifest.json"
+# the generator's facility time zone on its own: every CLI command reads it, the manifest is tens of MB at scale
+FACILITY_PATH = "_generator/facility.json"
 FORMAT_VERSION = 1
 
 
@@ -252,4 +254,6 @@ class ManifestWriter:
                 fh.write("]")
                 path.unlink()
             fh.write("}")
+        (self.out / FACILITY_PATH).write_text(json.dumps({"facility_timezone": head["facility_timezone"]}),
+                                              encoding="utf-8")
         return {**head, "harmonization_pair_count": self._spooled["harmonization_pairs"]}

@@ -19,7 +19,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.bundle import Bundle
 from pydicom.errors import InvalidDicomError
 
-from synthetic import MANIFEST_PATH, generate, generate_address_changes, generator
+from synthetic import FACILITY_PATH, MANIFEST_PATH, generate, generate_address_changes, generator
 from synthetic.model import build_population
 
 N, SEED, BAD_RATE = 20, 11, 0.1
@@ -99,8 +99,10 @@ def test_every_file_is_accounted_for_in_the_manifest(landing: Path, truth: dict[
     files = truth["files"]
     listed = (set(files["fhir_bundles"]) | {f["file"] for f in files["hl7v2"]} | set(files["dicom"])
               | set(files["fhir_ndjson"]) | {b["file"] for b in truth["bad_items"]}
-              | {d["file"] for d in truth["duplicates"]} | {MANIFEST_PATH})
+              | {d["file"] for d in truth["duplicates"]} | {MANIFEST_PATH, FACILITY_PATH})
     assert set(_tree(landing)) == listed
+    # the zone every command reads, without parsing the whole manifest
+    assert json.loads((landing / FACILITY_PATH).read_text()) == {"facility_timezone": truth["facility_timezone"]}
     kinds = Counter(b["kind"] for b in truth["bad_items"]) + Counter(d["kind"] for d in truth["duplicates"])
     assert set(kinds) == set(truth["reader_expectations"])  # every kind planted at this rate
     good_files = N + len(files["hl7v2"]) + len(files["dicom"])

@@ -41,6 +41,9 @@ def test_demo_takes_the_generators_zone_unless_one_is_configured(tmp_path: Path)
     assert with_generator_timezone(load_settings(environ={}, root=tmp_path)).facility_timezone == "Etc/GMT+5"
     configured = load_settings(environ={}, root=tmp_path, facility_timezone="Europe/Berlin")
     assert with_generator_timezone(configured).facility_timezone == "Europe/Berlin"
+    # the generator now also writes the zone on its own (the manifest is large); that file is read first
+    (manifest.parent / "facility.json").write_text(json.dumps({"facility_timezone": "Asia/Kolkata"}))
+    assert with_generator_timezone(load_settings(environ={}, root=tmp_path)).facility_timezone == "Asia/Kolkata"
 
 
 @pytest.mark.fast

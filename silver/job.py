@@ -511,13 +511,24 @@ def _deid_fingerprint(settings: Settings) -> dict[str, Any]:
             "max_shift_days": settings.max_shift_days, "key_id": uptodate.key_id(load_key(settings))}
 
 
-def _ninety_plus(catalog: Catalog) -> set[str] | None:
+def _ninety_plus(catalog: Catalog) -> dict[str, bool] | None:
+    """``patient_key`` -> 90+ of every patient in silver.patient; None before the first build."""
     if not catalog.exists("silver.patient"):
         return None
-    return {r[0] for r in catalog.read("silver.patient").filter("is_age_90_plus").select("patient_key").collect()}
+    return {r[0]: bool(r[1]) for r in catalog.read("silver.patient").select("patient_key", "is_age_90_plus").collect()}
 
 
-def _purge_suppressed_history(settings: Settings, catalog: Catalog, run: Run, ninety_before: set[str] | None) -> None:
+def _published_turned_90(before: dict[str, bool], after: dict[str, bool]) -> bool:
+    """A patient whose earlier versions may hold values that 90+ now suppresses: one published under 90 is 90+ now,
+    or a new 90+ key comes with a key gone (a merge may have moved a published patient under a new key). A new
+    patient who is 90+ from the start is not: no earlier version holds them, so time travel is kept."""
+    if any(after.get(k) and not was for k, was in before.items()):
+        return True
+    return bool(before.keys() - after.keys()) and any(v for k, v in after.items() if k not in before)
+
+
+def _purge_suppressed_history(settings: Settings, catalog: Catalog, run: Run, ninety_before: dict[str, bool] | None
+                              ) -> None:
     """When this build changed de-identified values already published (a patient turned 90+, the de-identification
     fingerprint changed), no earlier Delta version of a Silver table may keep the old values: purge their history
     (``Catalog.purge_history``) and leave Gold a note to do the same after its next build."""
@@ -530,7 +541,7 @@ def _purge_suppressed_history(settings: Settings, catalog: Catalog, run: Run, ni
         reasons.append("de-identification fingerprint changed")
     if ninety_before is not None and previous is None:
         reasons.append("no de-identification fingerprint recorded by the previous build")
-    if ninety_before is not None and (_ninety_plus(catalog) or set()) != ninety_before:
+    if ninety_before is not None and _published_turned_90(ninety_before, _ninety_plus(catalog) or {}):
         reasons.append("90+ status of a patient changed")
     if not reasons:
         return

@@ -85,8 +85,9 @@ def layer_tables(settings: Settings, layer: str, prefix: str = "") -> list[str]:
     return [f"{layer}.{p.name}" for p in sorted(folder.iterdir()) if p.name.startswith(prefix) and is_delta_table(p)]
 
 
-# settings that change how a step runs, not what it makes: changing them rebuilds nothing
-HOW_NOT_WHAT = ("silver_workers",)
+# settings that change how a step runs or where the lakehouse is, not what it makes: changing them rebuilds nothing
+# (the same root given as a relative path, through LAKEHOUSE_ROOT, or moved to another folder is the same lakehouse)
+HOW_NOT_WHAT = ("silver_workers", "root", "work_dir")
 
 
 def fingerprint(settings: Settings, key: bytes | None, inputs: dict[str, int | None], owned: dict[str, int | None],

@@ -92,6 +92,8 @@ def test_same_seed_same_bytes_different_seed_differs(landing: Path, tmp_path: Pa
     generate(patients=N, seed=SEED + 1, out=other, bad_rate=BAD_RATE, ndjson=True)
     a, b = _tree(landing), _tree(other)
     assert a[MANIFEST_PATH] != b[MANIFEST_PATH]
+    # every generated file differs; the facility time zone is the generator's, the same for every seed
+    assert a.pop(FACILITY_PATH) == b.pop(FACILITY_PATH)
     assert not set(a.values()) & set(b.values())
 
 
